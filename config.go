@@ -1,0 +1,217 @@
+package gfsession
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/gogf/gf/v2/os/gtime"
+	"github.com/gogf/gf/v2/util/gconv"
+)
+
+// decodeConfig fills the struct pointed to by `out` from the config map `m`.
+// Keys match the fields' json tags, ignoring case. A key that matches no
+// field is an error naming `path`.key and listing the valid keys, unless it is
+// one of `extraKeys` (matched the same way): those are returned in `rest` for
+// the caller to handle.
+//
+// Values are converted strictly: time.Duration needs a string with a unit
+// ("24h", "500ms"; gf's "1d" works too) and rejects bare numbers, which gf
+// would read as nanoseconds; [][]byte takes a list of base64 strings (the
+// `cryptoKeys` option); the other kinds go through gconv and must convert
+// without loss.
+func decodeConfig(path string, m map[string]any, out any, extraKeys ...string) (rest map[string]any, err error) {
+	rv := reflect.ValueOf(out).Elem()
+	rt := rv.Type()
+	fields := make(map[string]int, rt.NumField())
+	var valid []string
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		fields[strings.ToLower(name)] = i
+		valid = append(valid, name)
+	}
+	extra := make(map[string]bool, len(extraKeys))
+	for _, k := range extraKeys {
+		extra[strings.ToLower(k)] = true
+	}
+	sort.Strings(valid)
+	for key, value := range m {
+		lower := strings.ToLower(key)
+		i, ok := fields[lower]
+		if !ok {
+			if extra[lower] {
+				if rest == nil {
+					rest = make(map[string]any)
+				}
+				rest[key] = value
+				continue
+			}
+			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+				`%s.%s: unknown key; valid keys: %s`, path, key, strings.Join(append(valid, extraKeys...), ", "))
+		}
+		if err = setField(rv.Field(i), value); err != nil {
+			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, path, key)
+		}
+	}
+	return rest, nil
+}
+
+var (
+	durationType = reflect.TypeOf(time.Duration(0))
+	keysType     = reflect.TypeOf([][]byte(nil))
+)
+
+func setField(f reflect.Value, value any) error {
+	switch f.Type() {
+	case durationType:
+		d, err := parseDuration(value)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+		return nil
+	case keysType:
+		var encoded []string
+		switch v := value.(type) {
+		case string:
+			encoded = []string{v}
+		case []string:
+			encoded = v
+		case []any:
+			for _, item := range v {
+				s, ok := item.(string)
+				if !ok {
+					return gerror.Newf(`want a list of base64 strings, got an item of type %T`, item)
+				}
+				encoded = append(encoded, s)
+			}
+		default:
+			return gerror.Newf(`want a list of base64 strings, got %T`, value)
+		}
+		keys, err := ParseCryptoKeys(encoded)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(keys))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		switch value.(type) {
+		case string, fmt.Stringer:
+		default:
+			return gerror.Newf(`want a string, got %v (%T)`, value, value)
+		}
+		f.SetString(gconv.String(value))
+	case reflect.Bool:
+		switch v := value.(type) {
+		case bool:
+			f.SetBool(v)
+		case string:
+			switch strings.ToLower(v) {
+			case "true", "yes", "on", "1":
+				f.SetBool(true)
+			case "false", "no", "off", "0":
+				f.SetBool(false)
+			default:
+				return gerror.Newf(`want true or false, got %q`, v)
+			}
+		default:
+			return gerror.Newf(`want true or false, got %v (%T)`, value, value)
+		}
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		s := gconv.String(value)
+		i := gconv.Int64(value)
+		if gconv.String(i) != strings.TrimSpace(s) {
+			return gerror.Newf(`want a whole number, got %q`, s)
+		}
+		if i < 0 {
+			return gerror.Newf(`want a number >= 0, got %d`, i)
+		}
+		f.SetInt(i)
+	case reflect.Slice:
+		if f.Type().Elem().Kind() != reflect.String {
+			return gerror.Newf(`unsupported option type %s`, f.Type())
+		}
+		var list []string
+		switch v := value.(type) {
+		case string:
+			list = []string{v}
+		case []string:
+			list = v
+		case []any:
+			for _, item := range v {
+				s, ok := item.(string)
+				if !ok {
+					return gerror.Newf(`want a list of strings, got an item of type %T`, item)
+				}
+				list = append(list, s)
+			}
+		default:
+			return gerror.Newf(`want a list of strings, got %T`, value)
+		}
+		f.Set(reflect.ValueOf(list))
+	default:
+		return gerror.Newf(`unsupported option type %s`, f.Type())
+	}
+	return nil
+}
+
+// parseDuration reads a duration option: a string with a unit, or a
+// time.Duration from code. A bare number is refused: gf would read 86400 as
+// 86.4µs, which is never what was meant.
+func parseDuration(value any) (time.Duration, error) {
+	switch v := value.(type) {
+	case time.Duration:
+		return v, nil
+	case string:
+		s := strings.TrimSpace(v)
+		if s == "0" {
+			return 0, nil
+		}
+		if isNumber(s) {
+			return 0, gerror.Newf(`%q has no unit; write it with one, e.g. "%ss" or "24h"`, s, s)
+		}
+		d, err := gtime.ParseDuration(s)
+		if err != nil {
+			return 0, gerror.Newf(`%q is not a duration; write it like "30m", "24h" or "500ms"`, s)
+		}
+		if d < 0 {
+			return 0, gerror.Newf(`%q is negative`, s)
+		}
+		return d, nil
+	}
+	s := gconv.String(value)
+	if isNumber(s) {
+		if s == "0" {
+			return 0, nil
+		}
+		return 0, gerror.Newf(`%s has no unit; write it as a string with one, e.g. "%ss" or "24h"`, s, s)
+	}
+	return 0, gerror.Newf(`want a duration like "24h", got %v (%T)`, value, value)
+}
+
+func isNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	dot := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+		case c == '.' && !dot:
+			dot = true
+		case (c == '-' || c == '+') && i == 0 && len(s) > 1:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,235 @@
+package gfsession
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/gogf/gf/v2/crypto/gaes"
+	"github.com/gogf/gf/v2/frame/g"
+	"github.com/gogf/gf/v2/os/gsession"
+)
+
+// The stored form of a session (see DESIGN.md, "Data format"):
+//
+//	0xF5 'G' 'S'   magic (0xF5 never starts valid UTF-8 or JSON)
+//	version        1 byte, currently 1
+//	flags          1 byte: low 4 bits codec id, 0x10 sealed
+//	created-at     8 bytes, big-endian Unix milliseconds
+//	payload        codec bytes, or, when sealed, key id + nonce + AES-256-GCM
+//	               ciphertext authenticated with the 13 header bytes and the
+//	               session id (a blob copied to another id does not open)
+//
+// A single value (one field of a Redis hash) is stored as
+//
+//	0xF5 flags payload
+//
+// sealed with the session id and the key name as additional data.
+const (
+	magic0          = 0xF5
+	envelopeVersion = 1
+	headerSize      = 13
+	flagSealed      = 0x10
+	flagCodecMask   = 0x0F
+)
+
+// envelope encodes and decodes stored sessions for every backend: codec,
+// optional sealing, creation time and the legacy formats of gf's built-ins.
+type envelope struct {
+	codec valueCodec
+	keys  *keyRing
+}
+
+func newEnvelope(codecName string, cryptoKeys [][]byte) (*envelope, error) {
+	codec, err := codecByName(codecName)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := newKeyRing(cryptoKeys)
+	if err != nil {
+		return nil, err
+	}
+	return &envelope{codec: codec, keys: keys}, nil
+}
+
+func (e *envelope) flags() byte {
+	f := e.codec.id()
+	if e.keys != nil {
+		f |= flagSealed
+	}
+	return f
+}
+
+// encodeSession returns the stored form of session `id` with `data`, created
+// at `created`.
+func (e *envelope) encodeSession(id string, created time.Time, data map[string]any) ([]byte, error) {
+	buf := make([]byte, headerSize, headerSize+64+16*len(data))
+	buf[0], buf[1], buf[2], buf[3], buf[4] = magic0, 'G', 'S', envelopeVersion, e.flags()
+	binary.BigEndian.PutUint64(buf[5:], uint64(created.UnixMilli()))
+	if e.keys == nil {
+		return e.codec.encode(buf, data)
+	}
+	plain, err := e.codec.encode(nil, data)
+	if err != nil {
+		return nil, err
+	}
+	aad := append(buf[:headerSize:headerSize], id...)
+	return e.keys.seal(buf, plain, aad), nil
+}
+
+// decodeSession decodes what encodeSession wrote, and gf's legacy formats: a
+// JSON object (gf's StorageRedis) and 8 bytes little-endian milliseconds
+// followed by JSON, plain or AES-CBC with gf's default key (gf's
+// StorageFile). For a legacy blob `created` is the zero time.
+func (e *envelope) decodeSession(id string, b []byte) (data map[string]any, created time.Time, err error) {
+	if len(b) >= headerSize && b[0] == magic0 && b[1] == 'G' && b[2] == 'S' {
+		data, created, err = e.decodeCurrent(id, b)
+		if err == nil {
+			return data, created, nil
+		}
+		// 1 in 2^24 legacy file blobs starts with these bytes by chance.
+		if legacy, lerr := decodeLegacy(b); lerr == nil {
+			return legacy, time.Time{}, nil
+		}
+		return nil, time.Time{}, err
+	}
+	data, err = decodeLegacy(b)
+	return data, time.Time{}, err
+}
+
+func (e *envelope) decodeCurrent(id string, b []byte) (map[string]any, time.Time, error) {
+	if b[3] != envelopeVersion {
+		return nil, time.Time{}, errCorrupt("unknown envelope version")
+	}
+	flags := b[4]
+	codec := codecById(flags & flagCodecMask)
+	if codec == nil || flags&^(flagCodecMask|flagSealed) != 0 {
+		return nil, time.Time{}, errCorrupt("unknown envelope flags")
+	}
+	created := time.UnixMilli(int64(binary.BigEndian.Uint64(b[5:headerSize])))
+	payload := b[headerSize:]
+	if flags&flagSealed != 0 {
+		if e.keys == nil {
+			return nil, time.Time{}, errCorrupt("session is sealed but no cryptoKeys are configured")
+		}
+		aad := make([]byte, 0, headerSize+len(id))
+		aad = append(append(aad, b[:headerSize]...), id...)
+		var err error
+		if payload, err = e.keys.open(payload, aad); err != nil {
+			return nil, time.Time{}, err
+		}
+	} else if e.keys != nil {
+		return nil, time.Time{}, errCorrupt("session is not sealed but cryptoKeys are configured")
+	}
+	v, err := codec.decode(payload)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, time.Time{}, errCorrupt("session is not a map")
+	}
+	return m, created, nil
+}
+
+// decodeLegacy reads the formats gf's own storages write.
+func decodeLegacy(b []byte) (map[string]any, error) {
+	if len(b) > 0 && b[0] == '{' {
+		if m, err := decodeJSONObject(b); err == nil {
+			return m, nil
+		}
+	}
+	if len(b) > 8 {
+		body := b[8:]
+		if body[0] == '{' {
+			return decodeJSONObject(body)
+		}
+		if len(body)%16 == 0 {
+			if plain, err := gaes.Decrypt(body, gsession.DefaultStorageFileCryptoKey); err == nil && len(plain) > 0 && plain[0] == '{' {
+				return decodeJSONObject(plain)
+			}
+		}
+	}
+	return nil, errCorrupt("unknown format")
+}
+
+func decodeJSONObject(b []byte) (map[string]any, error) {
+	v, err := decodeJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errCorrupt("JSON session is not an object")
+	}
+	return m, nil
+}
+
+// encodeValue returns the stored form of one value `v` under `key` of session
+// `id` (a Redis hash field).
+func (e *envelope) encodeValue(id, key string, v any) ([]byte, error) {
+	buf := []byte{magic0, e.flags()}
+	if e.keys == nil {
+		return e.codec.encode(buf, v)
+	}
+	plain, err := e.codec.encode(nil, v)
+	if err != nil {
+		return nil, err
+	}
+	return e.keys.seal(buf, plain, valueAAD(buf, id, key)), nil
+}
+
+// decodeValue decodes what encodeValue wrote. Anything else is a legacy
+// field written by gf's StorageRedisHashTable and comes back as a string.
+func (e *envelope) decodeValue(id, key string, b []byte) (any, error) {
+	if len(b) < 2 || b[0] != magic0 {
+		return string(b), nil
+	}
+	flags := b[1]
+	codec := codecById(flags & flagCodecMask)
+	if codec == nil || flags&^(flagCodecMask|flagSealed) != 0 {
+		return nil, errCorrupt("unknown value flags")
+	}
+	payload := b[2:]
+	if flags&flagSealed != 0 {
+		if e.keys == nil {
+			return nil, errCorrupt("value is sealed but no cryptoKeys are configured")
+		}
+		var err error
+		if payload, err = e.keys.open(payload, valueAAD(b[:2], id, key)); err != nil {
+			return nil, err
+		}
+	} else if e.keys != nil {
+		return nil, errCorrupt("value is not sealed but cryptoKeys are configured")
+	}
+	return codec.decode(payload)
+}
+
+func valueAAD(head []byte, id, key string) []byte {
+	aad := make([]byte, 0, len(head)+len(id)+1+len(key))
+	aad = append(aad, head...)
+	aad = append(aad, id...)
+	aad = append(aad, 0)
+	return append(aad, key...)
+}
+
+// lifetimeLeft returns how long a session created at `created` may still
+// live under the absolute cap `maxLifetime` (0: no cap, returns `ttl`), capped
+// at `ttl`. A result <= 0 means the session is over.
+func lifetimeLeft(created time.Time, maxLifetime, ttl time.Duration, now time.Time) time.Duration {
+	if maxLifetime <= 0 || created.IsZero() {
+		return ttl
+	}
+	left := created.Add(maxLifetime).Sub(now)
+	if left < ttl {
+		return left
+	}
+	return ttl
+}
+
+// logDropped logs, through gf's default logger, a stored session that reads
+// as "no session" because it is corrupt, sealed with an unknown key or
+// otherwise unreadable.
+func logDropped(ctx context.Context, backend, id string, err error) {
+	g.Log().Warningf(ctx, `gfsession: %s: session %q reads as no session: %v`, backend, id, err)
+}

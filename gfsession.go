@@ -1,0 +1,26 @@
+// Package gfsession provides production-grade session storages for GoFrame
+// (gf v2): memory, file, Redis key-value and Redis hash, each implementing
+// gf's gsession.Storage, and registers them by name so that a gf server
+// picks one from its configuration file.
+//
+// With the package blank-imported,
+//
+//	import _ "github.com/goframe-contrib/gfsession"
+//
+// the `server.sessionStorage` node of gf's configuration chooses the storage:
+//
+//	server:
+//	  sessionMaxAge: "24h"
+//	  sessionStorage:
+//	    type: "redis"
+//	    redis: "default"
+//
+// Storages can also be built in code and set with ghttp's
+// Server.SetSessionStorage. Custom storages register with Register and can
+// check themselves against the package storagetest.
+package gfsession
+
+import (
+	// The Redis adapter for gredis/g.Redis(), which the Redis storages use.
+	_ "github.com/gogf/gf/contrib/nosql/redis/v2"
+)

@@ -1,0 +1,562 @@
+// Package storagetest is the conformance suite for gf session storages
+// (gsession.Storage). Every storage of gfsession passes it, and anyone writing
+// a custom storage can run it on theirs:
+//
+//	func TestMyStorage(t *testing.T) {
+//		storagetest.Run(t, func(t *testing.T) gsession.Storage {
+//			s := NewMyStorage(...)
+//			t.Cleanup(func() { s.Close(context.Background()) })
+//			return s
+//		})
+//	}
+//
+// The suite drives the storage through gsession.Manager and Session, the way
+// ghttp does, and checks the contract written in gfsession's DESIGN.md:
+// value round trips, sliding expiry down to 100 ms TTLs, request isolation,
+// Remove/RemoveAll/RegenerateId, hostile session ids and, with the options,
+// absolute lifetimes, per-key merging of concurrent writes, corrupt stored
+// data and key rotation.
+//
+// `newStorage` is called once per subtest. Storages from one Run may share a
+// backend (a Redis, a folder): the suite only uses fresh random session ids.
+// Subtests run in parallel.
+package storagetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Option turns on checks that need more than a storage.
+type Option func(*options)
+
+type options struct {
+	mergesKeys      bool
+	newWithLifetime func(t *testing.T, maxLifetime time.Duration) gsession.Storage
+	corrupt         func(t *testing.T, s gsession.Storage, sessionId string, data []byte)
+	newWithKeys     func(t *testing.T, keys [][]byte) gsession.Storage
+}
+
+// MergesKeys declares that the storage merges concurrent writes per key: N
+// requests of one session that each set a different key all survive. Without
+// it the suite only checks that concurrent writers leave a readable session
+// holding one writer's data (last writer wins).
+func MergesKeys() Option {
+	return func(o *options) { o.mergesKeys = true }
+}
+
+// WithMaxLifetime gives a constructor for the storage with an absolute
+// session lifetime; the suite then checks that an active session ends when it
+// runs out.
+func WithMaxLifetime(newStorage func(t *testing.T, maxLifetime time.Duration) gsession.Storage) Option {
+	return func(o *options) { o.newWithLifetime = newStorage }
+}
+
+// WithCorrupter gives a function that stores `data` directly in the backend
+// as the stored form of session `sessionId` of storage `s` (for a hash-based
+// storage: as the value of one field). The suite then checks that corrupt
+// data reads as "no session", without an error, and can be overwritten.
+func WithCorrupter(corrupt func(t *testing.T, s gsession.Storage, sessionId string, data []byte)) Option {
+	return func(o *options) { o.corrupt = corrupt }
+}
+
+// WithCryptoKeys gives a constructor for the storage sealing with `keys`
+// (32 bytes each; the first seals, all open). Storages it returns within one
+// test must share their backend. The suite then checks key rotation and that
+// a session sealed with an unknown key reads as "no session".
+func WithCryptoKeys(newStorage func(t *testing.T, keys [][]byte) gsession.Storage) Option {
+	return func(o *options) { o.newWithKeys = newStorage }
+}
+
+// Run runs the conformance suite on the storages `newStorage` returns.
+func Run(t *testing.T, newStorage func(t *testing.T) gsession.Storage, opts ...Option) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *options)
+	}{
+		{"NewId", testNewId},
+		{"RoundTrip", testRoundTrip},
+		{"Struct", testStruct},
+		{"MissingSession", testMissingSession},
+		{"SlidingExpiry", testSlidingExpiry},
+		{"SubSecondTTL", testSubSecondTTL},
+		{"MaxLifetime", testMaxLifetime},
+		{"Isolation", testIsolation},
+		{"ConcurrentWriters", testConcurrentWriters},
+		{"Remove", testRemove},
+		{"RemoveAll", testRemoveAll},
+		{"RegenerateId", testRegenerateId},
+		{"HostileIds", testHostileIds},
+		{"CorruptData", testCorruptData},
+		{"CryptoKeys", testCryptoKeys},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, newStorage, &o)
+		})
+	}
+}
+
+// NewId returns a fresh random session id for tests.
+func NewId() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "st" + hex.EncodeToString(b[:])
+}
+
+// request runs `fn` as one request of session `id` on `m` and closes the
+// session as ghttp does at the end of a request.
+func request(t *testing.T, m *gsession.Manager, id string, fn func(s *gsession.Session)) {
+	t.Helper()
+	s := m.New(context.Background(), id)
+	fn(s)
+	require.NoError(t, s.Close())
+}
+
+func write(t *testing.T, m *gsession.Manager, id string, kv map[string]any) {
+	t.Helper()
+	request(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(kv)) })
+}
+
+func readAll(t *testing.T, m *gsession.Manager, id string) map[string]any {
+	t.Helper()
+	var data map[string]any
+	request(t, m, id, func(s *gsession.Session) {
+		var err error
+		data, err = s.Data()
+		require.NoError(t, err)
+	})
+	return data
+}
+
+func exists(t *testing.T, st gsession.Storage, id string, ttl time.Duration) bool {
+	t.Helper()
+	data, err := st.GetSession(context.Background(), id, ttl)
+	require.NoError(t, err)
+	return data != nil && data.Size() > 0
+}
+
+func testNewId(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	st := newStorage(t)
+	seen := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		id, err := st.New(context.Background(), time.Minute)
+		if err != nil {
+			require.ErrorIs(t, err, gsession.ErrorDisabled, "New returns an id or ErrorDisabled")
+			return
+		}
+		require.NotEmpty(t, id)
+		require.False(t, seen[id], "New returned %q twice", id)
+		seen[id] = true
+		for _, c := range id {
+			require.True(t, c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'),
+				"id %q is not cookie- and path-safe", id)
+		}
+	}
+}
+
+// values is what RoundTrip stores: every type with its expected read-back.
+func values() map[string]any {
+	ist := time.FixedZone("IST", 5*3600+1800)
+	return map[string]any{
+		"string":    "héllo, 世界",
+		"empty":     "",
+		"true":      true,
+		"false":     false,
+		"int":       int(math.MinInt64),
+		"int8":      int8(math.MinInt8),
+		"int16":     int16(math.MaxInt16),
+		"int32":     int32(math.MinInt32),
+		"int64":     int64(math.MaxInt64),
+		"uint":      uint(math.MaxUint64),
+		"uint8":     uint8(math.MaxUint8),
+		"uint16":    uint16(math.MaxUint16),
+		"uint32":    uint32(math.MaxUint32),
+		"uint64":    uint64(math.MaxUint64),
+		"float64":   0.1 + 0.2,
+		"bytes":     []byte{0, 1, 2, 0xff, 0xfe, '"', '\\'},
+		"timeUTC":   time.Date(2026, 11, 21, 12, 30, 45, 123456789, time.UTC),
+		"timeIST":   time.Date(2026, 1, 2, 3, 4, 5, 6, ist),
+		"nestedMap": map[string]any{"a": int64(1), "b": []any{"x", int64(2), map[string]any{"c": true}}},
+		"list":      []any{int64(1), "two", 3.5, nil},
+		"nil":       nil,
+	}
+}
+
+func testRoundTrip(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	m := gsession.New(time.Minute, newStorage(t))
+	id := NewId()
+	want := values()
+	write(t, m, id, want)
+	request(t, m, id, func(s *gsession.Session) {
+		for k, w := range want {
+			v, err := s.Get(k)
+			require.NoError(t, err)
+			if w == nil {
+				assert.True(t, v == nil || v.IsNil(), "%s: want nil, got %v", k, v)
+				continue
+			}
+			require.NotNil(t, v, "%s: missing", k)
+			got := v.Val()
+			if wt, ok := w.(time.Time); ok {
+				gt, ok := got.(time.Time)
+				require.True(t, ok, "%s: want time.Time, got %T", k, got)
+				assert.True(t, wt.Equal(gt), "%s: instant %v != %v", k, gt, wt)
+				_, wo := wt.Zone()
+				_, gOff := gt.Zone()
+				assert.Equal(t, wo, gOff, "%s: offset", k)
+				continue
+			}
+			assert.Equal(t, w, got, "%s", k)
+			assert.IsType(t, w, got, "%s", k)
+		}
+	})
+}
+
+// Profile is a struct value for the Struct test.
+type Profile struct {
+	Name    string    `json:"name"`
+	Age     int       `json:"age"`
+	Roles   []string  `json:"roles"`
+	Balance int64     `json:"balance"`
+	Since   time.Time `json:"since"`
+}
+
+func testStruct(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	m := gsession.New(time.Minute, newStorage(t))
+	id := NewId()
+	want := Profile{Name: "ann", Age: 42, Roles: []string{"admin", "dev"}, Balance: math.MaxInt64,
+		Since: time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)}
+	write(t, m, id, map[string]any{"profile": want, "ptr": &want})
+	request(t, m, id, func(s *gsession.Session) {
+		for _, k := range []string{"profile", "ptr"} {
+			v, err := s.Get(k)
+			require.NoError(t, err)
+			require.NotNil(t, v)
+			var got Profile
+			require.NoError(t, v.Scan(&got), k)
+			assert.Equal(t, want.Name, got.Name, k)
+			assert.Equal(t, want.Age, got.Age, k)
+			assert.Equal(t, want.Roles, got.Roles, k)
+			assert.Equal(t, want.Balance, got.Balance, k)
+			assert.True(t, want.Since.Equal(got.Since), "%s: %v != %v", k, got.Since, want.Since)
+		}
+	})
+}
+
+func testMissingSession(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	st := newStorage(t)
+	m := gsession.New(time.Minute, st)
+	id := NewId()
+	data, err := st.GetSession(context.Background(), id, time.Minute)
+	require.NoError(t, err)
+	assert.True(t, data == nil || data.Size() == 0, "missing session must read as nil or empty")
+	request(t, m, id, func(s *gsession.Session) {
+		v, err := s.Get("k")
+		require.NoError(t, err)
+		assert.True(t, v == nil || v.IsNil())
+	})
+	require.NoError(t, st.RemoveAll(context.Background(), id), "RemoveAll of a missing session")
+	err = st.UpdateTTL(context.Background(), id, time.Minute)
+	assert.True(t, err == nil || isDisabled(err), "UpdateTTL of a missing session: %v", err)
+	assert.False(t, exists(t, st, id, time.Minute), "UpdateTTL must not create a session")
+}
+
+func isDisabled(err error) bool {
+	return err != nil && strings.Contains(err.Error(), gsession.ErrorDisabled.Error())
+}
+
+func testSlidingExpiry(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	const ttl = 400 * time.Millisecond
+	st := newStorage(t)
+	m := gsession.New(ttl, st)
+	id := NewId()
+	write(t, m, id, map[string]any{"user": "ann"})
+	// Read, never write, every ttl/4 for 3 TTLs: the session must stay.
+	for deadline := time.Now().Add(3 * ttl); time.Now().Before(deadline); {
+		request(t, m, id, func(s *gsession.Session) {
+			v, err := s.Get("user")
+			require.NoError(t, err)
+			require.NotNil(t, v, "session expired although it was read every %v with a TTL of %v", ttl/4, ttl)
+			require.Equal(t, "ann", v.String())
+		})
+		time.Sleep(ttl / 4)
+	}
+	// Left idle, it must go.
+	require.Eventually(t, func() bool { return !exists(t, st, id, ttl) }, 10*ttl, ttl/10,
+		"session still there after being idle for longer than its TTL")
+	assert.Empty(t, readAll(t, m, id))
+}
+
+func testSubSecondTTL(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	const ttl = 100 * time.Millisecond
+	st := newStorage(t)
+	m := gsession.New(ttl, st)
+	id := NewId()
+	write(t, m, id, map[string]any{"k": "v"})
+	request(t, m, id, func(s *gsession.Session) {
+		_, err := s.Get("k")
+		require.NoError(t, err)
+	})
+	require.Eventually(t, func() bool { return !exists(t, st, id, ttl) }, 20*ttl, ttl/5)
+}
+
+func testMaxLifetime(t *testing.T, _ func(t *testing.T) gsession.Storage, o *options) {
+	if o.newWithLifetime == nil {
+		t.Log("no WithMaxLifetime option: absolute lifetime not checked")
+		return
+	}
+	const lifetime = 800 * time.Millisecond
+	st := o.newWithLifetime(t, lifetime)
+	m := gsession.New(time.Minute, st)
+	id := NewId()
+	start := time.Now()
+	write(t, m, id, map[string]any{"user": "ann"})
+	var gone time.Duration
+	for time.Since(start) < 20*lifetime {
+		data := readAll(t, m, id)
+		if len(data) == 0 {
+			gone = time.Since(start)
+			break
+		}
+		// Keep it active with writes too: they must not extend the cap.
+		write(t, m, id, map[string]any{"tick": time.Now().UnixNano()})
+		time.Sleep(lifetime / 10)
+	}
+	require.NotZero(t, gone, "an active session outlived maxLifetime")
+	assert.GreaterOrEqual(t, gone, lifetime/2, "session ended long before maxLifetime")
+}
+
+func testIsolation(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	m := gsession.New(time.Minute, newStorage(t))
+	id := NewId()
+	write(t, m, id, map[string]any{"a": "1"})
+	ctx := context.Background()
+	writer := m.New(ctx, id)
+	require.NoError(t, writer.Set("a", "2"))
+	require.NoError(t, writer.Set("b", "new"))
+	// A concurrent request of the same session must not see the open request's writes.
+	request(t, m, id, func(s *gsession.Session) {
+		assert.Equal(t, "1", s.MustGet("a").String())
+		assert.True(t, s.MustGet("b").IsNil())
+	})
+	require.NoError(t, writer.Close())
+	request(t, m, id, func(s *gsession.Session) {
+		assert.Equal(t, "2", s.MustGet("a").String())
+		assert.Equal(t, "new", s.MustGet("b").String())
+	})
+}
+
+func testConcurrentWriters(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *options) {
+	const n = 50
+	m := gsession.New(time.Minute, newStorage(t))
+	id := NewId()
+	write(t, m, id, map[string]any{"base": "x"})
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  = make(chan error, n)
+	)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s := m.New(context.Background(), id)
+			<-start
+			if _, err := s.Get("base"); err != nil {
+				errs <- err
+				return
+			}
+			if err := s.Set(fmt.Sprintf("k%02d", i), i); err != nil {
+				errs <- err
+				return
+			}
+			errs <- s.Close()
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	data := readAll(t, m, id)
+	assert.Equal(t, "x", fmt.Sprint(data["base"]), "a key no writer touched was lost")
+	found := 0
+	for i := 0; i < n; i++ {
+		if _, ok := data[fmt.Sprintf("k%02d", i)]; ok {
+			found++
+		}
+	}
+	if o.mergesKeys {
+		assert.Equal(t, n, found, "lost updates: %d of %d concurrent writes of different keys survive", found, n)
+	} else {
+		assert.GreaterOrEqual(t, found, 1, "last writer wins, but no writer's key survived")
+	}
+}
+
+func testRemove(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	m := gsession.New(time.Minute, newStorage(t))
+	id := NewId()
+	write(t, m, id, map[string]any{"a": "1", "b": "2", "c": "3"})
+	request(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Remove("a", "b")) })
+	assert.Equal(t, map[string]any{"c": "3"}, readAll(t, m, id))
+}
+
+func testRemoveAll(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	st := newStorage(t)
+	m := gsession.New(time.Minute, st)
+	id := NewId()
+	write(t, m, id, map[string]any{"user": "ann"})
+	request(t, m, id, func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) })
+	assert.False(t, exists(t, st, id, time.Minute), "session still stored after RemoveAll")
+	assert.Empty(t, readAll(t, m, id))
+	// Direct storage call, as admin code would make it.
+	id2 := NewId()
+	write(t, m, id2, map[string]any{"user": "bob"})
+	require.NoError(t, st.RemoveAll(context.Background(), id2))
+	assert.False(t, exists(t, st, id2, time.Minute))
+}
+
+func testRegenerateId(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	st := newStorage(t)
+	m := gsession.New(time.Minute, st)
+	for _, deleteOld := range []bool{true, false} {
+		old := NewId()
+		write(t, m, old, map[string]any{"user": "ann", "n": int64(7)})
+		var newId string
+		request(t, m, old, func(s *gsession.Session) {
+			require.Equal(t, "ann", s.MustGet("user").String())
+			var err error
+			newId, err = s.RegenerateId(deleteOld)
+			require.NoError(t, err)
+			require.NoError(t, s.Set("after", true))
+		})
+		require.NotEqual(t, old, newId)
+		data := readAll(t, m, newId)
+		assert.Equal(t, "ann", fmt.Sprint(data["user"]), "deleteOld=%v: data did not move to the new id", deleteOld)
+		assert.EqualValues(t, 7, data["n"])
+		assert.Equal(t, true, data["after"])
+		assert.Equal(t, !deleteOld, exists(t, st, old, time.Minute), "deleteOld=%v: old id", deleteOld)
+	}
+}
+
+// HostileIds are session ids a client may send to escape a storage's
+// namespace or break it. Every storage must read them as "no session" and
+// refuse to write them.
+var HostileIds = []string{
+	"", " ", ".", "..", "../x", "../../etc/passwd", "a/b", `a\b`, "/abs", "x\x00y", "\x00",
+	strings.Repeat("a", 10*1024), "*", "a*", "?", "[a-z]", "{tag}x", "{a}{b}", "a b", "é",
+	"a\r\nb", "%2e%2e%2f", "a:b", "a;b", "a,b", "a'b", `a"b`, "$(id)",
+}
+
+func testHostileIds(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
+	st := newStorage(t)
+	m := gsession.New(time.Minute, st)
+	ctx := context.Background()
+	for _, id := range HostileIds {
+		name := fmt.Sprintf("%.20q", id)
+		data, err := st.GetSession(ctx, id, time.Minute)
+		assert.NoError(t, err, name)
+		assert.True(t, data == nil || data.Size() == 0, "%s: hostile id read as a session", name)
+		if id != "" {
+			err = st.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), time.Minute)
+			assert.Error(t, err, "%s: SetSession accepted a hostile id", name)
+		}
+		assert.NotPanics(t, func() {
+			_ = st.RemoveAll(ctx, id)
+			_ = st.UpdateTTL(ctx, id, time.Minute)
+		}, name)
+		data, err = st.GetSession(ctx, id, time.Minute)
+		assert.NoError(t, err, name)
+		assert.True(t, data == nil || data.Size() == 0, "%s: hostile id was stored", name)
+		assert.NotPanics(t, func() {
+			s := m.New(ctx, id)
+			_, _ = s.Get("k")
+			_ = s.Close()
+		}, name)
+	}
+}
+
+func testCorruptData(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *options) {
+	if o.corrupt == nil {
+		t.Log("no WithCorrupter option: corrupt data not checked")
+		return
+	}
+	st := newStorage(t)
+	m := gsession.New(time.Minute, st)
+	random := make([]byte, 300)
+	_, _ = rand.Read(random)
+	cases := map[string][]byte{
+		"garbage":       []byte("this is not a session"),
+		"random":        random,
+		"magic only":    {0xF5, 'G', 'S'},
+		"header only":   {0xF5, 'G', 'S', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+		"bad version":   {0xF5, 'G', 'S', 99, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"truncated map": {0xF5, 'G', 'S', 1, 1, 0, 0, 1, 0x90, 0, 0, 0, 0, 19, 200},
+		"bad json":      []byte(`{"a":`),
+		"json array":    []byte(`[1,2,3]`),
+		"value marker":  {0xF5, 0x01, 0xFF},
+	}
+	for name, blob := range cases {
+		id := NewId()
+		o.corrupt(t, st, id, blob)
+		data, err := st.GetSession(context.Background(), id, time.Minute)
+		require.NoError(t, err, "%s: corrupt data must read as no session, not fail the request", name)
+		if data != nil {
+			for k, v := range data.Map() {
+				if k == "value" || k == "corrupt" {
+					continue // a hash storage may drop only the corrupt field
+				}
+				t.Logf("%s: read %q=%v", name, k, v)
+			}
+		}
+		// The session is recoverable: a new write replaces the corrupt one.
+		write(t, m, id, map[string]any{"fresh": "yes"})
+		assert.Equal(t, "yes", fmt.Sprint(readAll(t, m, id)["fresh"]), name)
+	}
+}
+
+func testCryptoKeys(t *testing.T, _ func(t *testing.T) gsession.Storage, o *options) {
+	if o.newWithKeys == nil {
+		t.Log("no WithCryptoKeys option: sealing not checked")
+		return
+	}
+	key := func() []byte {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return b
+	}
+	oldKey, newKey, otherKey := key(), key(), key()
+	id := NewId()
+	write(t, gsession.New(time.Minute, o.newWithKeys(t, [][]byte{oldKey})), id, map[string]any{"user": "ann"})
+
+	// Rotation: the new key seals, the old one still opens.
+	rotated := gsession.New(time.Minute, o.newWithKeys(t, [][]byte{newKey, oldKey}))
+	assert.Equal(t, "ann", fmt.Sprint(readAll(t, rotated, id)["user"]), "a session sealed with a rotated-out key must still open")
+	write(t, rotated, id, map[string]any{"user": "ann2"})
+	assert.Equal(t, "ann2", fmt.Sprint(readAll(t, gsession.New(time.Minute, o.newWithKeys(t, [][]byte{newKey})), id)["user"]))
+
+	// A storage without the sealing key reads no session and no error.
+	st := o.newWithKeys(t, [][]byte{otherKey})
+	data, err := st.GetSession(context.Background(), id, time.Minute)
+	require.NoError(t, err)
+	assert.True(t, data == nil || data.Size() == 0, "a session sealed with an unknown key must read as no session")
+}
