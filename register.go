@@ -184,7 +184,3 @@ func convertServerConfig(from any, to reflect.Value) error {
 	to.Interface().(*ghttp.ServerConfig).SessionStorage = storage
 	return nil
 }
-
-func init() {
-	Register(TypeMemory, newStorageMemoryFromConfig)
-}

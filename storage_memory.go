@@ -95,6 +95,10 @@ func NewStorageMemory(config ...MemoryConfig) *StorageMemory {
 	return s
 }
 
+func init() {
+	Register(TypeMemory, newStorageMemoryFromConfig)
+}
+
 func newStorageMemoryFromConfig(_ context.Context, m map[string]any) (gsession.Storage, error) {
 	var config MemoryConfig
 	if _, err := decodeConfig(configPath, m, &config); err != nil {

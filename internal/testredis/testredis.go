@@ -9,7 +9,9 @@
 //
 // # Requirements
 //
-// redis-server and redis-cli (Redis 6.2 or newer; CI uses 7) must be on PATH.
+// redis-server and redis-cli must be on PATH. The helpers use nothing newer
+// than Redis 6.0 (tested with 7.0)
+// and CI uses what the distribution ships.
 // When they are missing the test is skipped with a hint to run
 // ./hack/test.sh (which installs them), or fails when the environment
 // variable CI is "true": in CI a missing backend is a failure, never a skip.
@@ -582,8 +584,7 @@ func StartSentinel(t testing.TB, sentinels int) *Sentinel {
 		t.Fatalf("testredis: replica %s never synced with master %s: %v\n--- replica log ---\n%s", se.Replica.Addr, se.Master.Addr, err, se.Replica.LogTail())
 	}
 
-	conf := fmt.Sprintf(`sentinel resolve-hostnames no
-sentinel monitor %[1]s 127.0.0.1 %[2]d 1
+	conf := fmt.Sprintf(`sentinel monitor %[1]s 127.0.0.1 %[2]d 1
 sentinel down-after-milliseconds %[1]s 500
 sentinel failover-timeout %[1]s 2000
 sentinel parallel-syncs %[1]s 1
@@ -623,7 +624,8 @@ sentinel parallel-syncs %[1]s 1
 	for _, s := range se.Sentinels {
 		var last string
 		err := poll(ReadyTimeout, func() (bool, error) {
-			replicas, err := s.Do("SENTINEL", "REPLICAS", se.MasterName)
+			// SLAVES, not REPLICAS (6.2+), so that Redis 6.0 works too.
+			replicas, err := s.Do("SENTINEL", "SLAVES", se.MasterName)
 			if err != nil {
 				last = err.Error()
 				return false, nil
