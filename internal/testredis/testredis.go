@@ -10,8 +10,7 @@
 // # Requirements
 //
 // redis-server and redis-cli must be on PATH. The helpers use nothing newer
-// than Redis 6.0 (tested with 7.0)
-// and CI uses what the distribution ships.
+// than Redis 6.0 (tested with 7.0); CI uses what the distribution ships.
 // When they are missing the test is skipped with a hint to run
 // ./hack/test.sh (which installs them), or fails when the environment
 // variable CI is "true": in CI a missing backend is a failure, never a skip.
