@@ -165,9 +165,9 @@ func convertServerConfig(from any, to reflect.Value) error {
 		}
 	}
 	if key, value := gutil.MapPossibleItemByKey(m, "SessionMaxAge"); key != "" {
-		if d := gconv.Duration(value); d > 0 && d < time.Second {
+		if d := gconv.Duration(value); d > 0 && d < time.Second && isNumber(gconv.String(value)) {
 			g.Log().Warningf(ctx,
-				`gfsession: server.%s is %v, which gf reads as %v: sessions expire almost at once; write it with a unit, e.g. "24h"`,
+				`gfsession: server.%s is %v with no unit, which gf reads as %v (nanoseconds): sessions expire almost at once; write it with a unit, e.g. "24h"`,
 				key, value, d)
 		}
 	}
@@ -179,8 +179,21 @@ func convertServerConfig(from any, to reflect.Value) error {
 	}
 	storage, err := newFromConfigValue(ctx, storageNode)
 	if err != nil {
-		return err
+		raise(err)
 	}
 	to.Interface().(*ghttp.ServerConfig).SessionStorage = storage
 	return nil
+}
+
+// raise makes a config error reach the caller of gconv.Struct. gf converts
+// configs with ContinueOnError, which drops an error returned by a custom
+// converter and goes on to fail with an unrelated reflection error ("string
+// cannot be converted to gsession.Storage"). A panic with an error that
+// carries a stack is recovered by gconv's Struct and returned as its error,
+// so the user sees ours, naming the key. TestServerConfigHook checks this.
+func raise(err error) {
+	if !gerror.HasStack(err) {
+		err = gerror.WrapCode(gerror.Code(err), err, "")
+	}
+	panic(err)
 }
