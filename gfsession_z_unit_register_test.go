@@ -115,9 +115,13 @@ func TestServerConfigHook(t *testing.T) {
 				assert.Equal(t, "gfsessionid", c.SessionIdName, "defaults stay")
 			}, nil},
 		{"map form", map[string]any{"SessionStorage": map[string]any{"type": "memory", "maxSessions": 3}},
-			func(t *testing.T, c ghttp.ServerConfig) { assert.IsType(t, &gfsession.StorageMemory{}, c.SessionStorage) }, nil},
+			func(t *testing.T, c ghttp.ServerConfig) {
+				assert.IsType(t, &gfsession.StorageMemory{}, c.SessionStorage)
+			}, nil},
 		{"snake case key", map[string]any{"session_storage": "memory"},
-			func(t *testing.T, c ghttp.ServerConfig) { assert.IsType(t, &gfsession.StorageMemory{}, c.SessionStorage) }, nil},
+			func(t *testing.T, c ghttp.ServerConfig) {
+				assert.IsType(t, &gfsession.StorageMemory{}, c.SessionStorage)
+			}, nil},
 		{"storage value passes through", map[string]any{"sessionStorage": ready},
 			func(t *testing.T, c ghttp.ServerConfig) { assert.Same(t, ready, c.SessionStorage) }, nil},
 		{"no storage key", map[string]any{"sessionIdName": "sid"},
