@@ -1,0 +1,444 @@
+package gfsession
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/gogf/gf/v2/frame/g"
+	"github.com/gogf/gf/v2/os/gfile"
+	"github.com/gogf/gf/v2/os/gsession"
+)
+
+const (
+	// DefaultFileCleanupInterval is how often StorageFile removes expired
+	// session files when FileConfig.CleanupInterval is 0.
+	DefaultFileCleanupInterval = 10 * time.Minute
+
+	// fileSuffix ends every session file name: "<id>.session", the name gf's
+	// own StorageFile uses, so a site switching from it keeps its sessions.
+	fileSuffix = ".session"
+	// fileTempPrefix and fileTempSuffix frame the names of the temporary files
+	// a write goes through. The leading dot keeps them apart from session
+	// files (ids never hold a dot) and lets the cleaner find leftovers.
+	fileTempPrefix = ".gfsession-"
+	fileTempSuffix = ".tmp"
+	// fileTempMaxAge is how old a temporary file must be before the cleaner
+	// takes it for the leftover of a crashed write and removes it.
+	fileTempMaxAge = time.Minute
+
+	fileModeDir = 0o700
+)
+
+// DefaultFilePath is the folder StorageFile uses when FileConfig.Path is
+// empty: "gfsessions" in the system's temporary folder.
+var DefaultFilePath = gfile.Temp("gfsessions")
+
+// FileConfig configures StorageFile. The zero value is ready to use.
+type FileConfig struct {
+	// Path is the folder holding the session files. It is created, mode 0700,
+	// when missing; an existing folder keeps its mode. Empty means
+	// DefaultFilePath.
+	Path string `json:"path"`
+	// MaxLifetime is the absolute lifetime of a session since its creation,
+	// however active it is. 0 means none: only the idle TTL applies.
+	MaxLifetime time.Duration `json:"maxLifetime"`
+	// CryptoKeys, when set, seal every session file with AES-256-GCM: the
+	// first key seals, all keys open (see ParseCryptoKeys; in a config file a
+	// list of base64 strings). Each key is CryptoKeySize bytes.
+	CryptoKeys [][]byte `json:"cryptoKeys"`
+	// Codec is CodecBinary (the default) or CodecJSON.
+	Codec string `json:"codec"`
+	// Fsync makes every write flush the session file and then its folder to
+	// stable storage before it returns, so a written session survives a power
+	// cut. It costs a disk round trip per write; the default is false.
+	Fsync bool `json:"fsync"`
+	// CleanupInterval is how often expired session files are removed (they
+	// are never served after expiry either way). 0 means
+	// DefaultFileCleanupInterval; a negative value disables the cleaner.
+	CleanupInterval time.Duration `json:"cleanupInterval"`
+}
+
+// StorageFile keeps each session in a file "<id>.session" of one folder: for
+// a single server, or several sharing a folder, without a database. It is
+// gf's StorageFile done right:
+//
+//   - files are 0600 and the folder 0700; with CryptoKeys the content is
+//     sealed with AES-256-GCM and tied to its session id;
+//   - session ids are validated (IsValidSessionId) before any path is built,
+//     so a client-chosen id such as "../x" never touches a file;
+//   - writes are atomic (a temporary file renamed over the session file), so
+//     a concurrent reader sees the old or the new session, never an empty or
+//     partial one (gf issue #4792);
+//   - the idle TTL is the file's modification time: a read-only request
+//     refreshes it with a metadata update, never by rewriting the content;
+//   - the cleaner reads directory metadata only, never file contents, and
+//     stops on Close.
+//
+// Writes are last-writer-wins per session: two requests of one session that
+// close at the same time each write the whole session, and the later one's
+// data is what remains. Sessions that need per-key merging belong in
+// StorageMemory or StorageRedisHash.
+//
+// gf's legacy session files (8-byte timestamp + JSON, plain or encrypted with
+// gf's default key) are read too; they are rewritten in the current format on
+// their next change.
+type StorageFile struct {
+	gsession.StorageBase
+	config   FileConfig
+	dir      string
+	envelope *envelope
+	tracker  loadTracker
+	// maxTTL is the largest TTL (nanoseconds) the storage has been called
+	// with: the cleaner removes files idle for longer, and nothing before the
+	// first call.
+	maxTTL atomic.Int64
+	stop   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+}
+
+// NewStorageFile creates a file storage in `config`.Path, creating the folder
+// when missing. It returns an error for a bad codec or crypto key or a folder
+// that cannot be created. With a CleanupInterval >= 0 it starts one goroutine
+// that removes expired files until Close.
+func NewStorageFile(config FileConfig) (*StorageFile, error) {
+	env, err := newEnvelope(config.Codec, config.CryptoKeys)
+	if err != nil {
+		return nil, err
+	}
+	if config.MaxLifetime < 0 {
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `maxLifetime: %v is negative`, config.MaxLifetime)
+	}
+	dir := config.Path
+	if dir == "" {
+		dir = DefaultFilePath
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, config.Path)
+	}
+	if err = os.MkdirAll(dir, fileModeDir); err != nil {
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, dir)
+	} else if !fi.IsDir() {
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `path: %q is not a folder`, dir)
+	}
+	s := &StorageFile{config: config, dir: dir, envelope: env}
+	interval := config.CleanupInterval
+	if interval == 0 {
+		interval = DefaultFileCleanupInterval
+	}
+	if interval > 0 {
+		s.stop, s.done = make(chan struct{}), make(chan struct{})
+		go s.cleaner(interval)
+	}
+	return s, nil
+}
+
+func init() {
+	Register(TypeFile, newStorageFileFromConfig)
+}
+
+func newStorageFileFromConfig(_ context.Context, m map[string]any) (gsession.Storage, error) {
+	var config FileConfig
+	if _, err := decodeConfig(configPath, m, &config); err != nil {
+		return nil, err
+	}
+	s, err := NewStorageFile(config)
+	if err != nil {
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s`, configPath)
+	}
+	return s, nil
+}
+
+// Path returns the absolute path of the folder holding the session files.
+func (s *StorageFile) Path() string {
+	return s.dir
+}
+
+// sessionPath returns the file of session `id`, which must be valid.
+func (s *StorageFile) sessionPath(id string) string {
+	return filepath.Join(s.dir, id+fileSuffix)
+}
+
+// noteTTL remembers `ttl` if it is the largest seen so far.
+func (s *StorageFile) noteTTL(ttl time.Duration) {
+	for {
+		cur := s.maxTTL.Load()
+		if int64(ttl) <= cur || s.maxTTL.CompareAndSwap(cur, int64(ttl)) {
+			return
+		}
+	}
+}
+
+// New returns a new random session id (see NewSessionId).
+func (s *StorageFile) New(ctx context.Context, ttl time.Duration) (string, error) {
+	return NewSessionId(), nil
+}
+
+// GetSession returns the session's data, or nil when the session file does
+// not exist, has not been written or refreshed for longer than `ttl`, has
+// outlived MaxLifetime, holds corrupt data or data sealed with an unknown key
+// (logged), or `sessionId` is not a valid id. An expired file is removed. It
+// does not move the TTL: gf calls UpdateTTL or SetSession when the request
+// ends. Errors are only those of the file system, naming the file.
+func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
+	if !IsValidSessionId(sessionId) {
+		return nil, nil
+	}
+	s.noteTTL(ttl)
+	path := s.sessionPath(sessionId)
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, gerror.Wrapf(err, `gfsession: file: open session file %q`, path)
+	}
+	defer f.Close()
+	// Stat and read the same open file: a concurrent write renames a new file
+	// over the path, and this one stays whole and consistent.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, gerror.Wrapf(err, `gfsession: file: stat session file %q`, path)
+	}
+	now := time.Now()
+	if fi.ModTime().Add(ttl).Before(now) {
+		s.removeIfSame(path, fi)
+		return nil, nil
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, gerror.Wrapf(err, `gfsession: file: read session file %q`, path)
+	}
+	data, created, err := s.envelope.decodeSession(sessionId, b)
+	if err != nil {
+		logDropped(ctx, TypeFile, sessionId, err)
+		return nil, nil
+	}
+	if lifetimeLeft(created, s.config.MaxLifetime, ttl, now) <= 0 {
+		s.removeIfSame(path, fi)
+		return nil, nil
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	m := gmap.NewStrAnyMapFrom(data, true)
+	s.tracker.track(m, sessionId, nil, created)
+	return m, nil
+}
+
+// removeIfSame removes the file at `path` if it still is the file `fi`
+// describes, and not a newer session written over it meanwhile. It is best
+// effort: errors are ignored, as the file reads as expired anyway.
+func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
+	if cur, err := os.Lstat(path); err == nil && os.SameFile(cur, fi) && cur.ModTime().Equal(fi.ModTime()) {
+		_ = os.Remove(path)
+	}
+}
+
+// SetSession writes `sessionData` as the whole session: encoded, written to
+// a temporary file in the folder, flushed when Fsync is set and renamed over
+// the session file, so readers never see a partial file. The TTL restarts at
+// `ttl`. A session loaded by GetSession keeps its creation time (for
+// MaxLifetime); any other starts now. A session with no keys is deleted.
+// Concurrent writers of one session: the last one wins. An invalid
+// `sessionId` is an error.
+func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
+	if !IsValidSessionId(sessionId) {
+		return errInvalidId(sessionId)
+	}
+	s.noteTTL(ttl)
+	var data map[string]any
+	if sessionData != nil {
+		data = sessionData.Map()
+	}
+	path := s.sessionPath(sessionId)
+	if len(data) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return gerror.Wrapf(err, `gfsession: file: remove session file %q`, path)
+		}
+		return nil
+	}
+	var created time.Time
+	if l := s.tracker.lookup(sessionData, sessionId); l != nil {
+		created, _ = l.extra.(time.Time)
+	}
+	if created.IsZero() {
+		created = time.Now()
+	}
+	b, err := s.envelope.encodeSession(sessionId, created, data)
+	if err != nil {
+		return gerror.Wrapf(err, `gfsession: file: session %q`, sessionId)
+	}
+	if err = s.writeFile(path, b); err != nil {
+		return err
+	}
+	s.tracker.retrack(sessionData, sessionId, nil, created)
+	return nil
+}
+
+// writeFile replaces the file at `path` with `b` atomically.
+func (s *StorageFile) writeFile(path string, b []byte) (err error) {
+	tmp, err := os.CreateTemp(s.dir, fileTempPrefix+"*"+fileTempSuffix) // mode 0600
+	if err != nil {
+		return gerror.Wrapf(err, `gfsession: file: create temporary file for %q`, path)
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(b); err != nil {
+		return gerror.Wrapf(err, `gfsession: file: write %q`, tmp.Name())
+	}
+	if s.config.Fsync {
+		if err = tmp.Sync(); err != nil {
+			return gerror.Wrapf(err, `gfsession: file: fsync %q`, tmp.Name())
+		}
+	}
+	if err = tmp.Close(); err != nil {
+		return gerror.Wrapf(err, `gfsession: file: close %q`, tmp.Name())
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return gerror.Wrapf(err, `gfsession: file: rename %q to %q`, tmp.Name(), path)
+	}
+	if s.config.Fsync {
+		if err := syncDir(s.dir); err != nil {
+			// The session is in place; only its durability is in doubt.
+			return gerror.Wrapf(err, `gfsession: file: fsync folder %q`, s.dir)
+		}
+	}
+	return nil
+}
+
+// syncDir flushes the directory entries of `dir` (a rename) to disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// UpdateTTL restarts the idle TTL of an existing session by setting its
+// file's modification time to now; the content is not touched. A missing or
+// already expired session (idle for longer than `ttl`) is not an error and is
+// not brought back. MaxLifetime is enforced when the session is read.
+func (s *StorageFile) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
+	if !IsValidSessionId(sessionId) {
+		return nil
+	}
+	s.noteTTL(ttl)
+	path := s.sessionPath(sessionId)
+	fi, err := os.Lstat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return gerror.Wrapf(err, `gfsession: file: stat session file %q`, path)
+	}
+	now := time.Now()
+	if !fi.Mode().IsRegular() || fi.ModTime().Add(ttl).Before(now) {
+		return nil
+	}
+	if err = os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return gerror.Wrapf(err, `gfsession: file: touch session file %q`, path)
+	}
+	return nil
+}
+
+// RemoveAll deletes the session file. A missing session is not an error.
+func (s *StorageFile) RemoveAll(ctx context.Context, sessionId string) error {
+	if !IsValidSessionId(sessionId) {
+		return nil
+	}
+	path := s.sessionPath(sessionId)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return gerror.Wrapf(err, `gfsession: file: remove session file %q`, path)
+	}
+	return nil
+}
+
+func (s *StorageFile) cleaner(interval time.Duration) {
+	defer close(s.done)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-ticker.C:
+			if err := s.sweep(time.Now()); err != nil {
+				g.Log().Warningf(context.Background(), `gfsession: file: cleaning %q: %v`, s.dir, err)
+			}
+		}
+	}
+}
+
+// sweep removes the session files not modified for longer than the largest
+// TTL the storage has been called with (none before the first call), and
+// temporary files left by interrupted writes. It reads directory metadata
+// only, never file contents.
+func (s *StorageFile) sweep(now time.Time) error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	maxTTL := time.Duration(s.maxTTL.Load())
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		name := e.Name()
+		var maxAge time.Duration
+		switch {
+		case strings.HasSuffix(name, fileSuffix) && IsValidSessionId(strings.TrimSuffix(name, fileSuffix)):
+			if maxTTL <= 0 {
+				continue
+			}
+			maxAge = maxTTL
+		case strings.HasPrefix(name, fileTempPrefix) && strings.HasSuffix(name, fileTempSuffix):
+			maxAge = fileTempMaxAge
+		default:
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		if fi.ModTime().Add(maxAge).Before(now) {
+			s.removeIfSame(filepath.Join(s.dir, name), fi)
+		}
+	}
+	return nil
+}
+
+// Close stops the cleaner and waits for it to finish. It is idempotent; the
+// storage keeps serving sessions after Close, without the background cleanup.
+func (s *StorageFile) Close(ctx context.Context) error {
+	s.closed.Do(func() {
+		if s.stop != nil {
+			close(s.stop)
+			<-s.done
+		}
+	})
+	return nil
+}
