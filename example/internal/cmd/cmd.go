@@ -11,6 +11,8 @@ import (
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gcmd"
 
+	"github.com/goframe-contrib/gfsession"
+
 	"github.com/goframe-contrib/gfsession/example/internal/controller/page"
 	"github.com/goframe-contrib/gfsession/example/internal/controller/session"
 )
@@ -54,12 +56,18 @@ func describeStorage(ctx context.Context) string {
 	if node.IsNil() {
 		return "gf's default file storage (server.sessionStorage is not set)"
 	}
+	typ, path := node.String(), ""
 	if m := node.Map(); len(m) > 0 {
-		desc := fmt.Sprint(m["type"])
-		if path, ok := m["path"]; ok {
-			desc += " in " + fmt.Sprint(path)
+		typ, path = fmt.Sprint(m["type"]), fmt.Sprint(m["path"])
+		if m["path"] == nil {
+			path = ""
 		}
-		return desc
 	}
-	return node.String()
+	if typ == gfsession.TypeFile {
+		if path == "" {
+			path = gfsession.DefaultFilePath
+		}
+		return typ + " in " + path
+	}
+	return typ
 }
