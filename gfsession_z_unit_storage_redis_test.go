@@ -1,0 +1,455 @@
+package gfsession_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/container/gvar"
+	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/testredis"
+	"github.com/goframe-contrib/gfsession/storagetest"
+)
+
+// redisStorage is what both Redis storages offer.
+type redisStorage interface {
+	gsession.Storage
+	Close(ctx context.Context) error
+}
+
+// redisKinds are the two Redis backends, for table tests.
+var redisKinds = []string{gfsession.TypeRedis, gfsession.TypeRedisHash}
+
+// newRedisStorage creates a storage of `kind` on `client`, closed when the
+// test ends.
+func newRedisStorage(t *testing.T, kind string, client *gredis.Redis, config gfsession.RedisConfig) redisStorage {
+	t.Helper()
+	var (
+		st  redisStorage
+		err error
+	)
+	if kind == gfsession.TypeRedisHash {
+		st, err = gfsession.NewStorageRedisHash(client, config)
+	} else {
+		st, err = gfsession.NewStorageRedis(client, config)
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	return st
+}
+
+// newGredis creates a gredis client, closed when the test ends.
+func newGredis(t *testing.T, config *gredis.Config) *gredis.Redis {
+	t.Helper()
+	client, err := gredis.New(config)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close(context.Background()) })
+	return client
+}
+
+// testPrefix returns a key prefix of its own for one test.
+func redisTestPrefix() string {
+	return "gfst:" + storagetest.NewId()[2:10] + ":"
+}
+
+// runRedisConformance runs storagetest on the backend `kind` through
+// `client` (standalone, cluster or sentinel).
+func runRedisConformance(t *testing.T, kind string, client *gredis.Redis) {
+	prefix := redisTestPrefix()
+	ctx := context.Background()
+	newStorage := func(t *testing.T, config gfsession.RedisConfig) gsession.Storage {
+		config.Prefix = prefix
+		return newRedisStorage(t, kind, client, config)
+	}
+	opts := []storagetest.Option{
+		storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
+			return newStorage(t, gfsession.RedisConfig{MaxLifetime: d})
+		}),
+		storagetest.WithCryptoKeys(func(t *testing.T, keys [][]byte) gsession.Storage {
+			return newStorage(t, gfsession.RedisConfig{CryptoKeys: keys})
+		}),
+		storagetest.WithCorrupter(func(t *testing.T, _ gsession.Storage, id string, data []byte) {
+			if kind == gfsession.TypeRedisHash {
+				_, err := client.Do(ctx, "HSET", prefix+id, "corrupt", data)
+				require.NoError(t, err)
+				_, err = client.Do(ctx, "PEXPIRE", prefix+id, 60000)
+				require.NoError(t, err)
+				return
+			}
+			_, err := client.Do(ctx, "SET", prefix+id, data, "PX", 60000)
+			require.NoError(t, err)
+		}),
+	}
+	if kind == gfsession.TypeRedisHash {
+		opts = append(opts, storagetest.MergesKeys())
+	}
+	storagetest.Run(t, func(t *testing.T) gsession.Storage {
+		return newStorage(t, gfsession.RedisConfig{})
+	}, opts...)
+}
+
+func TestStorageRedis_Conformance(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client) })
+	}
+}
+
+func TestStorageRedis_NilClient(t *testing.T) {
+	_, err := gfsession.NewStorageRedis(nil)
+	require.ErrorContains(t, err, "nil")
+	_, err = gfsession.NewStorageRedisHash(nil)
+	require.ErrorContains(t, err, "nil")
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	_, err = gfsession.NewStorageRedis(client, gfsession.RedisConfig{Codec: "xml"})
+	require.ErrorContains(t, err, "codec")
+	_, err = gfsession.NewStorageRedisHash(client, gfsession.RedisConfig{CryptoKeys: [][]byte{[]byte("short")}})
+	require.Error(t, err)
+	_, err = gfsession.NewStorageRedis(client, gfsession.RedisConfig{Prefix: "x:", NoPrefix: true})
+	require.ErrorContains(t, err, "noPrefix")
+}
+
+// ---------------------------------------------------------------------------
+// Commands per request, from INFO commandstats
+
+// redisConnSetup are the commands a client sends when it opens a connection
+// (go-redis: HELLO, CLIENT SETINFO) and the ones the test itself sends.
+var redisConnSetup = map[string]bool{"hello": true, "client": true, "info": true, "config": true, "ping": true, "auth": true, "select": true}
+
+// commandStats returns the calls per command since the last reset, leaving
+// out redisConnSetup.
+func redisCommandStats(t *testing.T, srv *testredis.Server) map[string]int {
+	t.Helper()
+	info, ok := srv.MustDo(t, "INFO", "commandstats").(string)
+	require.True(t, ok)
+	stats := map[string]int{}
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		name = strings.TrimPrefix(name, "cmdstat_")
+		if redisConnSetup[strings.SplitN(name, "|", 2)[0]] {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if k, v, _ := strings.Cut(kv, "="); k == "calls" {
+				n, err := strconv.Atoi(v)
+				require.NoError(t, err)
+				stats[name] = n
+			}
+		}
+	}
+	return stats
+}
+
+func redisResetStats(t *testing.T, srv *testredis.Server) {
+	t.Helper()
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+}
+
+// redisCountingAdapter counts the round trips (Do calls) a gredis client makes.
+type redisCountingAdapter struct {
+	gredis.Adapter
+	calls atomic.Int64
+}
+
+func (a *redisCountingAdapter) Do(ctx context.Context, command string, args ...any) (*gvar.Var, error) {
+	a.calls.Add(1)
+	return a.Adapter.Do(ctx, command, args...)
+}
+
+func newRedisCountingClient(t *testing.T, addr string) (*gredis.Redis, *redisCountingAdapter) {
+	t.Helper()
+	inner := newGredis(t, &gredis.Config{Address: addr})
+	counter := &redisCountingAdapter{Adapter: inner.GetAdapter()}
+	client, err := gredis.NewWithAdapter(counter)
+	require.NoError(t, err)
+	return client, counter
+}
+
+func redisReq(t *testing.T, m *gsession.Manager, id string, fn func(s *gsession.Session)) {
+	t.Helper()
+	s := m.New(context.Background(), id)
+	fn(s)
+	require.NoError(t, s.Close())
+}
+
+func redisPTTL(t *testing.T, srv *testredis.Server, key string) int64 {
+	t.Helper()
+	v, ok := srv.MustDo(t, "PTTL", key).(int64)
+	require.True(t, ok)
+	return v
+}
+
+func TestStorageRedis_CommandsPerRequest(t *testing.T) {
+	srv := testredis.Start(t)
+	client, counter := newRedisCountingClient(t, srv.Addr)
+	prefix := redisTestPrefix()
+	const ttl = time.Minute
+	m := gsession.New(ttl, newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: prefix}))
+	id := gfsession.NewSessionId()
+	key := prefix + id
+
+	// Warm up the connection (HELLO etc. are not per request).
+	redisReq(t, m, id, func(s *gsession.Session) { _, _ = s.Get("x") })
+
+	steps := []struct {
+		name string
+		fn   func(s *gsession.Session)
+		want map[string]int
+	}{
+		{"new session, never written", func(s *gsession.Session) {
+			_, err := s.Id()
+			require.NoError(t, err)
+		}, map[string]int{}},
+		{"unknown id, read-only", func(s *gsession.Session) {
+			v, err := s.Get("user")
+			require.NoError(t, err)
+			require.Nil(t, v)
+		}, map[string]int{"getex": 1}},
+		{"first write", func(s *gsession.Session) {
+			require.NoError(t, s.Set("user", "ann"))
+			require.NoError(t, s.Set("n", 1))
+		}, map[string]int{"getex": 1, "set": 1}},
+		{"read-only, 3 Gets", func(s *gsession.Session) {
+			for i := 0; i < 3; i++ {
+				assert.Equal(t, "ann", s.MustGet("user").String())
+			}
+		}, map[string]int{"getex": 1}},
+		{"writing", func(s *gsession.Session) {
+			assert.Equal(t, 1, s.MustGet("n").Int())
+			require.NoError(t, s.Set("n", 2))
+			require.NoError(t, s.Set("m", 3))
+		}, map[string]int{"getex": 1, "set": 1}},
+		{"emptied", func(s *gsession.Session) {
+			require.NoError(t, s.Remove("user", "n", "m"))
+		}, map[string]int{"getex": 1, "del": 1}},
+	}
+	for _, step := range steps {
+		sid := id
+		if step.name == "new session, never written" {
+			sid = ""
+		}
+		redisResetStats(t, srv)
+		before := counter.calls.Load()
+		redisReq(t, m, sid, step.fn)
+		got := redisCommandStats(t, srv)
+		assert.Equal(t, step.want, got, step.name)
+		sum := 0
+		for _, n := range step.want {
+			sum += n
+		}
+		assert.EqualValues(t, sum, counter.calls.Load()-before, "%s: round trips", step.name)
+		t.Logf("redis, %s: %v", step.name, got)
+		if step.name == "first write" || step.name == "writing" {
+			p := redisPTTL(t, srv, key)
+			assert.True(t, p > 0 && p <= ttl.Milliseconds(), "%s: PTTL %d", step.name, p)
+		}
+	}
+	assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "an emptied session must be deleted")
+	assert.EqualValues(t, 0, srv.MustDo(t, "DBSIZE"), "a session never written must create no key")
+}
+
+func TestStorageRedis_SlidingTTL(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			// gf's sessionMaxAge of 200ms.
+			const ttl = 200 * time.Millisecond
+			prefix := redisTestPrefix()
+			m := gsession.New(ttl, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix}))
+			id := gfsession.NewSessionId()
+			key := prefix + id
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+			p := redisPTTL(t, srv, key)
+			require.True(t, p > 0 && p <= ttl.Milliseconds(), "PTTL after write: %d", p)
+			// Read-only requests every 50ms for 4 TTLs keep it alive...
+			for deadline := time.Now().Add(4 * ttl); time.Now().Before(deadline); time.Sleep(ttl / 4) {
+				redisReq(t, m, id, func(s *gsession.Session) {
+					require.Equal(t, "ann", s.MustGet("user").String(), "expired although read every %v", ttl/4)
+				})
+				p := redisPTTL(t, srv, key)
+				require.True(t, p > ttl.Milliseconds()/2, "PTTL after a read: %d", p)
+			}
+			// ... and left alone it expires on time.
+			idle := time.Now()
+			require.Eventually(t, func() bool { return srv.MustDo(t, "EXISTS", key) == int64(0) }, 5*ttl, 5*time.Millisecond)
+			assert.Less(t, time.Since(idle), 2*ttl, "expired late")
+		})
+	}
+}
+
+func TestStorageRedis_HostileIdsSendNothing(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	ctx := context.Background()
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			st := newRedisStorage(t, kind, client, gfsession.RedisConfig{})
+			m := gsession.New(time.Minute, st)
+			// Warm up the connection.
+			_, err := st.GetSession(ctx, gfsession.NewSessionId(), time.Minute)
+			require.NoError(t, err)
+			redisResetStats(t, srv)
+			for _, id := range storagetest.HostileIds {
+				data, err := st.GetSession(ctx, id, time.Minute)
+				require.NoError(t, err)
+				require.Nil(t, data)
+				require.Error(t, st.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), time.Minute))
+				require.NoError(t, st.RemoveAll(ctx, id))
+				require.NoError(t, st.UpdateTTL(ctx, id, time.Minute))
+				if id == "" {
+					continue // gf gives a request without an id a new, valid one
+				}
+				s := m.New(ctx, id)
+				_, _ = s.Get("k")
+				_ = s.Set("k", "v")
+				_ = s.Close()
+			}
+			assert.Empty(t, redisCommandStats(t, srv), "a hostile id reached Redis")
+			assert.EqualValues(t, 0, srv.MustDo(t, "DBSIZE"))
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// gf's own storages
+
+func TestStorageRedis_ReadsGfStorageRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	prefix := redisTestPrefix()
+	gf := gsession.New(time.Minute, gsession.NewStorageRedis(client, prefix))
+	ours := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: prefix}))
+	id := gfsession.NewSessionId()
+	redisReq(t, gf, id, func(s *gsession.Session) {
+		require.NoError(t, s.SetMap(map[string]any{"user": "ann", "n": 42, "roles": []string{"a", "b"}}))
+	})
+	redisReq(t, ours, id, func(s *gsession.Session) {
+		assert.Equal(t, "ann", s.MustGet("user").String())
+		assert.Equal(t, int64(42), s.MustGet("n").Val())
+		assert.Equal(t, []string{"a", "b"}, s.MustGet("roles").Strings())
+		require.NoError(t, s.Set("n", int64(43)))
+	})
+	// Rewritten in our format, with a millisecond TTL.
+	redisReq(t, ours, id, func(s *gsession.Session) {
+		assert.Equal(t, "ann", s.MustGet("user").String())
+		assert.Equal(t, int64(43), s.MustGet("n").Val())
+	})
+	raw, ok := srv.MustDo(t, "GET", prefix+id).(string)
+	require.True(t, ok)
+	assert.NotEqual(t, byte('{'), raw[0], "our write replaces the JSON blob")
+}
+
+func TestStorageRedisHash_ReadsGfStorageRedisHashTable(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	prefix := redisTestPrefix()
+	gf := gsession.New(time.Minute, gsession.NewStorageRedisHashTable(client, prefix))
+	ours := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{Prefix: prefix}))
+	id := gfsession.NewSessionId()
+	redisReq(t, gf, id, func(s *gsession.Session) {
+		require.NoError(t, s.Set("user", "ann"))
+		require.NoError(t, s.Set("n", 42))
+	})
+	redisReq(t, ours, id, func(s *gsession.Session) {
+		assert.Equal(t, "ann", s.MustGet("user").Val())
+		assert.Equal(t, "42", s.MustGet("n").Val(), "gf stored 42 as its string form")
+		require.NoError(t, s.Set("n", 43))
+	})
+	redisReq(t, ours, id, func(s *gsession.Session) {
+		assert.Equal(t, "ann", s.MustGet("user").Val(), "an untouched gf field stays readable")
+		assert.Equal(t, 43, s.MustGet("n").Val(), "a rewritten field keeps its type")
+	})
+	p := redisPTTL(t, srv, prefix+id)
+	assert.True(t, p > 0 && p <= time.Minute.Milliseconds(), "PTTL %d", p)
+}
+
+// ---------------------------------------------------------------------------
+// Config map
+
+func TestStorageRedis_Config(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	group := "gfsession-test-" + storagetest.NewId()[2:10]
+	gredis.SetConfig(&gredis.Config{Address: srv.Addr}, group)
+	t.Cleanup(func() { gredis.RemoveConfig(group) })
+
+	bad := []struct {
+		name   string
+		config map[string]any
+		want   []string
+	}{
+		{"unknown key", map[string]any{"addres": srv.Addr}, []string{"sessionStorage.addres", "unknown key", "address", "prefix", "redis"}},
+		{"bare number duration", map[string]any{"address": srv.Addr, "maxLifetime": 3600}, []string{"sessionStorage.maxLifetime", "unit"}},
+		{"bare number redis timeout", map[string]any{"address": srv.Addr, "readTimeout": 5}, []string{"sessionStorage.readTimeout", "unit"}},
+		{"group not configured", map[string]any{"redis": "no-such-group"}, []string{"sessionStorage.redis", `"no-such-group"`, "not configured"}},
+		{"group and inline", map[string]any{"redis": group, "address": srv.Addr}, []string{"sessionStorage.redis", "not both", "address"}},
+		{"no redis", map[string]any{"prefix": "x:"}, []string{"sessionStorage", `"redis"`, `"address"`}},
+		{"group not a string", map[string]any{"redis": 1}, []string{"sessionStorage.redis"}},
+		{"bad db", map[string]any{"address": srv.Addr, "db": "one"}, []string{"sessionStorage.db"}},
+		{"bad crypto key", map[string]any{"address": srv.Addr, "cryptoKeys": []any{"c2hvcnQ="}}, []string{"sessionStorage.cryptoKeys"}},
+		{"bad codec", map[string]any{"address": srv.Addr, "codec": "xml"}, []string{"codec", "xml"}},
+	}
+	for _, kind := range redisKinds {
+		for _, tt := range bad {
+			t.Run(kind+"/"+tt.name, func(t *testing.T) {
+				config := map[string]any{"type": kind}
+				for k, v := range tt.config {
+					config[k] = v
+				}
+				st, err := gfsession.New(ctx, config)
+				require.Error(t, err)
+				require.Nil(t, st)
+				for _, w := range tt.want {
+					assert.Contains(t, err.Error(), w)
+				}
+			})
+		}
+		t.Run(kind+"/inline address", func(t *testing.T) {
+			prefix := redisTestPrefix()
+			st, err := gfsession.New(ctx, map[string]any{
+				"type": kind, "address": srv.Addr, "prefix": prefix, "maxLifetime": "1h",
+				"dialTimeout": "500ms", "readTimeout": "1s",
+			})
+			require.NoError(t, err)
+			m := gsession.New(time.Minute, st)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+			redisReq(t, m, id, func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) })
+			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", prefix+id))
+			closer := st.(redisStorage)
+			require.NoError(t, closer.Close(ctx))
+			require.NoError(t, closer.Close(ctx), "Close is idempotent")
+			_, err = st.GetSession(ctx, id, time.Minute)
+			assert.Error(t, err, "Close closes the client the storage created")
+		})
+		t.Run(kind+"/group", func(t *testing.T) {
+			st, err := gfsession.New(ctx, map[string]any{"type": kind, "redis": group, "noPrefix": true})
+			require.NoError(t, err)
+			m := gsession.New(time.Minute, st)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", id), "noPrefix: the key is the bare id")
+			require.NoError(t, st.(redisStorage).Close(ctx))
+			_, err = gredis.Instance(group).Do(ctx, "PING")
+			assert.NoError(t, err, "Close must not close a group's shared client")
+			_, err = st.GetSession(ctx, id, time.Minute)
+			assert.NoError(t, err)
+		})
+	}
+}
