@@ -1,0 +1,612 @@
+package gfsession_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/gogf/gf/contrib/drivers/mysql/v2"
+	_ "github.com/gogf/gf/contrib/drivers/pgsql/v2"
+	_ "github.com/gogf/gf/contrib/drivers/sqlite/v2"
+	"github.com/gogf/gf/v2/database/gdb"
+	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/storagetest"
+)
+
+// dbDialects are the databases StorageDB is tested on.
+var dbDialects = []string{"mysql", "pgsql", "sqlite"}
+
+// dbTestLink returns the gdb link of the test database of `dialect`:
+// GFSESSION_TEST_MYSQL / GFSESSION_TEST_PGSQL (defaults: the local MariaDB and
+// PostgreSQL), or a SQLite file in a temporary folder of `t`.
+func dbTestLink(t testing.TB, dialect string) string {
+	env := func(name, def string) string {
+		if v := os.Getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	switch dialect {
+	case "mysql":
+		return env("GFSESSION_TEST_MYSQL", "mysql:root:@tcp(127.0.0.1:3306)/test")
+	case "pgsql":
+		return env("GFSESSION_TEST_PGSQL", "pgsql:postgres:@tcp(127.0.0.1:5432)/test")
+	case "sqlite":
+		// WAL and a busy timeout: concurrent writers wait for the write lock
+		// instead of failing with SQLITE_BUSY.
+		return "sqlite::@file(" + filepath.Join(t.TempDir(), "sessions.db") + ")?busy_timeout=10000&journal_mode=WAL"
+	}
+	t.Fatalf("unknown dialect %q", dialect)
+	return ""
+}
+
+// openTestDB opens `link` and checks that the database answers: if it does
+// not, the test fails under CI=true and is skipped otherwise.
+func openTestDB(t testing.TB, link string) gdb.DB {
+	t.Helper()
+	db, err := gdb.New(gdb.ConfigNode{Link: link})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close(context.Background()) })
+	if err = db.PingMaster(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("database %s unreachable: %v", link, err)
+		}
+		t.Skipf("database %s unreachable: %v", link, err)
+	}
+	return db
+}
+
+// testTable returns a table name unique to this run and drops the table when
+// `t` ends.
+func testTable(t testing.TB, db gdb.DB) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	table := "gfs_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		_, err := db.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		assert.NoError(t, err, "dropping %s", table)
+	})
+	return table
+}
+
+// newDB returns a StorageDB on `table` of `db`, closed when `t` ends.
+func newDB(t testing.TB, db gdb.DB, config gfsession.DBConfig) *gfsession.StorageDB {
+	t.Helper()
+	s, err := gfsession.NewStorageDB(db, config)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close(context.Background())) })
+	return s
+}
+
+// putRaw stores `data` as the row of session `id`, bypassing the storage.
+func putRaw(t testing.TB, db gdb.DB, table, id string, data []byte, expires time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := db.Exec(ctx, "DELETE FROM "+table+" WHERE id = ?", id)
+	require.NoError(t, err)
+	_, err = db.Exec(ctx, "INSERT INTO "+table+" (id, data, expires_at, created_at) VALUES (?, ?, ?, ?)",
+		id, data, expires.UnixMilli(), time.Now().UnixMilli())
+	require.NoError(t, err)
+}
+
+func countRows(t testing.TB, db gdb.DB, table string) int {
+	t.Helper()
+	v, err := db.GetValue(context.Background(), "SELECT COUNT(*) FROM "+table)
+	require.NoError(t, err)
+	return v.Int()
+}
+
+func TestStorageDB_Conformance(t *testing.T) {
+	for _, dialect := range dbDialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			db := openTestDB(t, dbTestLink(t, dialect))
+			table := testTable(t, db)
+			storage := func(t *testing.T, c gfsession.DBConfig) gsession.Storage {
+				c.Table = table
+				// A cleaner that runs during the suite, deleting what expires.
+				c.CleanupInterval = 300 * time.Millisecond
+				return newDB(t, db, c)
+			}
+			storagetest.Run(t,
+				func(t *testing.T) gsession.Storage { return storage(t, gfsession.DBConfig{}) },
+				storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
+					return storage(t, gfsession.DBConfig{MaxLifetime: d})
+				}),
+				storagetest.WithCorrupter(func(t *testing.T, _ gsession.Storage, id string, data []byte) {
+					putRaw(t, db, table, id, data, time.Now().Add(time.Hour))
+				}),
+				storagetest.WithCryptoKeys(func(t *testing.T, keys [][]byte) gsession.Storage {
+					return storage(t, gfsession.DBConfig{CryptoKeys: keys})
+				}),
+			)
+			// The same with TouchInterval, which changes the refresh path.
+			t.Run("TouchInterval", func(t *testing.T) {
+				storagetest.Run(t, func(t *testing.T) gsession.Storage {
+					return storage(t, gfsession.DBConfig{TouchInterval: 20 * time.Millisecond})
+				}, storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
+					return storage(t, gfsession.DBConfig{MaxLifetime: d, TouchInterval: 20 * time.Millisecond})
+				}))
+			})
+		})
+	}
+}
+
+// TestStorageDB_Rows checks what the storage does to its table: one row per
+// session, the expiry column moved by read-only requests without rewriting
+// data, TouchInterval, and the row deleted when the session is emptied.
+func TestStorageDB_Rows(t *testing.T) {
+	for _, dialect := range dbDialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := openTestDB(t, dbTestLink(t, dialect))
+			table := testTable(t, db)
+			row := func(id string) (data []byte, expires, created int64) {
+				rec, err := db.GetOne(ctx, "SELECT data, expires_at, created_at FROM "+table+" WHERE id = ?", id)
+				require.NoError(t, err)
+				if rec.IsEmpty() {
+					return nil, 0, 0
+				}
+				return rec["data"].Bytes(), rec["expires_at"].Int64(), rec["created_at"].Int64()
+			}
+
+			s := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1})
+			m := gsession.New(time.Hour, s)
+			id := gfsession.NewSessionId()
+			session := m.New(ctx, id)
+			require.NoError(t, session.Set("user", "ann"))
+			require.NoError(t, session.Close())
+			data1, exp1, created1 := row(id)
+			require.NotEmpty(t, data1)
+			assert.InDelta(t, time.Now().Add(time.Hour).UnixMilli(), exp1, 5000)
+			assert.InDelta(t, time.Now().UnixMilli(), created1, 5000)
+
+			// Read-only: expiry moves, data stays byte for byte.
+			require.Eventually(t, func() bool { return time.Now().UnixMilli() > exp1-time.Hour.Milliseconds()+2 }, time.Second, time.Millisecond)
+			session = m.New(ctx, id)
+			assert.Equal(t, "ann", session.MustGet("user").String())
+			require.NoError(t, session.Close())
+			data2, exp2, created2 := row(id)
+			assert.Equal(t, data1, data2, "a read-only request rewrote the data")
+			assert.Greater(t, exp2, exp1, "a read-only request did not refresh the expiry")
+			assert.Equal(t, created1, created2)
+
+			// A write keeps the creation time.
+			session = m.New(ctx, id)
+			require.NoError(t, session.Set("n", 1))
+			require.NoError(t, session.Close())
+			_, _, created3 := row(id)
+			assert.Equal(t, created1, created3, "a write moved the creation time")
+
+			// TouchInterval: refreshes within the interval write nothing.
+			touchy := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, CreateTable: new(bool), TouchInterval: time.Minute})
+			tm := gsession.New(time.Hour, touchy)
+			_, exp4, _ := row(id)
+			for i := 0; i < 3; i++ {
+				session = tm.New(ctx, id)
+				assert.Equal(t, "ann", session.MustGet("user").String())
+				require.NoError(t, session.Close())
+			}
+			_, exp5, _ := row(id)
+			assert.Equal(t, exp4, exp5, "TouchInterval: a refresh within the interval wrote the expiry")
+			// ... and a shorter TTL never shortens the stored expiry.
+			require.NoError(t, touchy.UpdateTTL(ctx, id, time.Minute))
+			_, exp6, _ := row(id)
+			assert.Equal(t, exp4, exp6)
+			// One that moves it by more than the interval writes.
+			require.NoError(t, touchy.UpdateTTL(ctx, id, 3*time.Hour))
+			_, exp7, _ := row(id)
+			assert.Greater(t, exp7, exp4)
+
+			// Emptying the session deletes the row.
+			session = m.New(ctx, id)
+			require.NoError(t, session.Remove("user", "n"))
+			require.NoError(t, session.Close())
+			data, _, _ := row(id)
+			assert.Nil(t, data, "an empty session left its row")
+			assert.Equal(t, 0, countRows(t, db, table))
+		})
+	}
+}
+
+// TestStorageDB_Cleaner fills the table with 100k expired rows and checks that
+// the cleaner deletes them all in batches while a live session keeps being
+// read, and that Close stops it.
+func TestStorageDB_Cleaner(t *testing.T) {
+	const expired = 100_000
+	for _, dialect := range dbDialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := openTestDB(t, dbTestLink(t, dialect))
+			table := testTable(t, db)
+			plain := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1})
+
+			start := time.Now()
+			fillExpired(t, db, table, expired)
+			t.Logf("%s: inserted %d expired rows in %v", dialect, expired, time.Since(start).Round(time.Millisecond))
+
+			m := gsession.New(time.Hour, plain)
+			live := gfsession.NewSessionId()
+			write := m.New(ctx, live)
+			require.NoError(t, write.Set("user", "ann"))
+			require.NoError(t, write.Close())
+			require.Equal(t, expired+1, countRows(t, db, table))
+
+			// Readers of the live session, all along the cleanup.
+			var (
+				stop    = make(chan struct{})
+				wg      sync.WaitGroup
+				reads   atomic.Int64
+				maxRead atomic.Int64
+				readErr = make(chan error, 1)
+			)
+			for r := 0; r < 2; r++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						began := time.Now()
+						s := m.New(ctx, live)
+						v, err := s.Get("user")
+						if err == nil {
+							err = s.Close()
+						}
+						if err == nil && (v == nil || v.String() != "ann") {
+							err = fmt.Errorf("live session lost: %v", v)
+						}
+						if err != nil {
+							select {
+							case readErr <- err:
+							default:
+							}
+							return
+						}
+						reads.Add(1)
+						if d := int64(time.Since(began)); d > maxRead.Load() {
+							maxRead.Store(d)
+						}
+					}
+				}()
+			}
+
+			start = time.Now()
+			cleaner := newDB(t, db, gfsession.DBConfig{Table: table, CreateTable: new(bool), CleanupInterval: 20 * time.Millisecond})
+			require.Eventually(t, func() bool { return countRows(t, db, table) == 1 }, 60*time.Second, 20*time.Millisecond,
+				"the cleaner did not delete the expired rows")
+			took := time.Since(start)
+			close(stop)
+			wg.Wait()
+			select {
+			case err := <-readErr:
+				t.Fatalf("reading the live session during cleanup: %v", err)
+			default:
+			}
+			t.Logf("%s: cleaner deleted %d rows in %v; %d reads of the live session meanwhile, slowest %v",
+				dialect, expired, took.Round(time.Millisecond), reads.Load(), time.Duration(maxRead.Load()).Round(time.Microsecond))
+			assert.Positive(t, reads.Load())
+			assert.Equal(t, "ann", m.New(ctx, live).MustGet("user").String())
+
+			// Close stops the cleaner (and is idempotent).
+			require.NoError(t, cleaner.Close(ctx))
+			require.NoError(t, cleaner.Close(ctx))
+			putRaw(t, db, table, "leftover", []byte{0}, time.Now().Add(-time.Hour))
+			time.Sleep(100 * time.Millisecond) // 5 cleaner intervals: nothing may happen
+			assert.Equal(t, 2, countRows(t, db, table), "the cleaner ran after Close")
+			n, err := cleaner.Cleanup(ctx)
+			require.NoError(t, err)
+			assert.EqualValues(t, 1, n)
+		})
+	}
+}
+
+// fillExpired inserts `n` expired rows in multi-row INSERTs.
+func fillExpired(t testing.TB, db gdb.DB, table string, n int) {
+	const batch = 1000
+	ctx := context.Background()
+	past := time.Now().Add(-time.Hour).UnixMilli()
+	var sql strings.Builder
+	args := make([]any, 0, 4*batch)
+	for i := 0; i < n; i += batch {
+		sql.Reset()
+		args = args[:0]
+		sql.WriteString("INSERT INTO " + table + " (id, data, expires_at, created_at) VALUES ")
+		for j := i; j < i+batch && j < n; j++ {
+			if j > i {
+				sql.WriteString(", ")
+			}
+			sql.WriteString("(?, ?, ?, ?)")
+			args = append(args, fmt.Sprintf("expired%07d", j), []byte{0}, past-int64(j), past-int64(j))
+		}
+		_, err := db.Exec(ctx, sql.String(), args...)
+		require.NoError(t, err)
+	}
+}
+
+// tcpProxy forwards loopback connections to a database, and can refuse or
+// black-hole them to simulate an outage.
+type tcpProxy struct {
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+	hold   bool // accept connections but never answer
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *tcpProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.conns[c] = true
+			hold := p.hold
+			p.mu.Unlock()
+			if hold {
+				continue
+			}
+			go p.pipe(c)
+		}
+	}()
+}
+
+func (p *tcpProxy) pipe(c net.Conn) {
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[u] = true
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(u, c); _ = u.Close(); _ = c.Close() }()
+	_, _ = io.Copy(c, u)
+	_ = u.Close()
+	_ = c.Close()
+}
+
+// down closes the listener and every connection: the database is gone.
+func (p *tcpProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+// blackhole drops every connection and accepts new ones without ever
+// answering: a database that hangs.
+func (p *tcpProxy) blackhole() {
+	p.mu.Lock()
+	p.hold = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+	p.mu.Unlock()
+}
+
+// up serves again on the same address.
+func (p *tcpProxy) up(t *testing.T) {
+	p.down()
+	p.mu.Lock()
+	p.hold = false
+	p.mu.Unlock()
+	ln, err := net.Listen("tcp", p.addr)
+	require.NoError(t, err)
+	p.serve(ln)
+}
+
+var linkAddr = regexp.MustCompile(`@tcp\(([^)]*)\)`)
+
+// TestStorageDB_Outage runs the storage through a proxy that is closed, then
+// black-holed, then restored: requests fail with an error, within the
+// storage's timeout, and succeed again on the same storage once the database
+// is back.
+func TestStorageDB_Outage(t *testing.T) {
+	for _, dialect := range []string{"mysql", "pgsql"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			link := dbTestLink(t, dialect)
+			direct := openTestDB(t, link)
+			table := testTable(t, direct)
+			match := linkAddr.FindStringSubmatch(link)
+			require.NotNil(t, match, "link %q has no @tcp(host:port)", link)
+			proxy := newTCPProxy(t, match[1])
+			proxied := strings.Replace(link, match[0], "@tcp("+proxy.addr+")", 1)
+			db, err := gdb.New(gdb.ConfigNode{Link: proxied})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = db.Close(context.Background()) })
+
+			const timeout = 500 * time.Millisecond
+			s := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, Timeout: timeout})
+			m := gsession.New(time.Hour, s)
+			ctx := context.Background()
+			id := gfsession.NewSessionId()
+			session := m.New(ctx, id)
+			require.NoError(t, session.Set("user", "ann"))
+			require.NoError(t, session.Close())
+
+			read := func() (string, error) {
+				s := m.New(ctx, id)
+				v, err := s.Get("user")
+				if err != nil {
+					return "", err
+				}
+				if err = s.Close(); err != nil {
+					return "", err
+				}
+				return v.String(), nil
+			}
+			writeKey := func() error {
+				s := m.New(ctx, id)
+				if err := s.Set("k", time.Now().UnixNano()); err != nil {
+					return err
+				}
+				return s.Close()
+			}
+			v, err := read()
+			require.NoError(t, err)
+			require.Equal(t, "ann", v)
+
+			for _, outage := range []struct {
+				name  string
+				start func()
+			}{{"refused", proxy.down}, {"hanging", proxy.blackhole}} {
+				outage.start()
+				for i := 0; i < 3; i++ {
+					began := time.Now()
+					_, err := read()
+					assert.Error(t, err, "%s: read %d during the outage", outage.name, i)
+					assert.Error(t, writeKey(), "%s: write %d during the outage", outage.name, i)
+					took := time.Since(began)
+					assert.Less(t, took, 4*timeout+2*time.Second, "%s: requests hung during the outage", outage.name)
+					t.Logf("%s: %s outage: read+write failed in %v: %v", dialect, outage.name, took.Round(time.Millisecond), err)
+				}
+				proxy.up(t)
+				var recovered time.Duration
+				began := time.Now()
+				require.Eventually(t, func() bool {
+					v, err := read()
+					return err == nil && v == "ann"
+				}, 15*time.Second, 20*time.Millisecond, "%s: the storage did not recover", outage.name)
+				recovered = time.Since(began)
+				for i := 0; i < 20; i++ {
+					v, err := read()
+					require.NoError(t, err, "%s: after recovery", outage.name)
+					require.Equal(t, "ann", v)
+					require.NoError(t, writeKey())
+				}
+				t.Logf("%s: recovered from the %s outage in %v", dialect, outage.name, recovered.Round(time.Millisecond))
+			}
+		})
+	}
+}
+
+func TestStorageDB_Config(t *testing.T) {
+	ctx := context.Background()
+	link := dbTestLink(t, "sqlite")
+
+	t.Run("link", func(t *testing.T) {
+		st, err := gfsession.New(ctx, map[string]any{
+			"type": "db", "link": link, "table": "from_config", "cleanupInterval": "off",
+			"maxLifetime": "1h", "touchInterval": "1m", "cleanupBatch": 10, "codec": "json",
+		})
+		require.NoError(t, err)
+		require.IsType(t, &gfsession.StorageDB{}, st)
+		m := gsession.New(time.Hour, st)
+		id := gfsession.NewSessionId()
+		s := m.New(ctx, id)
+		require.NoError(t, s.Set("a", 1))
+		require.NoError(t, s.Close())
+		assert.EqualValues(t, 1, m.New(ctx, id).MustGet("a").Int())
+		require.NoError(t, st.(*gfsession.StorageDB).Close(ctx))
+		require.NoError(t, st.(*gfsession.StorageDB).Close(ctx))
+	})
+	t.Run("createTable false", func(t *testing.T) {
+		st, err := gfsession.New(ctx, map[string]any{"type": "db", "link": link, "table": "not_created", "createTable": false})
+		require.NoError(t, err)
+		db := openTestDB(t, link)
+		_, err = db.GetValue(ctx, "SELECT COUNT(*) FROM not_created")
+		assert.Error(t, err, "createTable: false created the table")
+		_, err = st.GetSession(ctx, gfsession.NewSessionId(), time.Hour)
+		assert.Error(t, err, "a missing table must be an error, not no session")
+		require.NoError(t, st.(*gfsession.StorageDB).Close(ctx))
+	})
+	t.Run("database group", func(t *testing.T) {
+		group := "gfsession_test_" + hex.EncodeToString([]byte(t.Name()))[:8]
+		require.NoError(t, gdb.SetConfigGroup(group, gdb.ConfigGroup{{Link: link}}))
+		st, err := gfsession.New(ctx, map[string]any{"type": "db", "database": group, "table": "by_group"})
+		require.NoError(t, err)
+		require.NoError(t, st.(*gfsession.StorageDB).Close(ctx))
+	})
+	errs := []struct {
+		name   string
+		config map[string]any
+		want   []string
+	}{
+		{"unknown key", map[string]any{"link": link, "tabel": "x"}, []string{"sessionStorage.tabel", "table"}},
+		{"no database", map[string]any{"database": "gfsession_no_such_group"}, []string{"sessionStorage.database", "gfsession_no_such_group"}},
+		{"both", map[string]any{"database": "a", "link": link}, []string{"sessionStorage", "not both"}},
+		{"bad type", map[string]any{"link": "oracle:u:p@tcp(127.0.0.1:1521)/x"}, []string{"sessionStorage.link", "oracle", "mysql, mariadb, pgsql, sqlite"}},
+		{"bad table", map[string]any{"link": link, "table": "x; DROP TABLE y"}, []string{"table", "x; DROP TABLE y"}},
+		{"bare duration", map[string]any{"link": link, "touchInterval": 60}, []string{"sessionStorage.touchInterval", "unit"}},
+		{"bad createTable", map[string]any{"link": link, "createTable": "maybe"}, []string{"sessionStorage.createTable"}},
+		{"bad cleanupInterval", map[string]any{"link": link, "cleanupInterval": "-5"}, []string{"sessionStorage.cleanupInterval", "unit"}},
+		{"bad link", map[string]any{"link": 42}, []string{"sessionStorage.link"}},
+	}
+	for _, tt := range errs {
+		t.Run(tt.name, func(t *testing.T) {
+			config := map[string]any{"type": "db"}
+			for k, v := range tt.config {
+				config[k] = v
+			}
+			st, err := gfsession.New(ctx, config)
+			require.Error(t, err)
+			assert.Nil(t, st)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestStorageDB_NewErrors(t *testing.T) {
+	db := openTestDB(t, dbTestLink(t, "sqlite"))
+	for _, table := range []string{"", "1abc", "a-b", "a.b", `a"b`, "a`b", strings.Repeat("x", 53)} {
+		if table == "" {
+			continue // the default
+		}
+		_, err := gfsession.NewStorageDB(db, gfsession.DBConfig{Table: table})
+		assert.Error(t, err, "table %q", table)
+	}
+	_, err := gfsession.NewStorageDB(nil)
+	assert.Error(t, err)
+	_, err = gfsession.NewStorageDB(db, gfsession.DBConfig{CryptoKeys: [][]byte{[]byte("short")}})
+	assert.Error(t, err)
+	s, err := gfsession.NewStorageDB(db, gfsession.DBConfig{CleanupInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, s.Close(context.Background()))
+}

@@ -1,0 +1,765 @@
+package gfsession
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/database/gdb"
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/gogf/gf/v2/frame/g"
+	"github.com/gogf/gf/v2/frame/gins"
+	"github.com/gogf/gf/v2/os/gsession"
+)
+
+// TypeDB is the storage type name of StorageDB in the `sessionStorage`
+// config node.
+const TypeDB = "db"
+
+const (
+	// DefaultDBTable is the table StorageDB uses when DBConfig.Table is empty.
+	DefaultDBTable = "gf_sessions"
+	// DefaultDBCleanupInterval is how often StorageDB deletes expired rows
+	// when DBConfig.CleanupInterval is 0.
+	DefaultDBCleanupInterval = 5 * time.Minute
+	// DefaultDBCleanupBatch is how many expired rows one DELETE statement of
+	// the cleaner removes at most when DBConfig.CleanupBatch is 0.
+	DefaultDBCleanupBatch = 1000
+	// DefaultDBTimeout bounds every statement of StorageDB when
+	// DBConfig.Timeout is 0.
+	DefaultDBTimeout = 5 * time.Second
+
+	// dbTouchCacheMax bounds the memory of the TouchInterval bookkeeping.
+	dbTouchCacheMax = 100_000
+	// dbMaxTableName keeps "<table>_expires_at" within PostgreSQL's 63-byte
+	// identifier limit.
+	dbMaxTableName = 52
+)
+
+// DBConfig configures StorageDB. The zero value is ready to use.
+//
+// The storage keeps one row per session in one table:
+//
+//	id          VARCHAR(128) primary key (case-sensitive)
+//	data        the stored session (gfsession's envelope: codec, optional
+//	            AES-256-GCM sealing, creation time)
+//	expires_at  BIGINT, Unix milliseconds, indexed
+//	created_at  BIGINT, Unix milliseconds
+//
+// With CreateTable (the default) the storage creates the table and its index
+// if they do not exist, with this DDL per dialect (`gf_sessions` being the
+// table name):
+//
+// MySQL / MariaDB:
+//
+//	CREATE TABLE IF NOT EXISTS `gf_sessions` (
+//	  `id`         VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+//	  `data`       LONGBLOB NOT NULL,
+//	  `expires_at` BIGINT NOT NULL,
+//	  `created_at` BIGINT NOT NULL,
+//	  PRIMARY KEY (`id`),
+//	  KEY `gf_sessions_expires_at` (`expires_at`)
+//	) ENGINE=InnoDB
+//
+// PostgreSQL:
+//
+//	CREATE TABLE IF NOT EXISTS "gf_sessions" (
+//	  "id"         VARCHAR(128) NOT NULL PRIMARY KEY,
+//	  "data"       BYTEA NOT NULL,
+//	  "expires_at" BIGINT NOT NULL,
+//	  "created_at" BIGINT NOT NULL
+//	);
+//	CREATE INDEX IF NOT EXISTS "gf_sessions_expires_at" ON "gf_sessions" ("expires_at");
+//
+// SQLite:
+//
+//	CREATE TABLE IF NOT EXISTS "gf_sessions" (
+//	  "id"         VARCHAR(128) NOT NULL PRIMARY KEY,
+//	  "data"       BLOB NOT NULL,
+//	  "expires_at" BIGINT NOT NULL,
+//	  "created_at" BIGINT NOT NULL
+//	);
+//	CREATE INDEX IF NOT EXISTS "gf_sessions_expires_at" ON "gf_sessions" ("expires_at");
+//
+// The id column must compare case-sensitively (MySQL: a binary collation),
+// since session ids are mixed-case.
+type DBConfig struct {
+	// Table is the table holding the sessions, DefaultDBTable if empty. It
+	// must be a plain identifier: a letter or '_' followed by up to 51
+	// letters, digits or '_'. gdb's table prefix is not applied.
+	Table string `json:"table"`
+	// CreateTable tells whether the storage creates the table and its index
+	// when they do not exist. nil means true. Set it to a pointer to false
+	// (config map: `createTable: false`) when the table is managed by
+	// migrations and the database user may not run DDL.
+	CreateTable *bool `json:"createTable"`
+	// MaxLifetime is the absolute lifetime of a session since its creation,
+	// however active it is. 0 means none: only the idle TTL applies.
+	MaxLifetime time.Duration `json:"maxLifetime"`
+	// CryptoKeys seal stored sessions with AES-256-GCM: 32-byte keys, the
+	// first seals, all open (config map: a list of base64 strings).
+	CryptoKeys [][]byte `json:"cryptoKeys"`
+	// Codec is the value encoding, CodecBinary (default) or CodecJSON.
+	Codec string `json:"codec"`
+	// CleanupInterval is how often the cleaner deletes expired rows (they are
+	// never served after expiry either way). 0 means
+	// DefaultDBCleanupInterval; a negative value (config map: "off" or "-1s")
+	// disables the cleaner, e.g. on all but one instance, or where Cleanup is
+	// run by a job.
+	CleanupInterval time.Duration `json:"cleanupInterval"`
+	// CleanupBatch is the most rows one DELETE of the cleaner removes; the
+	// cleaner repeats it until a batch removes fewer. 0 means
+	// DefaultDBCleanupBatch.
+	CleanupBatch int `json:"cleanupBatch"`
+	// TouchInterval limits the idle refresh of read-only requests: the
+	// expiry column is written at most once per TouchInterval for a session
+	// (its expiry then slides in steps of TouchInterval). 0 means on every
+	// read-only request. A value of a few percent of the TTL saves most of
+	// those writes.
+	TouchInterval time.Duration `json:"touchInterval"`
+	// Timeout bounds each statement (on top of the request's context), so
+	// that a database that stops answering fails requests instead of hanging
+	// them. 0 means DefaultDBTimeout; a negative value means no bound.
+	Timeout time.Duration `json:"timeout"`
+}
+
+// StorageDB keeps sessions in a SQL table through gf's gdb: MySQL/MariaDB,
+// PostgreSQL or SQLite, with gf's driver for it blank-imported by the
+// application, e.g.
+//
+//	import _ "github.com/gogf/gf/contrib/drivers/mysql/v2"
+//
+// Per request it costs one indexed read (by primary key) and at most one
+// write: a writing request upserts the whole session in one statement
+// (INSERT ... ON DUPLICATE KEY UPDATE / ON CONFLICT DO UPDATE), a read-only
+// request updates only the expiry column (at most once per
+// DBConfig.TouchInterval), and a request that empties its session deletes
+// the row.
+//
+// Concurrent writing requests of one session are last-writer-wins per
+// session: each writes the whole session as it saw it, so the keys a
+// concurrent request set in between may be lost. Requests of one session
+// rarely write at the same time; where they do, use a storage that merges
+// per key (memory, redis-hash).
+//
+// Expired rows are never served, and deleted in bounded batches by a cleaner
+// goroutine (see DBConfig.CleanupInterval) that stops on Close.
+type StorageDB struct {
+	gsession.StorageBase
+	db      gdb.DB
+	ownsDB  bool // built from a `link`: closed by Close
+	config  DBConfig
+	dialect dbDialect
+	table   string // validated, unquoted
+	env     *envelope
+	tracker loadTracker
+	touches *dbTouches // nil without TouchInterval
+
+	sqlSelect, sqlUpsert, sqlDelete, sqlTouch, sqlCleanup string
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed sync.Once
+}
+
+// dbDialect is the SQL flavour of a gdb driver type.
+type dbDialect int
+
+const (
+	dialectMySQL dbDialect = iota + 1
+	dialectPgSQL
+	dialectSQLite
+)
+
+// dbDialects maps gdb driver type names to dialects, and the import path of
+// gf's driver for each.
+var dbDialects = map[string]struct {
+	dialect dbDialect
+	driver  string
+}{
+	"mysql":   {dialectMySQL, "github.com/gogf/gf/contrib/drivers/mysql/v2"},
+	"mariadb": {dialectMySQL, "github.com/gogf/gf/contrib/drivers/mysql/v2"},
+	"pgsql":   {dialectPgSQL, "github.com/gogf/gf/contrib/drivers/pgsql/v2"},
+	"sqlite":  {dialectSQLite, "github.com/gogf/gf/contrib/drivers/sqlite/v2"},
+}
+
+const dbSupportedTypes = "mysql, mariadb, pgsql, sqlite"
+
+func (d dbDialect) quote(name string) string {
+	if d == dialectMySQL {
+		return "`" + name + "`"
+	}
+	return `"` + name + `"`
+}
+
+// NewStorageDB creates a storage that keeps sessions in a table of `db` (see
+// DBConfig for the table and its DDL). With CreateTable (the default) it
+// creates the table if it does not exist, which needs the database to be
+// reachable. With a CleanupInterval > 0 (the default) it starts one goroutine
+// that deletes expired rows until Close. `db` stays the caller's: Close does
+// not close it.
+func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
+	if db == nil {
+		return nil, gerror.NewCode(gcode.CodeInvalidParameter, "gfsession: NewStorageDB: db is nil")
+	}
+	s := &StorageDB{db: db}
+	if len(config) > 0 {
+		s.config = config[0]
+	}
+	c := &s.config
+	if c.Table == "" {
+		c.Table = DefaultDBTable
+	}
+	if !isDBIdentifier(c.Table) {
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`table: %q is not a plain table name: use a letter or '_' followed by up to %d letters, digits or '_'`,
+			c.Table, dbMaxTableName-1)
+	}
+	if c.CleanupInterval == 0 {
+		c.CleanupInterval = DefaultDBCleanupInterval
+	}
+	if c.CleanupBatch <= 0 {
+		c.CleanupBatch = DefaultDBCleanupBatch
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultDBTimeout
+	}
+	if c.MaxLifetime < 0 || c.TouchInterval < 0 {
+		return nil, gerror.NewCode(gcode.CodeInvalidConfiguration, `maxLifetime and touchInterval must not be negative`)
+	}
+	dbType := db.GetConfig().Type
+	d, ok := dbDialects[dbType]
+	if !ok {
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`gfsession: db: database type %q is not supported; supported: %s`, dbType, dbSupportedTypes)
+	}
+	s.dialect = d.dialect
+	s.table = c.Table
+	var err error
+	if s.env, err = newEnvelope(c.Codec, c.CryptoKeys); err != nil {
+		return nil, err
+	}
+	if c.TouchInterval > 0 {
+		s.touches = &dbTouches{m: make(map[string]int64)}
+	}
+	s.buildSQL()
+	if c.CreateTable == nil || *c.CreateTable {
+		if err = s.createTable(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	if c.CleanupInterval > 0 {
+		var ctx context.Context
+		ctx, s.cancel = context.WithCancel(context.Background())
+		s.done = make(chan struct{})
+		go s.cleaner(ctx, c.CleanupInterval)
+	}
+	return s, nil
+}
+
+// isDBIdentifier reports whether `name` is a plain SQL identifier that needs
+// no escaping in any dialect.
+func isDBIdentifier(name string) bool {
+	if name == "" || len(name) > dbMaxTableName {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (s *StorageDB) buildSQL() {
+	q := s.dialect.quote
+	t := q(s.table)
+	s.sqlSelect = fmt.Sprintf(`SELECT %s, %s, %s FROM %s WHERE %s = ? AND %s > ?`,
+		q("data"), q("expires_at"), q("created_at"), t, q("id"), q("expires_at"))
+	insert := fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s) VALUES (?, ?, ?, ?)`,
+		t, q("id"), q("data"), q("expires_at"), q("created_at"))
+	if s.dialect == dialectMySQL {
+		s.sqlUpsert = insert + " ON DUPLICATE KEY UPDATE `data` = VALUES(`data`), " +
+			"`expires_at` = VALUES(`expires_at`), `created_at` = VALUES(`created_at`)"
+	} else {
+		s.sqlUpsert = insert + ` ON CONFLICT ("id") DO UPDATE SET "data" = excluded."data", ` +
+			`"expires_at" = excluded."expires_at", "created_at" = excluded."created_at"`
+	}
+	s.sqlDelete = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("id"))
+	// UpdateTTL: expires_at = min(now+ttl, created_at+maxLifetime), only for
+	// a live row, and with TouchInterval only when it would move by at least
+	// TouchInterval.
+	set := "?"
+	if s.config.MaxLifetime > 0 {
+		set = fmt.Sprintf(`CASE WHEN %[1]s + ? < ? THEN %[1]s + ? ELSE ? END`, q("created_at"))
+	}
+	s.sqlTouch = fmt.Sprintf(`UPDATE %s SET %s = %s WHERE %s = ? AND %s > ?`,
+		t, q("expires_at"), set, q("id"), q("expires_at"))
+	if s.config.TouchInterval > 0 {
+		s.sqlTouch += fmt.Sprintf(` AND %s < ?`, q("expires_at"))
+	}
+	if s.dialect == dialectMySQL {
+		s.sqlCleanup = fmt.Sprintf("DELETE FROM %s WHERE `expires_at` < ? LIMIT %d", t, s.config.CleanupBatch)
+	} else {
+		s.sqlCleanup = fmt.Sprintf(`DELETE FROM %[1]s WHERE "id" IN (SELECT "id" FROM %[1]s WHERE "expires_at" < ? LIMIT %[2]d)`,
+			t, s.config.CleanupBatch)
+	}
+}
+
+// ddl returns the statements that create the table and its index.
+func (s *StorageDB) ddl() []string {
+	q := s.dialect.quote
+	t, idx := q(s.table), q(s.table+"_expires_at")
+	switch s.dialect {
+	case dialectMySQL:
+		return []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n"+
+			"  `id`         VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n"+
+			"  `data`       LONGBLOB NOT NULL,\n"+
+			"  `expires_at` BIGINT NOT NULL,\n"+
+			"  `created_at` BIGINT NOT NULL,\n"+
+			"  PRIMARY KEY (`id`),\n"+
+			"  KEY %s (`expires_at`)\n"+
+			") ENGINE=InnoDB", t, idx)}
+	}
+	blob := "BLOB"
+	if s.dialect == dialectPgSQL {
+		blob = "BYTEA"
+	}
+	return []string{
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  "id"         VARCHAR(128) NOT NULL PRIMARY KEY,
+  "data"       %s NOT NULL,
+  "expires_at" BIGINT NOT NULL,
+  "created_at" BIGINT NOT NULL
+)`, t, blob),
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("expires_at")`, idx, t),
+	}
+}
+
+func (s *StorageDB) createTable(ctx context.Context) error {
+	for _, stmt := range s.ddl() {
+		if _, err := s.exec(ctx, stmt); err != nil {
+			// Concurrent CREATE ... IF NOT EXISTS can fail on PostgreSQL
+			// (a race on its catalog); what counts is that the table is there.
+			if _, perr := s.query(ctx, fmt.Sprintf(`SELECT 1 FROM %s WHERE 1 = 0`, s.dialect.quote(s.table))); perr == nil {
+				continue
+			}
+			return gerror.WrapCodef(gcode.CodeDbOperationError, err, `gfsession: db: creating table %s`, s.table)
+		}
+	}
+	return nil
+}
+
+func (s *StorageDB) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.config.Timeout > 0 {
+		return context.WithTimeout(ctx, s.config.Timeout)
+	}
+	return ctx, func() {}
+}
+
+func (s *StorageDB) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	res, err := s.db.Exec(ctx, sql, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, nil // affected rows are informational only
+	}
+	return n, nil
+}
+
+func (s *StorageDB) query(ctx context.Context, sql string, args ...any) (gdb.Record, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	return s.db.GetOne(ctx, sql, args...)
+}
+
+// init registers the storage type TypeDB.
+func init() {
+	Register(TypeDB, newStorageDBFromConfig)
+}
+
+// newStorageDBFromConfig builds a StorageDB from a config map: the DBConfig
+// keys plus either `database` (a group of gf's `database:` config node) or
+// `link` (a gdb link such as "mysql:root:@tcp(127.0.0.1:3306)/test").
+func newStorageDBFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
+	var (
+		config DBConfig
+		plain  = make(map[string]any, len(m))
+	)
+	for k, v := range m {
+		switch strings.ToLower(k) {
+		case "createtable":
+			var b bool
+			if err := setField(reflect.ValueOf(&b).Elem(), v); err != nil {
+				return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, k)
+			}
+			config.CreateTable = &b
+		case "cleanupinterval":
+			// "off" and negative durations disable the cleaner.
+			if str, ok := v.(string); ok {
+				str = strings.TrimSpace(str)
+				if strings.EqualFold(str, "off") {
+					config.CleanupInterval = -1
+					continue
+				}
+				if abs, neg := strings.CutPrefix(str, "-"); neg {
+					if _, err := parseDuration(abs); err != nil {
+						return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, k)
+					}
+					config.CleanupInterval = -1
+					continue
+				}
+			}
+			plain[k] = v
+		default:
+			plain[k] = v
+		}
+	}
+	rest, err := decodeConfig(configPath, plain, &config, "database", "link")
+	if err != nil {
+		return nil, err
+	}
+	var group, link, groupKey, linkKey string
+	for k, v := range rest {
+		str, ok := v.(string)
+		if !ok {
+			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+				`%s.%s: want a string, got %v (%T)`, configPath, k, v, v)
+		}
+		if strings.EqualFold(k, "database") {
+			group, groupKey = str, k
+		} else {
+			link, linkKey = str, k
+		}
+	}
+	var (
+		db     gdb.DB
+		ownsDB bool
+	)
+	switch {
+	case groupKey != "" && linkKey != "":
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`%s: set either "database" (a group of the database config) or "link", not both`, configPath)
+	case linkKey != "":
+		if db, err = openDBLink(link); err != nil {
+			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, linkKey)
+		}
+		ownsDB = true
+	default:
+		if groupKey == "" {
+			groupKey = "database"
+		}
+		if db, err = openDBGroup(ctx, group); err != nil {
+			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, groupKey)
+		}
+	}
+	s, err := NewStorageDB(db, config)
+	if err != nil {
+		if ownsDB {
+			_ = db.Close(ctx)
+		}
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s`, configPath)
+	}
+	s.ownsDB = ownsDB
+	return s, nil
+}
+
+// openDBLink opens a gdb.DB for a gdb `link`.
+func openDBLink(link string) (gdb.DB, error) {
+	dbType, _, _ := strings.Cut(link, ":")
+	d, ok := dbDialects[dbType]
+	if !ok {
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`database type %q is not supported; supported: %s (link syntax: type:user:pass@protocol(host:port)/dbname?options)`,
+			dbType, dbSupportedTypes)
+	}
+	db, err := gdb.New(gdb.ConfigNode{Link: link})
+	if err != nil {
+		return nil, explainDriverError(err, dbType, d.driver)
+	}
+	return db, nil
+}
+
+// openDBGroup returns the gdb.DB of config group `group` ("" for the
+// default group), configured with gdb.SetConfig or in the `database:` node of
+// the config file.
+func openDBGroup(ctx context.Context, group string) (db gdb.DB, err error) {
+	name := group
+	if name == "" {
+		name = gdb.DefaultGroupName
+	}
+	if cg, _ := gdb.GetConfigGroup(name); len(cg) > 0 {
+		db, err = gdb.Instance(name)
+	} else {
+		// Not set in code: gf's g.DB reads the config file's database node,
+		// and panics where we return an error.
+		if v, _ := g.Cfg().Get(ctx, "database"); v.IsEmpty() {
+			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+				`database group %q is not configured (no "database" node in the config file, and none set with gdb.SetConfig)`, name)
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					if e, ok := r.(error); ok {
+						err = e
+					} else {
+						err = gerror.Newf(`%v`, r)
+					}
+				}
+			}()
+			db = gins.Database(name)
+		}()
+	}
+	if err == nil && db == nil {
+		err = gerror.NewCodef(gcode.CodeInvalidConfiguration, `database group %q is not configured`, name)
+	}
+	if err != nil {
+		if cg, _ := gdb.GetConfigGroup(name); len(cg) > 0 {
+			dbType := cg[0].Type
+			if dbType == "" {
+				dbType, _, _ = strings.Cut(cg[0].Link, ":")
+			}
+			err = explainDriverError(err, dbType, dbDialects[dbType].driver)
+		}
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `database group %q`, name)
+	}
+	return db, nil
+}
+
+// explainDriverError turns gdb's "cannot find database driver" into an error
+// naming the blank import that is missing.
+func explainDriverError(err error, dbType, driver string) error {
+	if !strings.Contains(err.Error(), "cannot find database driver") {
+		return err
+	}
+	if driver == "" {
+		return gerror.WrapCodef(gcode.CodeInvalidConfiguration, err,
+			`database type %q: no gdb driver registered; supported: %s`, dbType, dbSupportedTypes)
+	}
+	return gerror.NewCodef(gcode.CodeInvalidConfiguration,
+		`database type %q: gf's driver is not imported; add the blank import _ %q to your main package`, dbType, driver)
+}
+
+// New returns a new random session id (see NewSessionId).
+func (s *StorageDB) New(ctx context.Context, ttl time.Duration) (string, error) {
+	return NewSessionId(), nil
+}
+
+// GetSession loads the session with one indexed read. It returns nil when
+// the session does not exist, has expired (idle TTL or MaxLifetime), holds
+// data that cannot be read (logged through gf's logger), or `sessionId` is not
+// a valid id; an error only when the database fails. It does not move the
+// expiry: gf calls UpdateTTL or SetSession when the request ends.
+func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
+	if !IsValidSessionId(sessionId) {
+		return nil, nil
+	}
+	now := time.Now()
+	rec, err := s.query(ctx, s.sqlSelect, sessionId, now.UnixMilli())
+	if err != nil {
+		return nil, gerror.Wrapf(err, `gfsession: db: loading session %q from table %s`, sessionId, s.table)
+	}
+	if rec.IsEmpty() {
+		return nil, nil
+	}
+	data, created, err := s.env.decodeSession(sessionId, rec["data"].Bytes())
+	if err != nil {
+		logDropped(ctx, TypeDB, sessionId, err)
+		return nil, nil
+	}
+	if created.IsZero() {
+		created = time.UnixMilli(rec["created_at"].Int64()) // a legacy blob
+	}
+	if lifetimeLeft(created, s.config.MaxLifetime, ttl, now) <= 0 {
+		return nil, nil
+	}
+	m := gmap.NewStrAnyMapFrom(data, true)
+	s.tracker.track(m, sessionId, nil, created)
+	if s.touches != nil {
+		s.touches.put(sessionId, rec["expires_at"].Int64())
+	}
+	return m, nil
+}
+
+// SetSession writes the whole session with one upsert (last writer wins per
+// session), expiring `ttl` from now but never after MaxLifetime since its
+// creation. A session without keys, or past its MaxLifetime, is deleted.
+func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
+	if !IsValidSessionId(sessionId) {
+		return errInvalidId(sessionId)
+	}
+	if s.touches != nil {
+		s.touches.take(sessionId)
+	}
+	data := sessionData.Map()
+	now := time.Now()
+	created := now
+	if l := s.tracker.lookup(sessionData, sessionId); l != nil {
+		if c, ok := l.extra.(time.Time); ok && !c.IsZero() {
+			created = c
+		}
+	}
+	left := lifetimeLeft(created, s.config.MaxLifetime, ttl, now)
+	if len(data) == 0 || left <= 0 {
+		if _, err := s.exec(ctx, s.sqlDelete, sessionId); err != nil {
+			return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, sessionId, s.table)
+		}
+		return nil
+	}
+	blob, err := s.env.encodeSession(sessionId, created, data)
+	if err != nil {
+		return gerror.Wrapf(err, `gfsession: db: encoding session %q`, sessionId)
+	}
+	if _, err = s.exec(ctx, s.sqlUpsert, sessionId, blob, now.Add(left).UnixMilli(), created.UnixMilli()); err != nil {
+		return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
+	}
+	s.tracker.retrack(sessionData, sessionId, nil, created)
+	return nil
+}
+
+// UpdateTTL restarts the idle TTL of a live session (never beyond
+// MaxLifetime) by updating its expiry column only. With TouchInterval it
+// writes only when the expiry would move by TouchInterval or more, and skips
+// the statement entirely when GetSession of this storage loaded the session
+// recently enough. A missing session is not an error.
+func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
+	if !IsValidSessionId(sessionId) {
+		return nil
+	}
+	now := time.Now().UnixMilli()
+	exp := now + ttl.Milliseconds()
+	if s.touches != nil {
+		if loaded, ok := s.touches.take(sessionId); ok && loaded > now && exp-loaded < s.config.TouchInterval.Milliseconds() {
+			return nil
+		}
+	}
+	args := make([]any, 0, 7)
+	if s.config.MaxLifetime > 0 {
+		max := s.config.MaxLifetime.Milliseconds()
+		args = append(args, max, exp, max, exp)
+	} else {
+		args = append(args, exp)
+	}
+	args = append(args, sessionId, now)
+	if s.touches != nil {
+		args = append(args, exp-s.config.TouchInterval.Milliseconds())
+	}
+	if _, err := s.exec(ctx, s.sqlTouch, args...); err != nil {
+		return gerror.Wrapf(err, `gfsession: db: refreshing session %q in table %s`, sessionId, s.table)
+	}
+	return nil
+}
+
+// RemoveAll deletes the session's row. A missing session is not an error.
+func (s *StorageDB) RemoveAll(ctx context.Context, sessionId string) error {
+	if !IsValidSessionId(sessionId) {
+		return nil
+	}
+	if s.touches != nil {
+		s.touches.take(sessionId)
+	}
+	if _, err := s.exec(ctx, s.sqlDelete, sessionId); err != nil {
+		return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, sessionId, s.table)
+	}
+	return nil
+}
+
+// Cleanup deletes the rows that expired before now, in batches of
+// CleanupBatch rows, until a batch deletes fewer, and returns how many it
+// deleted. The cleaner goroutine runs it every CleanupInterval; call it
+// yourself (e.g. from a job on one instance) when the cleaner is disabled.
+// It stops early, with the error of `ctx`, when `ctx` is done.
+func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
+	batch := int64(s.config.CleanupBatch)
+	for {
+		n, err := s.exec(ctx, s.sqlCleanup, time.Now().UnixMilli())
+		deleted += n
+		if err != nil {
+			return deleted, gerror.Wrapf(err, `gfsession: db: deleting expired sessions from table %s`, s.table)
+		}
+		if n < batch {
+			return deleted, nil
+		}
+		// Yield between batches so that requests get their share of the
+		// database (and of SQLite's single write lock).
+		select {
+		case <-ctx.Done():
+			return deleted, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (s *StorageDB) cleaner(ctx context.Context, interval time.Duration) {
+	defer close(s.done)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
+				g.Log().Warningf(ctx, `gfsession: db: cleaner: %v`, err)
+			}
+		}
+	}
+}
+
+// Close stops the cleaner and waits for it, and closes the database when the
+// storage opened it itself (config map `link`). It is idempotent; the storage
+// keeps serving sessions after Close when the database is the caller's.
+func (s *StorageDB) Close(ctx context.Context) error {
+	var err error
+	s.closed.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+			<-s.done
+		}
+		if s.ownsDB {
+			err = s.db.Close(ctx)
+		}
+	})
+	return err
+}
+
+// dbTouches remembers the expiry each session had when GetSession loaded it,
+// so that UpdateTTL can skip refreshes within TouchInterval without a
+// statement. It is bounded: when full it starts over, which costs at most one
+// extra statement per session.
+type dbTouches struct {
+	mu sync.Mutex
+	m  map[string]int64 // id -> expires_at, Unix ms
+}
+
+func (c *dbTouches) put(id string, expires int64) {
+	c.mu.Lock()
+	if len(c.m) >= dbTouchCacheMax {
+		clear(c.m)
+	}
+	c.m[id] = expires
+	c.mu.Unlock()
+}
+
+func (c *dbTouches) take(id string) (int64, bool) {
+	c.mu.Lock()
+	v, ok := c.m[id]
+	if ok {
+		delete(c.m, id)
+	}
+	c.mu.Unlock()
+	return v, ok
+}
