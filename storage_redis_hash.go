@@ -67,18 +67,19 @@ return data
 // (0: none), the created field, the number N of fields to set, N field/value
 // pairs, then the fields to delete. It returns 1 when the session is
 // stored, 0 when it ended up empty (deleted), -1 when it is past its
-// lifetime (deleted).
+// lifetime (deleted). Fields go to HSET/HDEL in batches of 256 (unpack has
+// a stack limit).
 var hashWriteScript = newRedisScript(`
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local max = tonumber(ARGV[3])
 local cf = ARGV[4]
 local last = 5 + 2 * tonumber(ARGV[5])
-for i = 6, last, 2 do
-  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+for i = 6, last, 512 do
+  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
 end
-for i = last + 1, #ARGV do
-  redis.call('HDEL', key, ARGV[i])
+for i = last + 1, #ARGV, 512 do
+  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
 end
 local raw = redis.call('HGET', key, cf)
 local n = redis.call('HLEN', key)

@@ -1,0 +1,212 @@
+package gfsession_test
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/testredis"
+)
+
+// redisHashScriptCmds are the commands the hash storage's scripts run; they
+// show in commandstats but are not round trips.
+var redisHashScriptCmds = map[string]bool{
+	"hgetall": true, "hget": true, "hset": true, "hdel": true, "hlen": true, "pexpire": true, "del": true,
+}
+
+func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
+	srv := testredis.Start(t)
+	client, counter := newRedisCountingClient(t, srv.Addr)
+	prefix := redisTestPrefix()
+	const ttl = time.Minute
+	m := gsession.New(ttl, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{Prefix: prefix}))
+
+	// Warm up: the connection, and both scripts (the first EVALSHA of a
+	// script on a server is answered NOSCRIPT and followed by EVAL).
+	warm := gfsession.NewSessionId()
+	redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("x", 1)) })
+	redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) })
+
+	id := gfsession.NewSessionId()
+	key := prefix + id
+	steps := []struct {
+		name       string
+		id         string
+		fn         func(s *gsession.Session)
+		roundTrips int
+	}{
+		{"new session, never written", "", func(s *gsession.Session) {
+			_, err := s.Id()
+			require.NoError(t, err)
+		}, 0},
+		{"unknown id, read-only", id, func(s *gsession.Session) {
+			v, err := s.Get("user")
+			require.NoError(t, err)
+			require.Nil(t, v)
+		}, 1},
+		{"first write, 2 keys", id, func(s *gsession.Session) {
+			require.NoError(t, s.Set("user", "ann"))
+			require.NoError(t, s.Set("n", 1))
+		}, 2},
+		{"read-only, 10 Gets", id, func(s *gsession.Session) {
+			for i := 0; i < 10; i++ {
+				assert.Equal(t, "ann", s.MustGet("user").String())
+			}
+		}, 1},
+		{"writing, 20 Sets and a Remove", id, func(s *gsession.Session) {
+			assert.Equal(t, 1, s.MustGet("n").Int())
+			for i := 0; i < 20; i++ {
+				require.NoError(t, s.Set(fmt.Sprintf("k%02d", i), i))
+			}
+			require.NoError(t, s.Remove("n"))
+		}, 2},
+		{"Set of an unchanged value", id, func(s *gsession.Session) {
+			require.NoError(t, s.Set("user", "ann"))
+		}, 1},
+		{"emptied", id, func(s *gsession.Session) {
+			data, err := s.Data()
+			require.NoError(t, err)
+			for k := range data {
+				require.NoError(t, s.Remove(k))
+			}
+		}, 2},
+	}
+	for _, step := range steps {
+		redisResetStats(t, srv)
+		before := counter.calls.Load()
+		redisReq(t, m, step.id, step.fn)
+		stats := redisCommandStats(t, srv)
+		got := int(counter.calls.Load() - before)
+		assert.Equal(t, step.roundTrips, got, "%s: round trips", step.name)
+		assert.Equal(t, step.roundTrips, stats["evalsha"], "%s: EVALSHA calls", step.name)
+		for cmd := range stats {
+			assert.True(t, cmd == "evalsha" || redisHashScriptCmds[cmd], "%s: unexpected top-level command %s", step.name, cmd)
+		}
+		t.Logf("redis-hash, %s: %d round trip(s); commandstats %v", step.name, got, stats)
+		if step.name == "first write, 2 keys" || step.name == "writing, 20 Sets and a Remove" {
+			p := redisPTTL(t, srv, key)
+			assert.True(t, p > 0 && p <= ttl.Milliseconds(), "%s: PTTL %d", step.name, p)
+		}
+	}
+	assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "an emptied session must be deleted")
+	assert.EqualValues(t, 0, srv.MustDo(t, "DBSIZE"), "a session never written must create no key")
+}
+
+func TestStorageRedisHash_ReservedField(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	prefix := redisTestPrefix()
+	const lifetime = 500 * time.Millisecond
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+		gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime}))
+	id := gfsession.NewSessionId()
+	key := prefix + id
+	start := time.Now()
+	redisReq(t, m, id, func(s *gsession.Session) {
+		// Keys that look like the reserved field must not touch it.
+		require.NoError(t, s.Set("\x00created", "user value"))
+		require.NoError(t, s.Set("\x00", 1))
+		require.NoError(t, s.Set("created", 2))
+	})
+	fields, ok := srv.MustDo(t, "HGETALL", key).([]any)
+	require.True(t, ok)
+	raw := map[string]string{}
+	for i := 0; i+1 < len(fields); i += 2 {
+		raw[fields[i].(string)] = fields[i+1].(string)
+	}
+	created, err := strconv.ParseInt(raw["\x00created"], 10, 64)
+	require.NoError(t, err, "the reserved field holds the creation time in ms")
+	assert.InDelta(t, start.UnixMilli(), created, 1000)
+	assert.Contains(t, raw, "\x00\x00created", "a key starting with NUL is escaped")
+	assert.Contains(t, raw, "\x00\x00")
+	redisReq(t, m, id, func(s *gsession.Session) {
+		assert.Equal(t, "user value", s.MustGet("\x00created").String())
+		assert.Equal(t, 1, s.MustGet("\x00").Int())
+		assert.Equal(t, 2, s.MustGet("created").Int())
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Len(t, data, 3, "the reserved field is not a session key")
+	})
+	// The TTL is capped by what is left of MaxLifetime.
+	p := redisPTTL(t, srv, key)
+	assert.True(t, p > 0 && p <= lifetime.Milliseconds(), "PTTL %d not capped by maxLifetime", p)
+}
+
+func TestStorageRedisHash_InPlaceChange(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{}))
+	id := gfsession.NewSessionId()
+	redisReq(t, m, id, func(s *gsession.Session) {
+		require.NoError(t, s.Set("cart", map[string]any{"a": 1}))
+		require.NoError(t, s.Set("list", []any{"x"}))
+	})
+	redisReq(t, m, id, func(s *gsession.Session) {
+		cart := s.MustGet("cart").Val().(map[string]any)
+		cart["b"] = 2 // changed in place, then set again
+		require.NoError(t, s.Set("cart", cart))
+		list := s.MustGet("list").Val().([]any)
+		list[0] = "y"
+		require.NoError(t, s.Set("list", list))
+	})
+	redisReq(t, m, id, func(s *gsession.Session) {
+		assert.Equal(t, map[string]any{"a": 1, "b": 2}, s.MustGet("cart").Val())
+		assert.Equal(t, []any{"y"}, s.MustGet("list").Val())
+	})
+}
+
+func TestStorageRedisHash_CreatedKeepsMerging(t *testing.T) {
+	// A second write of the same map (RegenerateId, then Close) sends only
+	// what changed since the first.
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{}))
+	id := gfsession.NewSessionId()
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	var newId string
+	redisReq(t, m, id, func(s *gsession.Session) {
+		var err error
+		newId, err = s.RegenerateId(true)
+		require.NoError(t, err)
+		// A concurrent request on the new id sets another key meanwhile.
+		redisReq(t, m, newId, func(s *gsession.Session) { require.NoError(t, s.Set("other", "kept")) })
+		require.NoError(t, s.Set("after", true))
+	})
+	redisReq(t, m, newId, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"user": "ann", "other": "kept", "after": true}, data)
+	})
+}
+
+func TestStorageRedisHash_ManyKeys(t *testing.T) {
+	// More fields than one script batch (256) and than Lua's unpack limit.
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{}))
+	id := gfsession.NewSessionId()
+	const n = 9000
+	want := make(map[string]any, n)
+	for i := 0; i < n; i++ {
+		want[fmt.Sprintf("k%05d", i)] = i
+	}
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(want)) })
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		require.Equal(t, want, data)
+		require.NoError(t, s.RemoveAll())
+	})
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		require.Empty(t, data)
+	})
+}
