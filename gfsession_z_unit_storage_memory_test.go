@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/goframe-contrib/gfsession"
@@ -25,5 +26,40 @@ func TestStorageMemory_Conformance(t *testing.T) {
 		storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
 			return newMemory(t, gfsession.MemoryConfig{MaxLifetime: d})
 		}),
+		storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
+			return newMemory(t, gfsession.MemoryConfig{UserKey: userKey})
+		}),
 	)
+}
+
+func TestStorageMemory_MaxSessions(t *testing.T) {
+	const max = 50
+	s := newMemory(t, gfsession.MemoryConfig{MaxSessions: max})
+	m := gsession.New(time.Minute, s)
+	for i := 0; i < 3*max; i++ {
+		sess := m.New(context.Background(), storagetest.NewId())
+		require.NoError(t, sess.Set("i", i))
+		require.NoError(t, sess.Close())
+		n, err := s.Count(context.Background())
+		require.NoError(t, err)
+		require.LessOrEqual(t, n, max, "after %d sessions", i+1)
+	}
+	n, _ := s.Count(context.Background())
+	assert.Equal(t, max, n, "the bound is reached and kept")
+}
+
+func TestStorageMemory_Sweeper(t *testing.T) {
+	s := newMemory(t, gfsession.MemoryConfig{CleanupInterval: 20 * time.Millisecond})
+	m := gsession.New(50*time.Millisecond, s)
+	for i := 0; i < 100; i++ {
+		sess := m.New(context.Background(), storagetest.NewId())
+		require.NoError(t, sess.Set("k", "v"))
+		require.NoError(t, sess.Close())
+	}
+	n, _ := s.Count(context.Background())
+	require.Equal(t, 100, n)
+	require.Eventually(t, func() bool {
+		n, _ := s.Count(context.Background())
+		return n == 0
+	}, 5*time.Second, 10*time.Millisecond, "the sweeper must free expired sessions")
 }

@@ -35,6 +35,9 @@ type MemoryConfig struct {
 	// (they are never served after expiry either way). 0 means
 	// DefaultMemoryCleanupInterval; a negative value disables the sweeper.
 	CleanupInterval time.Duration `json:"cleanupInterval"`
+	// UserKey is the session key holding the user id, for DestroyUser ("log
+	// out everywhere"). Empty disables the user index.
+	UserKey string `json:"userKey"`
 }
 
 // StorageMemory keeps sessions in process memory: for one server, tests and
@@ -56,10 +59,14 @@ type StorageMemory struct {
 	shards  [memoryShards]memoryShard
 	count   atomic.Int64
 	tracker loadTracker
+	usersMu sync.Mutex
+	users   map[string]map[string]struct{} // user id -> session ids; guarded by usersMu
 	stop    chan struct{}
 	done    chan struct{}
 	closed  sync.Once
 }
+
+var _ Admin = (*StorageMemory)(nil)
 
 type memoryShard struct {
 	mu sync.RWMutex
@@ -70,6 +77,7 @@ type memoryShard struct {
 // write replaces the entry's map with a new one.
 type memoryEntry struct {
 	data    map[string]any
+	user    string       // value of MemoryConfig.UserKey in data
 	created int64        // Unix nanoseconds
 	expires atomic.Int64 // Unix nanoseconds
 }
@@ -77,7 +85,7 @@ type memoryEntry struct {
 // NewStorageMemory creates a memory storage. With a CleanupInterval > 0 (the
 // default), it starts one goroutine that sweeps expired sessions until Close.
 func NewStorageMemory(config ...MemoryConfig) *StorageMemory {
-	s := &StorageMemory{}
+	s := &StorageMemory{users: make(map[string]map[string]struct{})}
 	if len(config) > 0 {
 		s.config = config[0]
 	}
@@ -108,13 +116,18 @@ func newStorageMemoryFromConfig(_ context.Context, m map[string]any) (gsession.S
 }
 
 func (s *StorageMemory) shard(id string) *memoryShard {
-	// FNV-1a, inlined: cheaper than hash/maphash for short ids.
+	return &s.shards[shardIndex(id)]
+}
+
+// shardIndex hashes `id` with FNV-1a, inlined: cheaper than hash/maphash
+// for short ids.
+func shardIndex(id string) int {
 	h := uint32(2166136261)
 	for i := 0; i < len(id); i++ {
 		h ^= uint32(id[i])
 		h *= 16777619
 	}
-	return &s.shards[h&(memoryShards-1)]
+	return int(h & (memoryShards - 1))
 }
 
 // New returns a new random session id (see NewSessionId).
@@ -204,48 +217,109 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		}
 	}
 	if len(data) == 0 {
-		if _, ok := sh.m[sessionId]; ok {
-			delete(sh.m, sessionId)
-			s.count.Add(-1)
-		}
+		s.deleteLocked(sh, sessionId)
 		sh.mu.Unlock()
 		return nil
 	}
-	e := &memoryEntry{data: data, created: created}
+	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey)}
 	e.expires.Store(s.expiry(created, now, ttl))
-	if _, exists := sh.m[sessionId]; !exists {
-		if s.config.MaxSessions > 0 && s.count.Load() >= int64(s.config.MaxSessions) {
-			s.evictLocked(sh, now)
-		}
+	old, exists := sh.m[sessionId]
+	if !exists {
 		s.count.Add(1)
 	}
 	sh.m[sessionId] = e
+	if oldUser := old.userOrEmpty(); oldUser != e.user {
+		s.unindex(oldUser, sessionId)
+		s.index(e.user, sessionId)
+	}
 	sh.mu.Unlock()
+	if !exists && s.config.MaxSessions > 0 {
+		s.evict(sessionId, now)
+	}
 	s.tracker.retrack(sessionData, sessionId, data, nil)
 	return nil
 }
 
-// evictLocked removes one session from `sh`: an expired one if the sample
-// holds one, else the one closest to expiry.
-func (s *StorageMemory) evictLocked(sh *memoryShard, now int64) {
-	var (
-		victim string
-		soon   int64
-		n      int
-	)
-	for id, e := range sh.m {
-		exp := e.expires.Load()
-		if victim == "" || exp < soon {
-			victim, soon = id, exp
+// evict removes sessions while there are more than MaxSessions, starting
+// with the shard of the session just added (`added`, which it spares). From
+// each shard it removes an expired session if its sample holds one, else the
+// one closest to expiry. It takes one shard lock at a time.
+func (s *StorageMemory) evict(added string, now int64) {
+	i := shardIndex(added)
+	for tries := 0; s.count.Load() > int64(s.config.MaxSessions) && tries < 2*memoryShards; tries++ {
+		sh := &s.shards[(i+tries)%memoryShards]
+		sh.mu.Lock()
+		var (
+			victim string
+			soon   int64
+			n      int
+		)
+		for id, e := range sh.m {
+			if id == added {
+				continue
+			}
+			exp := e.expires.Load()
+			if victim == "" || exp < soon {
+				victim, soon = id, exp
+			}
+			if n++; n >= evictionSample || exp <= now {
+				break
+			}
 		}
-		if n++; n >= evictionSample || exp <= now {
-			break
+		if victim != "" {
+			s.deleteLocked(sh, victim)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// deleteLocked removes session `id` from `sh`, whose lock the caller holds,
+// and from the user index.
+func (s *StorageMemory) deleteLocked(sh *memoryShard, id string) {
+	e, ok := sh.m[id]
+	if !ok {
+		return
+	}
+	delete(sh.m, id)
+	s.count.Add(-1)
+	s.unindex(e.user, id)
+}
+
+func (e *memoryEntry) userOrEmpty() string {
+	if e == nil {
+		return ""
+	}
+	return e.user
+}
+
+// index adds session `id` to the sessions of `user`. Lock order: shard, then
+// usersMu.
+func (s *StorageMemory) index(user, id string) {
+	if user == "" {
+		return
+	}
+	s.usersMu.Lock()
+	ids := s.users[user]
+	if ids == nil {
+		ids = make(map[string]struct{})
+		s.users[user] = ids
+	}
+	ids[id] = struct{}{}
+	s.usersMu.Unlock()
+}
+
+func (s *StorageMemory) unindex(user, id string) {
+	if user == "" {
+		return
+	}
+	s.usersMu.Lock()
+	if ids := s.users[user]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(s.users, user)
 		}
 	}
-	if victim != "" {
-		delete(sh.m, victim)
-		s.count.Add(-1)
-	}
+	s.usersMu.Unlock()
 }
 
 // UpdateTTL restarts the idle TTL of an existing session (never beyond
@@ -274,18 +348,73 @@ func (s *StorageMemory) RemoveAll(ctx context.Context, sessionId string) error {
 	}
 	sh := s.shard(sessionId)
 	sh.mu.Lock()
-	if _, ok := sh.m[sessionId]; ok {
-		delete(sh.m, sessionId)
-		s.count.Add(-1)
-	}
+	s.deleteLocked(sh, sessionId)
 	sh.mu.Unlock()
 	return nil
 }
 
-// Len returns the number of sessions held, expired ones not yet swept
-// included.
-func (s *StorageMemory) Len() int {
-	return int(s.count.Load())
+// Count returns the number of sessions held, expired ones not yet swept
+// included. It never fails.
+func (s *StorageMemory) Count(ctx context.Context) (int, error) {
+	return int(s.count.Load()), nil
+}
+
+// Range calls `fn` with the id of every live session until it returns
+// false. It copies the ids of one shard (1/64 of the sessions) at a time and
+// calls `fn` without holding a lock, so `fn` may use the storage.
+func (s *StorageMemory) Range(ctx context.Context, fn func(sessionId string) bool) error {
+	var ids []string
+	for i := range s.shards {
+		sh := &s.shards[i]
+		now := time.Now().UnixNano()
+		ids = ids[:0]
+		sh.mu.RLock()
+		for id, e := range sh.m {
+			if s.alive(e, now) {
+				ids = append(ids, id)
+			}
+		}
+		sh.mu.RUnlock()
+		for _, id := range ids {
+			if !fn(id) {
+				return nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Destroy deletes session `sessionId`; see RemoveAll.
+func (s *StorageMemory) Destroy(ctx context.Context, sessionId string) error {
+	return s.RemoveAll(ctx, sessionId)
+}
+
+// DestroyUser deletes every session whose MemoryConfig.UserKey value equals
+// `userId` and returns how many it deleted.
+func (s *StorageMemory) DestroyUser(ctx context.Context, userId string) (int, error) {
+	if s.config.UserKey == "" {
+		return 0, errNoUserKey("StorageMemory")
+	}
+	s.usersMu.Lock()
+	ids := make([]string, 0, len(s.users[userId]))
+	for id := range s.users[userId] {
+		ids = append(ids, id)
+	}
+	s.usersMu.Unlock()
+	n := 0
+	for _, id := range ids {
+		sh := s.shard(id)
+		sh.mu.Lock()
+		if e := sh.m[id]; e != nil && e.user == userId {
+			s.deleteLocked(sh, id)
+			n++
+		}
+		sh.mu.Unlock()
+	}
+	return n, nil
 }
 
 func (s *StorageMemory) cleaner(interval time.Duration) {
@@ -310,8 +439,7 @@ func (s *StorageMemory) sweep() {
 		sh.mu.Lock()
 		for id, e := range sh.m {
 			if !s.alive(e, now) {
-				delete(sh.m, id)
-				s.count.Add(-1)
+				s.deleteLocked(sh, id)
 			}
 		}
 		sh.mu.Unlock()

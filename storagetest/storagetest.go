@@ -47,6 +47,7 @@ type options struct {
 	newWithLifetime func(t *testing.T, maxLifetime time.Duration) gsession.Storage
 	corrupt         func(t *testing.T, s gsession.Storage, sessionId string, data []byte)
 	newWithKeys     func(t *testing.T, keys [][]byte) gsession.Storage
+	newWithUserKey  func(t *testing.T, userKey string) gsession.Storage
 }
 
 // MergesKeys declares that the storage merges concurrent writes per key: N
@@ -80,6 +81,25 @@ func WithCryptoKeys(newStorage func(t *testing.T, keys [][]byte) gsession.Storag
 	return func(o *options) { o.newWithKeys = newStorage }
 }
 
+// WithUserKey gives a constructor for the storage with the user index on
+// session key `userKey`. The storage must then implement the admin methods
+// (Count, Range, Destroy, DestroyUser, as gfsession.Admin declares them), and
+// each storage it returns must have a namespace of its own (a fresh prefix,
+// folder or table), so that Count is exact. The suite checks counting,
+// ranging, destroying and "log out everywhere".
+func WithUserKey(newStorage func(t *testing.T, userKey string) gsession.Storage) Option {
+	return func(o *options) { o.newWithUserKey = newStorage }
+}
+
+// admin is the method set of gfsession.Admin, declared here so that custom
+// storages need not import gfsession.
+type admin interface {
+	Count(ctx context.Context) (int, error)
+	Range(ctx context.Context, fn func(sessionId string) bool) error
+	Destroy(ctx context.Context, sessionId string) error
+	DestroyUser(ctx context.Context, userId string) (int, error)
+}
+
 // Run runs the conformance suite on the storages `newStorage` returns.
 func Run(t *testing.T, newStorage func(t *testing.T) gsession.Storage, opts ...Option) {
 	var o options
@@ -106,6 +126,8 @@ func Run(t *testing.T, newStorage func(t *testing.T) gsession.Storage, opts ...O
 		{"CorruptData", testCorruptData},
 		{"CryptoKeys", testCryptoKeys},
 	}
+	// Admin counts sessions, so it runs alone, before the parallel subtests.
+	t.Run("Admin", func(t *testing.T) { testAdmin(t, newStorage, &o) })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -559,4 +581,86 @@ func testCryptoKeys(t *testing.T, _ func(t *testing.T) gsession.Storage, o *opti
 	data, err := st.GetSession(context.Background(), id, time.Minute)
 	require.NoError(t, err)
 	assert.True(t, data == nil || data.Size() == 0, "a session sealed with an unknown key must read as no session")
+}
+
+func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *options) {
+	ctx := context.Background()
+	if a, ok := newStorage(t).(admin); ok {
+		_, err := a.DestroyUser(ctx, "anyone")
+		assert.Error(t, err, "DestroyUser without a userKey must fail, not silently do nothing")
+	}
+	if o.newWithUserKey == nil {
+		t.Log("no WithUserKey option: admin methods not checked")
+		return
+	}
+	const userKey = "uid"
+	st := o.newWithUserKey(t, userKey)
+	a, ok := st.(admin)
+	require.True(t, ok, "a storage given by WithUserKey must implement Count, Range, Destroy and DestroyUser")
+	m := gsession.New(time.Minute, st)
+
+	// Five clients of user u1, two of user 2 (an int64 id), one anonymous.
+	var u1, u2 []string
+	for i := 0; i < 5; i++ {
+		id := NewId()
+		write(t, m, id, map[string]any{userKey: "u1", "client": i})
+		u1 = append(u1, id)
+	}
+	for i := 0; i < 2; i++ {
+		id := NewId()
+		write(t, m, id, map[string]any{userKey: int64(2)})
+		u2 = append(u2, id)
+	}
+	anon := NewId()
+	write(t, m, anon, map[string]any{"cart": "x"})
+
+	n, err := a.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 8, n, "Count")
+	seen := map[string]bool{}
+	require.NoError(t, a.Range(ctx, func(id string) bool { seen[id] = true; return true }))
+	for _, id := range append(append([]string{anon}, u1...), u2...) {
+		assert.True(t, seen[id], "Range missed %s", id)
+	}
+	assert.Len(t, seen, 8, "Range")
+	calls := 0
+	require.NoError(t, a.Range(ctx, func(string) bool { calls++; return false }))
+	assert.Equal(t, 1, calls, "Range must stop when fn returns false")
+
+	require.NoError(t, a.Destroy(ctx, anon))
+	assert.False(t, exists(t, st, anon, time.Minute), "Destroy")
+	require.NoError(t, a.Destroy(ctx, NewId()), "Destroy of a missing session")
+
+	// Log out everywhere: all of u1's sessions go, user 2's stay.
+	n, err = a.DestroyUser(ctx, "u1")
+	require.NoError(t, err)
+	assert.Equal(t, 5, n, "DestroyUser(u1)")
+	for _, id := range u1 {
+		assert.False(t, exists(t, st, id, time.Minute), "u1 session %s survived DestroyUser", id)
+	}
+	for _, id := range u2 {
+		assert.True(t, exists(t, st, id, time.Minute), "another user's session was destroyed")
+	}
+	n, err = a.DestroyUser(ctx, "u1")
+	require.NoError(t, err)
+	assert.Zero(t, n, "a second DestroyUser finds nothing")
+
+	// The index follows writes: a session that changes user, and a logout.
+	switched := NewId()
+	write(t, m, switched, map[string]any{userKey: "u3"})
+	write(t, m, switched, map[string]any{userKey: "u4"})
+	n, err = a.DestroyUser(ctx, "u3")
+	require.NoError(t, err)
+	assert.Zero(t, n, "the session now belongs to u4")
+	assert.True(t, exists(t, st, switched, time.Minute))
+	request(t, m, u2[0], func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) })
+	n, err = a.DestroyUser(ctx, "2")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "DestroyUser(2) after one of its sessions logged out; int64 user ids match as strings")
+	n, err = a.DestroyUser(ctx, "u4")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	n, err = a.Count(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n, "every session is gone")
 }
