@@ -11,6 +11,7 @@ import (
 	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/container/gvar"
 	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -451,5 +452,43 @@ func TestStorageRedis_Config(t *testing.T) {
 			_, err = st.GetSession(ctx, id, time.Minute)
 			assert.NoError(t, err)
 		})
+	}
+}
+
+func TestStorageRedis_ServerConfig(t *testing.T) {
+	// The `sessionStorage` node of gf's server config builds the storage.
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			config, err := ghttp.ConfigFromMap(map[string]any{
+				"address":       ":0",
+				"sessionMaxAge": "1h",
+				"sessionStorage": map[string]any{
+					"type": kind, "address": srv.Addr, "prefix": redisTestPrefix(),
+				},
+			})
+			require.NoError(t, err)
+			st, ok := config.SessionStorage.(redisStorage)
+			require.True(t, ok, "got %T", config.SessionStorage)
+			t.Cleanup(func() { require.NoError(t, st.Close(ctx)) })
+			m := gsession.New(config.SessionMaxAge, st)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+			redisReq(t, m, id, func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) })
+		})
+	}
+}
+
+func TestStorageRedis_CloseLeavesCallersClient(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	ctx := context.Background()
+	for _, kind := range redisKinds {
+		st := newRedisStorage(t, kind, client, gfsession.RedisConfig{})
+		require.NoError(t, st.Close(ctx))
+		require.NoError(t, st.Close(ctx), "Close is idempotent")
+		_, err := st.GetSession(ctx, gfsession.NewSessionId(), time.Minute)
+		require.NoError(t, err, "%s: Close must not close the caller's client", kind)
 	}
 }
