@@ -71,13 +71,28 @@ func Names() []string {
 
 // New builds the storage named by `config`["type"] with the rest of
 // `config`. An unknown or missing type is an error listing the valid names.
+// Two keys work for every type, custom ones too: `metrics` and `tracing`
+// (booleans, default false) wrap the storage with Observe.
 func New(ctx context.Context, config map[string]any) (gsession.Storage, error) {
 	var (
 		typeName string
 		rest     = make(map[string]any, len(config))
 		found    bool
+		observe  ObserveConfig
 	)
 	for k, v := range config {
+		if strings.EqualFold(k, "metrics") || strings.EqualFold(k, "tracing") {
+			var on bool
+			if err := setField(reflect.ValueOf(&on).Elem(), v); err != nil {
+				return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, k)
+			}
+			if strings.EqualFold(k, "metrics") {
+				observe.Metrics = on
+			} else {
+				observe.Tracing = on
+			}
+			continue
+		}
 		if strings.EqualFold(k, "type") {
 			s, ok := v.(string)
 			if !ok {
@@ -103,6 +118,10 @@ func New(ctx context.Context, config map[string]any) (gsession.Storage, error) {
 	storage, err := factory(ctx, rest)
 	if err != nil {
 		return nil, err
+	}
+	if observe.Metrics || observe.Tracing {
+		observe.Backend = typeName
+		return Observe(storage, observe), nil
 	}
 	return storage, nil
 }
