@@ -26,6 +26,10 @@ var Main = gcmd.Command{
 		// gfsession imported, that includes `sessionStorage`; a bad value
 		// there makes this call fail with an error naming the key.
 		s := g.Server()
+		// Optional, recommended: session ids of 192 random bits instead of
+		// ghttp's, and ids the storage never issued are replaced (session
+		// fixation). The storage itself is still chosen by the config file.
+		s.Use(gfsession.Middleware)
 		s.BindHandler("GET:/", page.Index)
 		s.Group("/api", func(group *ghttp.RouterGroup) {
 			group.Middleware(ghttp.MiddlewareHandlerResponse)
