@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// benchRow is one line of `go test -bench BenchmarkLifecycle` output.
+type benchRow struct {
+	Backend, Impl, Size, Mode, Variant string
+	CPU                                int
+	N                                  int64
+	Metrics                            map[string]float64 // unit -> value: ns/op, B/op, allocs/op, cmds/op, ...
+}
+
+// rowKey identifies a row without its implementation.
+type rowKey struct {
+	Backend, Size, Mode, Variant string
+	CPU                          int
+}
+
+func (r benchRow) key() rowKey {
+	return rowKey{r.Backend, r.Size, r.Mode, r.Variant, r.CPU}
+}
+
+// runGoTest runs the lifecycle benchmarks in the module root, copying the
+// output to w and to the file `out`.
+func runGoTest(ctx context.Context, root string, args []string, out string, w io.Writer) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Stdout = io.MultiWriter(f, w)
+	cmd.Stderr = io.MultiWriter(f, w)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// parseGoTest reads benchmark lines of BenchmarkLifecycle.
+func parseGoTest(path string) ([]benchRow, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var rows []benchRow
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], "BenchmarkLifecycle/") {
+			continue
+		}
+		name := strings.TrimPrefix(fields[0], "BenchmarkLifecycle/")
+		cpu := 1
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			if n, err := strconv.Atoi(name[i+1:]); err == nil {
+				cpu, name = n, name[:i]
+			}
+		}
+		parts := strings.Split(name, "/")
+		if len(parts) != 5 {
+			continue
+		}
+		n, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		r := benchRow{Backend: parts[0], Impl: parts[1], Size: parts[2], Mode: parts[3], Variant: parts[4],
+			CPU: cpu, N: n, Metrics: map[string]float64{}}
+		for i := 2; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				break
+			}
+			r.Metrics[fields[i+1]] = v
+		}
+		rows = append(rows, r)
+	}
+	return rows, sc.Err()
+}

@@ -1,0 +1,241 @@
+// Command bench measures gfsession's storages side by side with gf's
+// built-in storages of the same kind, in one run, and writes the report:
+//
+//	cd hack/bench && go run .
+//
+// It runs, in order:
+//
+//  1. `go test -run '^$' -bench BenchmarkLifecycle -benchmem -cpu 1,2` in the
+//     module root (the session lifecycle through gsession.Manager, see
+//     gfsession_z_bench_test.go); its output goes to results/lifecycle.txt;
+//  2. an HTTP load run: for each storage (memory, file, redis, redis-hash;
+//     gfsession and gf) a real ghttp server on 127.0.0.1 with a read-only
+//     endpoint (GET: 3 session reads) and a writing one (POST: 1 session
+//     write), driven for a fixed time by a fixed number of keep-alive
+//     connections, one pre-logged-in session (cookie) each, plus two
+//     baselines: a handler doing one raw Redis GET through the same gredis
+//     client (the physical limit of the Redis rows) and one touching no
+//     session; Redis rows run against a private redis-server this program
+//     starts (found on PATH) and count commands with INFO commandstats.
+//     Results go to results/http.json;
+//  3. the report: docs/benchmarks.md, docs/benchmarks.png and the block
+//     between <!-- BENCHMARKS --> and <!-- /BENCHMARKS --> in README.md.
+//
+// All traffic stays on 127.0.0.1; every loop is bounded in time. Flags
+// shorten the run (-duration, -benchtime) or redo only the report from
+// saved results (-skip-gotest, -skip-http).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "github.com/gogf/gf/contrib/nosql/redis/v2"
+	"github.com/gogf/gf/v2/database/gredis"
+)
+
+type options struct {
+	root        string
+	duration    time.Duration
+	warmup      time.Duration
+	concurrency int
+	benchtime   string
+	benchFilter string
+	cpu         string
+	skipGoTest  bool
+	skipHTTP    bool
+	only        string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.root, "root", "../..", "module root of gfsession")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each HTTP load run")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time before each HTTP load run")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "virtual users (connections, sessions) of each HTTP load run")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime")
+	flag.StringVar(&o.benchFilter, "bench", "BenchmarkLifecycle", "go test -bench")
+	flag.StringVar(&o.cpu, "cpu", "1,2", "go test -cpu")
+	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
+	flag.BoolVar(&o.skipHTTP, "skip-http", false, "reuse results/http.json")
+	flag.StringVar(&o.only, "only", "", "HTTP cases whose backend/impl/size/endpoint contains this (for trying out)")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	root, err := filepath.Abs(o.root)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		return fmt.Errorf("-root %s: not the module root: %w", root, err)
+	}
+	results := filepath.Join(root, "hack", "bench", "results")
+	if err := os.MkdirAll(results, 0o755); err != nil {
+		return err
+	}
+	lifecyclePath := filepath.Join(results, "lifecycle.txt")
+	httpPath := filepath.Join(results, "http.json")
+	machinePath := filepath.Join(results, "machine.json")
+
+	goTestArgs := []string{"test", "-run", "^$", "-bench", o.benchFilter, "-benchmem",
+		"-cpu", o.cpu, "-benchtime", o.benchtime, "-timeout", "60m", "."}
+
+	var m machine
+	if o.skipGoTest && o.skipHTTP {
+		if err := readJSON(machinePath, &m); err != nil {
+			return err
+		}
+	} else {
+		m = describeMachine()
+	}
+
+	if !o.skipGoTest {
+		m.GoTestCommand = "go " + shellJoin(goTestArgs)
+		m.Load = loadAvg()
+		log.Printf("go %s", strings.Join(goTestArgs, " "))
+		if err := runGoTest(ctx, root, goTestArgs, lifecyclePath, os.Stdout); err != nil {
+			return err
+		}
+		m.LoadAfterGoTest = loadAvg()
+	}
+
+	if !o.skipHTTP {
+		srv, err := startRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		m.RedisVersion = srv.version
+		client, err := gredis.New(&gredis.Config{Address: srv.addr, MaxActive: 256, MaxIdle: 256})
+		if err != nil {
+			return err
+		}
+		defer client.Close(ctx)
+		tmp, err := os.MkdirTemp("", "gfsession-bench-http-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		env := &httpEnv{redis: srv, client: client, tmp: tmp, blobSize: map[string]int64{}}
+		m.HTTP = fmt.Sprintf("%d connections (one session each), %v warm-up, %v measured per run", o.concurrency, o.warmup, o.duration)
+		var out []httpResult
+		for _, c := range httpCases() {
+			if o.only != "" && !strings.Contains(c.Backend+"/"+c.Impl+"/"+c.Size+"/"+c.Endpoint, o.only) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r, err := env.runHTTP(ctx, c, o.concurrency, o.warmup, o.duration)
+			if err != nil {
+				log.Printf("%s/%s/%s/%s: %v", c.Backend, c.Impl, c.Size, c.Endpoint, err)
+			}
+			log.Printf("%-10s %-9s %-7s %-4s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  cmds/req %5.2f  errors %d",
+				c.Backend, c.Impl, c.Size, c.Endpoint, r.RPS, r.P50, r.P99, r.CmdsPerReq, r.Errors)
+			out = append(out, r)
+		}
+		if err := writeJSON(httpPath, out); err != nil {
+			return err
+		}
+		m.LoadAfterHTTP = loadAvg()
+	}
+	if !(o.skipGoTest && o.skipHTTP) {
+		if m.RedisVersion == "" {
+			var old machine
+			if readJSON(machinePath, &old) == nil {
+				m.RedisVersion = old.RedisVersion
+				if m.HTTP == "" {
+					m.HTTP, m.LoadAfterHTTP = old.HTTP, old.LoadAfterHTTP
+				}
+				if m.GoTestCommand == "" {
+					m.GoTestCommand, m.Load, m.LoadAfterGoTest = old.GoTestCommand, old.Load, old.LoadAfterGoTest
+				}
+			}
+		}
+		if m.RedisVersion == "" {
+			m.RedisVersion = redisServerVersion()
+		}
+		if err := writeJSON(machinePath, m); err != nil {
+			return err
+		}
+	}
+
+	rows, err := parseGoTest(lifecyclePath)
+	if err != nil {
+		return err
+	}
+	var httpRes []httpResult
+	if err := readJSON(httpPath, &httpRes); err != nil {
+		return err
+	}
+	return writeReport(root, m, rows, httpRes)
+}
+
+// httpCases lists the load runs in order: each storage's gfsession run
+// right next to gf's, and the baselines.
+func httpCases() []httpCase {
+	var cs []httpCase
+	for _, size := range []string{"1key", "100keys"} {
+		cs = append(cs, httpCase{Backend: "memory", Impl: "ghttp", Size: size, Endpoint: "GET"})
+		for _, backend := range []string{"memory", "file", "redis", "redis-hash"} {
+			for _, ep := range []string{"GET", "POST"} {
+				for _, impl := range []string{"gfsession", "gf"} {
+					cs = append(cs, httpCase{Backend: backend, Impl: impl, Size: size, Endpoint: ep})
+				}
+			}
+			if backend == "redis" {
+				// After the redis/gfsession runs, whose session size it copies.
+				cs = append(cs, httpCase{Backend: "redis", Impl: "limit", Size: size, Endpoint: "GET"})
+			}
+		}
+	}
+	return cs
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " ^$*'\"") {
+			a = "'" + a + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}
+
+func mkdirTemp(parent, name string) (string, error) {
+	return os.MkdirTemp(parent, name+"-")
+}
