@@ -273,7 +273,7 @@ func TestSessionIds(t *testing.T) {
 	for _, id := range invalid {
 		assert.False(t, IsValidSessionId(id), "%q", id)
 	}
-	const n = 200_000
+	const n = 1_000_000
 	seen := make(map[string]struct{}, n)
 	for i := 0; i < n; i++ {
 		id := NewSessionId()

@@ -20,13 +20,17 @@ import (
 )
 
 // startMiddlewareApp starts a ghttp server using `storage` and
-// gfsession.Middleware, with login (which rotates the id), me and counter.
-func startMiddlewareApp(t *testing.T, storage gsession.Storage) string {
+// gfsession.Middleware, with login (which rotates the id), me and counter,
+// and sessions that expire after `ttl` (default: gf's 24h).
+func startMiddlewareApp(t *testing.T, storage gsession.Storage, ttl ...time.Duration) string {
 	t.Helper()
 	s := g.Server(fmt.Sprintf("mw-%s-%d", t.Name(), time.Now().UnixNano()))
 	s.SetAddr("127.0.0.1:0")
 	s.SetDumpRouterMap(false)
 	s.SetSessionStorage(storage)
+	if len(ttl) > 0 {
+		s.SetSessionMaxAge(ttl[0])
+	}
 	s.Use(gfsession.Middleware)
 	s.Group("/", func(group *ghttp.RouterGroup) {
 		group.POST("/login", func(r *ghttp.Request) {
