@@ -195,7 +195,7 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	}
 	r := s.r
 	v, err := r.eval(ctx, hashLoadScript, sessionId,
-		millis(ttl), time.Now().UnixMilli(), r.maxLifetime.Milliseconds(), hashCreatedField)
+		millis(ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +294,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		return nil
 	}
 	args := make([]any, 0, 5+len(set)+len(del))
-	args = append(args, millis(ttl), time.Now().UnixMilli(), r.maxLifetime.Milliseconds(), hashCreatedField, len(set)/2)
+	args = append(args, millis(ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(set)/2)
 	args = append(args, set...)
 	args = append(args, del...)
 	if _, err := r.eval(ctx, hashWriteScript, sessionId, args...); err != nil {
@@ -322,4 +322,13 @@ func (s *StorageRedisHash) RemoveAll(ctx context.Context, sessionId string) erro
 // gf redis group is left open. It is idempotent.
 func (s *StorageRedisHash) Close(ctx context.Context) error {
 	return s.r.close(ctx)
+}
+
+// lifetimeMillis returns MaxLifetime for the scripts: whole milliseconds,
+// rounded up, or 0 for none.
+func (r *redisStore) lifetimeMillis() int64 {
+	if r.maxLifetime <= 0 {
+		return 0
+	}
+	return millis(r.maxLifetime)
 }
