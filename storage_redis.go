@@ -281,6 +281,10 @@ func (s *StorageRedis) New(ctx context.Context, ttl time.Duration) (string, erro
 // `sessionId` is not a valid id (nothing is sent to Redis). Stored data that
 // cannot be decoded (corrupt, sealed with an unknown key) also reads as nil,
 // logged through gf's logger. Redis errors are returned.
+//
+// GETEX restarts the key's TTL before the creation time is known, so near
+// the end of MaxLifetime the key may outlive the cap by up to `ttl`; the
+// session is never served past the cap, and the next read deletes the key.
 func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
