@@ -55,6 +55,9 @@ func TestStorageFile_Conformance(t *testing.T) {
 			// tests of the suite apart).
 			return newFile(t, gfsession.FileConfig{Path: filepath.Join(dir, "sealed-"+sanitize(t.Name())), CryptoKeys: keys})
 		}),
+		storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
+			return newFile(t, gfsession.FileConfig{UserKey: userKey}) // a folder of its own
+		}),
 	)
 }
 
@@ -447,7 +450,7 @@ func TestStorageFile_Config(t *testing.T) {
 		{"path is a file", map[string]any{"path": aFile}, []string{"path", aFile}},
 		{"good", map[string]any{
 			"path": t.TempDir(), "maxLifetime": "1h", "cryptoKeys": []any{goodKey}, "codec": "json",
-			"fsync": true, "cleanupInterval": "1m",
+			"fsync": true, "cleanupInterval": "1m", "userKey": "uid",
 		}, nil},
 		{"defaults", map[string]any{"path": t.TempDir()}, nil},
 	}
@@ -478,4 +481,58 @@ func TestStorageFile_Config(t *testing.T) {
 			assert.Equal(t, "ann", m.New(ctx, id).MustGet("user").String())
 		})
 	}
+}
+
+func TestStorageFile_AdminFolderScan(t *testing.T) {
+	const n = 600 // more than one batch of directory entries
+	var (
+		ctx = context.Background()
+		s   = newFile(t, gfsession.FileConfig{UserKey: "uid", CleanupInterval: 50 * time.Millisecond})
+		ids = make([]string, n)
+	)
+	for i := range ids {
+		ids[i] = storagetest.NewId()
+		require.NoError(t, s.SetSession(ctx, ids[i], gmap.NewStrAnyMapFrom(map[string]any{"uid": i % 3}, true), time.Minute))
+	}
+	count, err := s.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, n, count)
+	seen := map[string]bool{}
+	require.NoError(t, s.Range(ctx, func(id string) bool { seen[id] = true; return true }))
+	assert.Len(t, seen, n)
+
+	// Sessions idle for longer than the TTL are not counted (and swept).
+	old := time.Now().Add(-2 * time.Minute)
+	for _, id := range ids[:100] {
+		require.NoError(t, os.Chtimes(sessionFile(s, id), old, old))
+	}
+	count, err = s.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, n-100, count)
+
+	// The user index is private, and the cleaner drops entries of sessions
+	// that are gone.
+	fi, err := os.Stat(filepath.Join(s.Path(), ".users"))
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm())
+	for _, id := range ids[100:] {
+		require.NoError(t, s.RemoveAll(ctx, id))
+	}
+	require.Eventually(t, func() bool {
+		entries, err := os.ReadDir(filepath.Join(s.Path(), ".users"))
+		return err == nil && len(entries) == 0
+	}, 5*time.Second, 20*time.Millisecond, "index entries of removed sessions were not swept")
+	count, err = s.Count(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, count)
+
+	// Range stops when asked and honours the context.
+	require.NoError(t, s.SetSession(ctx, ids[0], gmap.NewStrAnyMapFrom(map[string]any{"k": 1}, true), time.Minute))
+	require.NoError(t, s.SetSession(ctx, ids[1], gmap.NewStrAnyMapFrom(map[string]any{"k": 1}, true), time.Minute))
+	calls := 0
+	require.NoError(t, s.Range(ctx, func(string) bool { calls++; return false }))
+	assert.Equal(t, 1, calls)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	assert.ErrorIs(t, s.Range(cancelled, func(string) bool { return true }), context.Canceled)
 }

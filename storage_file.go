@@ -2,6 +2,8 @@ package gfsession
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -38,6 +40,12 @@ const (
 	fileTempMaxAge = time.Minute
 
 	fileModeDir = 0o700
+	// fileUsersDir is the sub-folder of the user index (FileConfig.UserKey):
+	// one folder per user, named by the SHA-256 of the user id, holding an
+	// empty file per session id.
+	fileUsersDir = ".users"
+	// fileScanBatch is how many directory entries are read at a time.
+	fileScanBatch = 512
 )
 
 // DefaultFilePath is the folder StorageFile uses when FileConfig.Path is
@@ -67,6 +75,11 @@ type FileConfig struct {
 	// are never served after expiry either way). 0 means
 	// DefaultFileCleanupInterval; a negative value disables the cleaner.
 	CleanupInterval time.Duration `json:"cleanupInterval"`
+	// UserKey is the session key holding the user id, for DestroyUser ("log
+	// out everywhere"). With it set, every write records the session under
+	// its user in an index folder (".users" in Path). Empty: no index, and
+	// DestroyUser fails.
+	UserKey string `json:"userKey"`
 }
 
 // StorageFile keeps each session in a file "<id>.session" of one folder: for
@@ -83,7 +96,10 @@ type FileConfig struct {
 //   - the idle TTL is the file's modification time: a read-only request
 //     refreshes it with a metadata update, never by rewriting the content;
 //   - the cleaner reads directory metadata only, never file contents, and
-//     stops on Close.
+//     stops on Close;
+//   - it implements Admin: Count and Range read the folder's metadata in
+//     batches, and with a UserKey an index folder lets DestroyUser read only
+//     the user's sessions.
 //
 // Writes are last-writer-wins per session: two requests of one session that
 // close at the same time each write the whole session, and the later one's
@@ -107,6 +123,8 @@ type StorageFile struct {
 	done   chan struct{}
 	closed sync.Once
 }
+
+var _ Admin = (*StorageFile)(nil)
 
 // NewStorageFile creates a file storage in `config`.Path, creating the folder
 // when missing. It returns an error for a bad codec or crypto key or a folder
@@ -236,7 +254,7 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		return nil, nil
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
-	s.tracker.track(m, sessionId, nil, created)
+	s.tracker.track(m, sessionId, nil, fileLoaded{created: created, user: userOf(data, s.config.UserKey)})
 	return m, nil
 }
 
@@ -272,22 +290,40 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		}
 		return nil
 	}
-	var created time.Time
+	var prev fileLoaded
 	if l := s.tracker.lookup(sessionData, sessionId); l != nil {
-		created, _ = l.extra.(time.Time)
+		prev, _ = l.extra.(fileLoaded)
 	}
-	if created.IsZero() {
-		created = time.Now()
+	cur := fileLoaded{created: prev.created, user: userOf(data, s.config.UserKey)}
+	if cur.created.IsZero() {
+		cur.created = time.Now()
 	}
-	b, err := s.envelope.encodeSession(sessionId, created, data)
+	b, err := s.envelope.encodeSession(sessionId, cur.created, data)
 	if err != nil {
 		return gerror.Wrapf(err, `gfsession: file: session %q`, sessionId)
+	}
+	if cur.user != "" {
+		// Index first: a session is never stored without its index entry.
+		if err = s.indexUser(cur.user, sessionId); err != nil {
+			return err
+		}
 	}
 	if err = s.writeFile(path, b); err != nil {
 		return err
 	}
-	s.tracker.retrack(sessionData, sessionId, nil, created)
+	if prev.user != "" && prev.user != cur.user {
+		_ = os.Remove(s.userMarker(prev.user, sessionId))
+	}
+	s.tracker.retrack(sessionData, sessionId, nil, cur)
 	return nil
+}
+
+// fileLoaded is what StorageFile keeps of a loaded session in the
+// loadTracker: its creation time, kept across rewrites for MaxLifetime, and
+// its user, to move the index entry when the user changes.
+type fileLoaded struct {
+	created time.Time
+	user    string
 }
 
 // writeFile replaces the file at `path` with `b` atomically.
@@ -394,39 +430,227 @@ func (s *StorageFile) cleaner(interval time.Duration) {
 }
 
 // sweep removes the session files not modified for longer than the largest
-// TTL the storage has been called with (none before the first call), and
-// temporary files left by interrupted writes. It reads directory metadata
-// only, never file contents.
+// TTL the storage has been called with (none before the first call),
+// temporary files left by interrupted writes, and user index entries of
+// sessions that are gone. It reads directory metadata only, never file
+// contents.
 func (s *StorageFile) sweep(now time.Time) error {
-	entries, err := os.ReadDir(s.dir)
-	if err != nil {
-		return err
-	}
 	maxTTL := time.Duration(s.maxTTL.Load())
-	for _, e := range entries {
+	err := scanDir(s.dir, func(e fs.DirEntry) bool {
 		if !e.Type().IsRegular() {
-			continue
+			return true
 		}
 		name := e.Name()
 		var maxAge time.Duration
 		switch {
-		case strings.HasSuffix(name, fileSuffix) && IsValidSessionId(strings.TrimSuffix(name, fileSuffix)):
+		case s.isSessionFile(name):
 			if maxTTL <= 0 {
-				continue
+				return true
 			}
 			maxAge = maxTTL
 		case strings.HasPrefix(name, fileTempPrefix) && strings.HasSuffix(name, fileTempSuffix):
 			maxAge = fileTempMaxAge
 		default:
-			continue
+			return true
 		}
-		fi, err := e.Info()
-		if err != nil {
-			continue // removed meanwhile
-		}
-		if fi.ModTime().Add(maxAge).Before(now) {
+		if fi, err := e.Info(); err == nil && fi.ModTime().Add(maxAge).Before(now) {
 			s.removeIfSame(filepath.Join(s.dir, name), fi)
 		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return s.sweepUsers()
+}
+
+// sweepUsers removes the user index entries of sessions whose file is gone,
+// and user folders left empty.
+func (s *StorageFile) sweepUsers() error {
+	usersDir := filepath.Join(s.dir, fileUsersDir)
+	err := scanDir(usersDir, func(u fs.DirEntry) bool {
+		if !u.IsDir() {
+			return true
+		}
+		userDir := filepath.Join(usersDir, u.Name())
+		_ = scanDir(userDir, func(e fs.DirEntry) bool {
+			if id := e.Name(); IsValidSessionId(id) {
+				if _, err := os.Lstat(s.sessionPath(id)); errors.Is(err, fs.ErrNotExist) {
+					_ = os.Remove(filepath.Join(userDir, id))
+				}
+			}
+			return true
+		})
+		_ = os.Remove(userDir) // only if empty
+		return true
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// isSessionFile reports whether `name` is the name of a session file.
+func (s *StorageFile) isSessionFile(name string) bool {
+	return strings.HasSuffix(name, fileSuffix) && IsValidSessionId(strings.TrimSuffix(name, fileSuffix))
+}
+
+// scanDir calls `fn` for the entries of `dir`, read fileScanBatch at a time,
+// until `fn` returns false.
+func scanDir(dir string, fn func(e fs.DirEntry) bool) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		entries, err := d.ReadDir(fileScanBatch)
+		for _, e := range entries {
+			if !fn(e) {
+				return nil
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// rangeLive calls `fn` with the id of every session file not idle for
+// longer than the largest TTL seen (every file before any call) until `fn`
+// returns false.
+func (s *StorageFile) rangeLive(ctx context.Context, fn func(id string) bool) error {
+	var (
+		maxTTL = time.Duration(s.maxTTL.Load())
+		now    = time.Now()
+		ctxErr error
+	)
+	err := scanDir(s.dir, func(e fs.DirEntry) bool {
+		if ctxErr = ctx.Err(); ctxErr != nil {
+			return false
+		}
+		name := e.Name()
+		if !e.Type().IsRegular() || !s.isSessionFile(name) {
+			return true
+		}
+		if maxTTL > 0 {
+			fi, err := e.Info()
+			if err != nil || fi.ModTime().Add(maxTTL).Before(now) {
+				return true
+			}
+		}
+		return fn(strings.TrimSuffix(name, fileSuffix))
+	})
+	if err != nil {
+		return gerror.Wrapf(err, `gfsession: file: read folder %q`, s.dir)
+	}
+	return ctxErr
+}
+
+// Count returns the number of session files not idle for longer than the
+// largest TTL the storage has been called with (before any call: every
+// session file). It reads the folder's metadata: its cost grows with the
+// number of files.
+func (s *StorageFile) Count(ctx context.Context) (int, error) {
+	n := 0
+	err := s.rangeLive(ctx, func(string) bool { n++; return true })
+	return n, err
+}
+
+// Range calls `fn` with the id of every session Count counts, until `fn`
+// returns false. It reads the folder fileScanBatch entries at a time, so it
+// never holds every id in memory; `fn` may use the storage.
+func (s *StorageFile) Range(ctx context.Context, fn func(sessionId string) bool) error {
+	return s.rangeLive(ctx, fn)
+}
+
+// Destroy deletes session `sessionId`; see RemoveAll.
+func (s *StorageFile) Destroy(ctx context.Context, sessionId string) error {
+	return s.RemoveAll(ctx, sessionId)
+}
+
+// DestroyUser deletes every session whose FileConfig.UserKey value equals
+// `userId` and returns how many it deleted. It reads only the sessions the
+// user index lists for `userId`, and deletes each only if it still holds
+// that user; index entries found stale are removed. Without a UserKey it
+// fails with CodeInvalidOperation.
+func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, error) {
+	if s.config.UserKey == "" {
+		return 0, errNoUserKey("StorageFile")
+	}
+	var (
+		userDir = s.userDir(userId)
+		ids     []string
+	)
+	err := scanDir(userDir, func(e fs.DirEntry) bool {
+		if IsValidSessionId(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+		return true
+	})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, gerror.Wrapf(err, `gfsession: file: read user index %q`, userDir)
+	}
+	n := 0
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		path := s.sessionPath(id)
+		b, err := os.ReadFile(path)
+		if err == nil {
+			data, _, derr := s.envelope.decodeSession(id, b)
+			if derr == nil && userOf(data, s.config.UserKey) == userId {
+				if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return n, gerror.Wrapf(err, `gfsession: file: remove session file %q`, path)
+				}
+				n++
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return n, gerror.Wrapf(err, `gfsession: file: read session file %q`, path)
+		}
+		_ = os.Remove(filepath.Join(userDir, id))
+	}
+	_ = os.Remove(userDir) // only if empty
+	return n, nil
+}
+
+// userDir returns the index folder of user `userId`.
+func (s *StorageFile) userDir(userId string) string {
+	sum := sha256.Sum256([]byte(userId))
+	return filepath.Join(s.dir, fileUsersDir, hex.EncodeToString(sum[:]))
+}
+
+// userMarker returns the index entry of session `id` under user `userId`.
+func (s *StorageFile) userMarker(userId, id string) string {
+	return filepath.Join(s.userDir(userId), id)
+}
+
+// indexUser records session `id` under user `userId`.
+func (s *StorageFile) indexUser(userId, id string) error {
+	marker := s.userMarker(userId, id)
+	if _, err := os.Lstat(marker); err == nil {
+		return nil
+	}
+	var err error
+	// The cleaner or DestroyUser may remove the user's folder when it is
+	// empty, between MkdirAll and WriteFile: then try again.
+	for try := 0; try < 3; try++ {
+		if err = os.MkdirAll(filepath.Dir(marker), fileModeDir); err != nil {
+			return gerror.Wrapf(err, `gfsession: file: create user index %q`, filepath.Dir(marker))
+		}
+		if err = os.WriteFile(marker, nil, 0o600); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	if err != nil {
+		return gerror.Wrapf(err, `gfsession: file: write user index %q`, marker)
 	}
 	return nil
 }
