@@ -2,6 +2,7 @@ package gfsession_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -511,5 +512,65 @@ func TestStorageRedis_CloseLeavesCallersClient(t *testing.T) {
 		require.NoError(t, st.Close(ctx), "Close is idempotent")
 		_, err := st.GetSession(ctx, gfsession.NewSessionId(), time.Minute)
 		require.NoError(t, err, "%s: Close must not close the caller's client", kind)
+	}
+}
+
+func TestStorageRedis_CommandsVsGf(t *testing.T) {
+	// Commands per request, side by side with gf's built-in storages of the
+	// same kind on the same server (gf's StorageRedis refreshes TTLs from a
+	// 10 s timer, which is not counted here).
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	prefix := redisTestPrefix()
+	storages := []struct {
+		name string
+		st   gsession.Storage
+	}{
+		{"gf StorageRedis", gsession.NewStorageRedis(client, prefix+"gf:")},
+		{"gfsession redis", newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: prefix + "kv:"})},
+		{"gf StorageRedisHashTable", gsession.NewStorageRedisHashTable(client, prefix+"gfh:")},
+		{"gfsession redis-hash", newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{Prefix: prefix + "h:"})},
+	}
+	total := func(stats map[string]int, roundTrips bool) int {
+		n := 0
+		for cmd, calls := range stats {
+			if roundTrips && redisHashScriptCmds[cmd] && stats["evalsha"] > 0 {
+				continue // run inside a script, not a round trip
+			}
+			n += calls
+		}
+		return n
+	}
+	results := map[string][2]int{}
+	for _, s := range storages {
+		m := gsession.New(time.Hour, s.st)
+		id := gfsession.NewSessionId()
+		redisReq(t, m, id, func(s *gsession.Session) {
+			require.NoError(t, s.SetMap(map[string]any{"a": "1", "b": "2", "c": "3"}))
+		})
+		redisReq(t, m, id, func(s *gsession.Session) { _ = s.MustGet("a") }) // warm up scripts
+		redisResetStats(t, srv)
+		redisReq(t, m, id, func(s *gsession.Session) {
+			for _, k := range []string{"a", "b", "c"} {
+				require.Equal(t, "1", s.MustGet("a").String(), k)
+			}
+		})
+		read := redisCommandStats(t, srv)
+		redisResetStats(t, srv)
+		redisReq(t, m, id, func(s *gsession.Session) {
+			for i, k := range []string{"a", "b", "c"} {
+				_ = s.MustGet(k)
+				require.NoError(t, s.Set(k, fmt.Sprint(i+10)))
+			}
+		})
+		write := redisCommandStats(t, srv)
+		results[s.name] = [2]int{total(read, true), total(write, true)}
+		t.Logf("%-26s read-only (3 Gets): %d round trips %v; writing (3 Gets, 3 Sets): %d round trips %v",
+			s.name, total(read, true), read, total(write, true), write)
+	}
+	for _, pair := range [][2]string{{"gfsession redis", "gf StorageRedis"}, {"gfsession redis-hash", "gf StorageRedisHashTable"}} {
+		ours, gf := results[pair[0]], results[pair[1]]
+		assert.LessOrEqual(t, ours[0], gf[0], "%s read-only vs %s", pair[0], pair[1])
+		assert.LessOrEqual(t, ours[1], gf[1], "%s writing vs %s", pair[0], pair[1])
 	}
 }
