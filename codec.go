@@ -496,7 +496,9 @@ func (d *binaryDecoder) value(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return decodeJSON(b)
+		// JSON nested in a binary value continues its depth: what decodes
+		// must encode again within maxDepth.
+		return decodeJSONAt(b, depth)
 	}
 	return nil, errCorrupt("unknown value tag")
 }
@@ -522,7 +524,10 @@ func (jsonCodec) decode(b []byte) (any, error) { return decodeJSON(b) }
 // numbers, with integral numbers as int64 (uint64 above its range) instead of
 // float64, so ids and counters keep their precision. It never builds any
 // other type.
-func decodeJSON(b []byte) (any, error) {
+func decodeJSON(b []byte) (any, error) { return decodeJSONAt(b, 0) }
+
+// decodeJSONAt is decodeJSON for JSON found at nesting `depth`.
+func decodeJSONAt(b []byte, depth int) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -532,7 +537,7 @@ func decodeJSON(b []byte) (any, error) {
 	if dec.More() {
 		return nil, errCorrupt("trailing JSON")
 	}
-	return fixNumbers(v, 0)
+	return fixNumbers(v, depth)
 }
 
 func fixNumbers(v any, depth int) (any, error) {
