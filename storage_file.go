@@ -237,7 +237,7 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		s.removeIfSame(path, fi)
 		return nil, nil
 	}
-	b, err := io.ReadAll(f)
+	b, err := readFile(f, fi.Size())
 	if err != nil {
 		return nil, gerror.Wrapf(err, `gfsession: file: read session file %q`, path)
 	}
@@ -256,6 +256,24 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	m := gmap.NewStrAnyMapFrom(data, true)
 	s.tracker.track(m, sessionId, nil, fileLoaded{created: created, user: userOf(data, s.config.UserKey)})
 	return m, nil
+}
+
+// readFile reads `f` to its end, `size` bytes if nothing changes it meanwhile.
+func readFile(f *os.File, size int64) ([]byte, error) {
+	b := make([]byte, 0, size+1) // +1: EOF is seen without growing
+	for {
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // removeIfSame removes the file at `path` if it still is the file `fi`
@@ -375,9 +393,12 @@ func syncDir(dir string) error {
 }
 
 // UpdateTTL restarts the idle TTL of an existing session by setting its
-// file's modification time to now; the content is not touched. A missing or
-// already expired session (idle for longer than `ttl`) is not an error and is
-// not brought back. MaxLifetime is enforced when the session is read.
+// file's modification time to now; the content is not touched. A file
+// touched less than min(`ttl`/64, 1s) ago is left alone, so a busy session
+// costs one stat per request instead of a metadata write (it may so expire
+// that much early). A missing or already expired session (idle for longer
+// than `ttl`) is not an error and is not brought back. MaxLifetime is
+// enforced when the session is read.
 func (s *StorageFile) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return nil
@@ -393,6 +414,9 @@ func (s *StorageFile) UpdateTTL(ctx context.Context, sessionId string, ttl time.
 	}
 	now := time.Now()
 	if !fi.Mode().IsRegular() || fi.ModTime().Add(ttl).Before(now) {
+		return nil
+	}
+	if now.Sub(fi.ModTime()) < min(ttl/64, time.Second) {
 		return nil
 	}
 	if err = os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
