@@ -536,3 +536,31 @@ func TestStorageFile_AdminFolderScan(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, s.Range(cancelled, func(string) bool { return true }), context.Canceled)
 }
+
+func TestStorageFile_UpdateTTLSlack(t *testing.T) {
+	ctx := context.Background()
+	s := newFile(t, gfsession.FileConfig{})
+	tests := []struct {
+		name    string
+		ttl     time.Duration
+		age     time.Duration
+		touched bool
+	}{
+		{"busy session, long TTL: no metadata write", time.Hour, 500 * time.Millisecond, false},
+		{"beyond the 1s cap", time.Hour, 2 * time.Second, true},
+		{"short TTL: ttl/64 is the slack", 640 * time.Millisecond, 20 * time.Millisecond, true},
+		{"within ttl/64", 32 * time.Second, 20 * time.Millisecond, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := storagetest.NewId()
+			require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), tt.ttl))
+			mtime := time.Now().Add(-tt.age)
+			require.NoError(t, os.Chtimes(sessionFile(s, id), mtime, mtime))
+			require.NoError(t, s.UpdateTTL(ctx, id, tt.ttl))
+			fi, err := os.Stat(sessionFile(s, id))
+			require.NoError(t, err)
+			assert.Equal(t, tt.touched, !fi.ModTime().Equal(mtime))
+		})
+	}
+}
