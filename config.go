@@ -21,7 +21,8 @@ import (
 //
 // Values are converted strictly: time.Duration needs a string with a unit
 // ("24h", "500ms"; gf's "1d" works too) and rejects bare numbers, which gf
-// would read as nanoseconds; [][]byte takes a list of base64 strings (the
+// would read as nanoseconds, and negative values unless the field is tagged
+// `config:"negative"` (intervals, where a negative value disables); [][]byte takes a list of base64 strings (the
 // `cryptoKeys` option); the other kinds go through gconv and must convert
 // without loss.
 func decodeConfig(path string, m map[string]any, out any, extraKeys ...string) (rest map[string]any, err error) {
@@ -58,6 +59,9 @@ func decodeConfig(path string, m map[string]any, out any, extraKeys ...string) (
 		}
 		if err = setField(rv.Field(i), value); err != nil {
 			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, path, key)
+		}
+		if d, ok := rv.Field(i).Interface().(time.Duration); ok && d < 0 && rt.Field(i).Tag.Get("config") != "negative" {
+			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `%s.%s: %q is negative`, path, key, gconv.String(value))
 		}
 	}
 	return rest, nil
@@ -182,9 +186,6 @@ func parseDuration(value any) (time.Duration, error) {
 		d, err := gtime.ParseDuration(s)
 		if err != nil {
 			return 0, gerror.Newf(`%q is not a duration; write it like "30m", "24h" or "500ms"`, s)
-		}
-		if d < 0 {
-			return 0, gerror.Newf(`%q is negative`, s)
 		}
 		return d, nil
 	}

@@ -64,7 +64,8 @@ func TestNew_Config(t *testing.T) {
 		wantErr []string // substrings of the error; nil: no error
 	}{
 		{"memory", map[string]any{"type": "memory"}, nil},
-		{"memory with options", map[string]any{"type": "memory", "maxSessions": 10, "maxLifetime": "12h", "cleanupInterval": "-1s"}, []string{"sessionStorage.cleanupInterval", "negative"}},
+		{"memory with options", map[string]any{"type": "memory", "maxSessions": 10, "maxLifetime": "12h", "cleanupInterval": "-1s"}, nil},
+		{"negative lifetime", map[string]any{"type": "memory", "maxLifetime": "-1h"}, []string{"sessionStorage.maxLifetime", "negative"}},
 		{"memory options", map[string]any{"type": "memory", "MaxSessions": "10", "maxlifetime": "12h", "cleanupInterval": "30s"}, nil},
 		{"missing type", map[string]any{"maxSessions": 1}, []string{"sessionStorage.type", "missing", "memory"}},
 		{"unknown type", map[string]any{"type": "redsi"}, []string{"sessionStorage.type", `"redsi"`, "valid:", "memory"}},

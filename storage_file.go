@@ -74,7 +74,7 @@ type FileConfig struct {
 	// CleanupInterval is how often expired session files are removed (they
 	// are never served after expiry either way). 0 means
 	// DefaultFileCleanupInterval; a negative value disables the cleaner.
-	CleanupInterval time.Duration `json:"cleanupInterval"`
+	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// UserKey is the session key holding the user id, for DestroyUser ("log
 	// out everywhere"). With it set, every write records the session under
 	// its user in an index folder (".users" in Path). Empty: no index, and

@@ -34,7 +34,7 @@ type MemoryConfig struct {
 	// CleanupInterval is how often expired sessions are swept out of memory
 	// (they are never served after expiry either way). 0 means
 	// DefaultMemoryCleanupInterval; a negative value disables the sweeper.
-	CleanupInterval time.Duration `json:"cleanupInterval"`
+	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// UserKey is the session key holding the user id, for DestroyUser ("log
 	// out everywhere"). Empty disables the user index.
 	UserKey string `json:"userKey"`
