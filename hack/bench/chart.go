@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"strconv"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/gofont/gobold"
@@ -114,7 +115,7 @@ func panel(img *image.RGBA, r image.Rectangle, title string, groups []group, reg
 	for v := 0.0; v <= max+1e-9; v += step {
 		yy := y(v)
 		hline(img, plot.Min.X, plot.Max.X, yy, colGrid)
-		text(img, small, plot.Min.X-44, yy+5, fmt.Sprintf("%.1f×", v), colText)
+		text(img, small, plot.Min.X-48, yy+5, strconv.FormatFloat(v, 'f', -1, 64)+"×", colText)
 	}
 	// Bars.
 	gw := float64(plot.Dx()) / float64(len(groups))
