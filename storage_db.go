@@ -124,7 +124,8 @@ type DBConfig struct {
 	TouchInterval time.Duration `json:"touchInterval"`
 	// Timeout bounds each statement (on top of the request's context), so
 	// that a database that stops answering fails requests instead of hanging
-	// them. 0 means DefaultDBTimeout; a negative value means no bound.
+	// them, whatever the driver does with the context. 0 means
+	// DefaultDBTimeout; a negative value means no bound.
 	Timeout time.Duration `json:"timeout"`
 }
 
@@ -359,31 +360,68 @@ func (s *StorageDB) createTable(ctx context.Context) error {
 	return nil
 }
 
-func (s *StorageDB) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.config.Timeout > 0 {
-		return context.WithTimeout(ctx, s.config.Timeout)
+// bounded runs the statement `f` under DBConfig.Timeout. The statement runs
+// in its own goroutine, so that the request returns at the timeout even
+// when the driver ignores the context: lib/pq, for one, waits forever for a
+// server that stopped answering on an open connection. Such a statement is
+// left to finish or fail in the background, holding its connection until
+// then.
+func bounded[T any](ctx context.Context, timeout time.Duration, f func(ctx context.Context) (T, error)) (T, error) {
+	if timeout <= 0 {
+		return f(ctx)
 	}
-	return ctx, func() {}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		if ctx.Err() == context.DeadlineExceeded {
+			return zero, gerror.WrapCodef(gcode.CodeDbOperationError, ctx.Err(), `no answer from the database within %v`, timeout)
+		}
+		return zero, gerror.WrapCode(gcode.CodeDbOperationError, ctx.Err())
+	}
 }
 
 func (s *StorageDB) exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	res, err := s.db.Exec(ctx, sql, args...)
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, nil // affected rows are informational only
-	}
-	return n, nil
+	return bounded(ctx, s.config.Timeout, func(ctx context.Context) (int64, error) {
+		res, err := s.db.Exec(ctx, sql, args...)
+		if err != nil {
+			return 0, driverError(err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, nil // affected rows are informational only
+		}
+		return n, nil
+	})
 }
 
 func (s *StorageDB) query(ctx context.Context, sql string, args ...any) (gdb.Record, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	return s.db.GetOne(ctx, sql, args...)
+	return bounded(ctx, s.config.Timeout, func(ctx context.Context) (gdb.Record, error) {
+		rec, err := s.db.GetOne(ctx, sql, args...)
+		if err != nil {
+			return nil, driverError(err)
+		}
+		return rec, nil
+	})
+}
+
+// driverError drops gdb's rendering of the statement with its arguments
+// from `err`, which would put session data into logs, and keeps the
+// driver's error; callers name the session and table.
+func driverError(err error) error {
+	return gerror.WrapCode(gcode.CodeDbOperationError, gerror.Cause(err))
 }
 
 // init registers the storage type TypeDB.
@@ -685,7 +723,8 @@ func (s *StorageDB) RemoveAll(ctx context.Context, sessionId string) error {
 func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
 	batch := int64(s.config.CleanupBatch)
 	for {
-		n, err := s.exec(ctx, s.sqlCleanup, time.Now().UnixMilli())
+		began := time.Now()
+		n, err := s.exec(ctx, s.sqlCleanup, began.UnixMilli())
 		deleted += n
 		if err != nil {
 			return deleted, gerror.Wrapf(err, `gfsession: db: deleting expired sessions from table %s`, s.table)
@@ -693,12 +732,14 @@ func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
 		if n < batch {
 			return deleted, nil
 		}
-		// Yield between batches so that requests get their share of the
-		// database (and of SQLite's single write lock).
+		// Pause between batches as long as the batch took, so that the
+		// cleaner holds the database (and SQLite's single write lock) at
+		// most half of the time and requests keep their share.
+		pause := min(max(time.Since(began), time.Millisecond), time.Second)
 		select {
 		case <-ctx.Done():
 			return deleted, ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
 }
