@@ -27,7 +27,9 @@ package gfsession_test
 // per live session, and that minus what a bare map[id]map[key]value of the
 // same sessions takes), miss/op (a session or key that should have been
 // there was not: gf's file storage truncates before it writes), cmds/op
-// (Redis commands per operation from INFO commandstats deltas) and rt/op
+// (Redis commands per operation from INFO commandstats deltas),
+// redis-cpu-µs/op (CPU time of redis-server per operation, from INFO cpu
+// deltas) and rt/op
 // (Redis round trips per operation, counted by a proxy in a separate pass).
 
 import (
@@ -181,14 +183,16 @@ func benchImplRows(b *testing.B, be benchBackend, env benchEnv, impl benchImpl) 
 					if counted != nil {
 						rtPerOp = countRoundTrips(b, gsession.New(benchTTL, counted), counter, ids, op, write)
 					}
-					report := func(b *testing.B, misses *atomic.Int64, cmds0 int64) {
+					report := func(b *testing.B, misses *atomic.Int64, cmds0 redisStats) {
 						if fp.perSession > 0 {
 							b.ReportMetric(fp.perSession, "B/session")
 							b.ReportMetric(fp.perSession-fp.bare, "overhead-B/session")
 						}
 						b.ReportMetric(float64(misses.Load())/float64(b.N), "miss/op")
 						if env.redis != nil {
-							b.ReportMetric(float64(redisCalls(b, env.redis)-cmds0)/float64(b.N), "cmds/op")
+							st := redisCalls(b, env.redis)
+							b.ReportMetric(float64(st.calls-cmds0.calls)/float64(b.N), "cmds/op")
+							b.ReportMetric((st.cpu-cmds0.cpu)*1e6/float64(b.N), "redis-cpu-µs/op")
 						}
 						if rtPerOp >= 0 {
 							b.ReportMetric(rtPerOp, "rt/op")
@@ -245,18 +249,15 @@ func benchImplRows(b *testing.B, be benchBackend, env benchEnv, impl benchImpl) 
 
 // benchOp is one request's worth of session work.
 type benchOp struct {
-	gets   [3]string // keys read
-	setKey string    // key written by rw
-	values [64]string
+	gets   [3]string    // keys read
+	setKey string       // key written by rw
+	seq    atomic.Int64 // values written: each one new
 }
 
 func newBenchOp(keys int) *benchOp {
 	op := &benchOp{setKey: benchKey(0)}
 	for i := range op.gets {
 		op.gets[i] = benchKey(i % keys)
-	}
-	for i := range op.values {
-		op.values[i] = fmt.Sprintf("value-%010d", i)
 	}
 	return op
 }
@@ -280,7 +281,9 @@ func (op *benchOp) run(ctx context.Context, m *gsession.Manager, id string, writ
 		}
 	}
 	if write {
-		if err := s.Set(op.setKey, op.values[i&63]); err != nil {
+		// A value never written before (an int64: no formatting cost), so
+		// that every storage has something to write.
+		if err := s.Set(op.setKey, op.seq.Add(1)); err != nil {
 			panic(fmt.Sprintf("Set: %v", err))
 		}
 	}
@@ -444,43 +447,61 @@ func lastCPUPass() bool {
 // ---------------------------------------------------------------------------
 // Redis accounting
 
-// redisCallsIf returns redisCalls, or 0 without a Redis.
-func redisCallsIf(b *testing.B, r interface{ Do(...string) (any, error) }) int64 {
+// redisStats is a reading of a Redis server's counters.
+type redisStats struct {
+	calls int64   // commands run, INFO excluded (INFO commandstats)
+	cpu   float64 // seconds of CPU the server used (INFO cpu, user + sys)
+}
+
+// redisCallsIf returns redisCalls, or zeros without a Redis.
+func redisCallsIf(b *testing.B, r interface{ Do(...string) (any, error) }) redisStats {
 	if r == nil {
-		return 0
+		return redisStats{}
 	}
 	return redisCalls(b, r)
 }
 
-// redisCalls returns the number of commands the server ran, INFO excluded,
-// from INFO commandstats.
-func redisCalls(b *testing.B, r interface{ Do(...string) (any, error) }) int64 {
-	v, err := r.Do("INFO", "commandstats")
-	if err != nil {
-		b.Fatalf("INFO commandstats: %v", err)
+// redisCalls reads the server's command count and CPU time.
+func redisCalls(b *testing.B, r interface{ Do(...string) (any, error) }) redisStats {
+	var st redisStats
+	for _, section := range []string{"commandstats", "cpu"} {
+		v, err := r.Do("INFO", section)
+		if err != nil {
+			b.Fatalf("INFO %s: %v", section, err)
+		}
+		s, _ := v.(string)
+		c, cpu := parseRedisInfo(s)
+		st.calls += c
+		st.cpu += cpu
 	}
-	s, _ := v.(string)
-	return sumCommandStats(s)
+	return st
 }
 
-// sumCommandStats sums calls= over the cmdstat_ lines of INFO commandstats,
-// leaving out INFO itself.
-func sumCommandStats(info string) int64 {
-	var total int64
+// parseRedisInfo sums calls= over the cmdstat_ lines of INFO commandstats,
+// leaving out INFO itself, and used_cpu_user + used_cpu_sys of INFO cpu.
+func parseRedisInfo(info string) (calls int64, cpu float64) {
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimSpace(line)
 		name, rest, ok := strings.Cut(line, ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+		if !ok {
+			continue
+		}
+		if name == "used_cpu_user" || name == "used_cpu_sys" {
+			v, _ := strconv.ParseFloat(rest, 64)
+			cpu += v
+			continue
+		}
+		if !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
 			continue
 		}
 		for _, field := range strings.Split(rest, ",") {
 			if v, ok := strings.CutPrefix(field, "calls="); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
-				total += n
+				calls += n
 			}
 		}
 	}
-	return total
+	return calls, cpu
 }
 
 // roundTripCache keeps rt/op per row: the counting pass runs once per row

@@ -39,7 +39,8 @@ type httpResult struct {
 	RPS         float64 `json:"rps"`
 	P50         float64 `json:"p50_us"`
 	P99         float64 `json:"p99_us"`
-	CmdsPerReq  float64 `json:"cmds_per_req"` // -1 without Redis
+	CmdsPerReq  float64 `json:"cmds_per_req"`         // -1 without Redis
+	RedisCPU    float64 `json:"redis_cpu_us_per_req"` // redis-server CPU time per request (INFO cpu), µs
 	Concurrency int     `json:"concurrency"`
 }
 
@@ -268,9 +269,12 @@ func (e *httpEnv) runHTTP(ctx context.Context, c httpCase, vus int, warmup, dura
 		}(i, conn)
 	}
 	sleepCtx(ctx, warmup)
-	var calls0 int64
+	var (
+		calls0 int64
+		cpu0   float64
+	)
 	if e.redis != nil {
-		calls0, _ = e.redis.calls()
+		calls0, cpu0, _ = e.redis.calls()
 	}
 	errCount.Store(0)
 	t0 := time.Now()
@@ -278,9 +282,12 @@ func (e *httpEnv) runHTTP(ctx context.Context, c httpCase, vus int, warmup, dura
 	sleepCtx(ctx, duration)
 	phase.Store(2)
 	elapsed := time.Since(t0)
-	var calls1 int64
+	var (
+		calls1 int64
+		cpu1   float64
+	)
 	if e.redis != nil {
-		calls1, _ = e.redis.calls()
+		calls1, cpu1, _ = e.redis.calls()
 	}
 	wg.Wait()
 
@@ -297,8 +304,9 @@ func (e *httpEnv) runHTTP(ctx context.Context, c httpCase, vus int, warmup, dura
 		res.P50 = float64(all[len(all)*50/100].Microseconds())
 		res.P99 = float64(all[len(all)*99/100].Microseconds())
 	}
-	if e.redis != nil && (c.Backend == "redis" || c.Backend == "redis-hash") && res.Requests > 0 {
+	if e.redis != nil && (c.Backend == "redis" || c.Backend == "redis-hash" || c.Impl == "limit") && res.Requests > 0 {
 		res.CmdsPerReq = float64(calls1-calls0) / float64(res.Requests)
+		res.RedisCPU = (cpu1 - cpu0) * 1e6 / float64(res.Requests)
 	}
 	if v := firstErr.Load(); v != nil && (res.Errors > 0 || res.Requests == 0) {
 		return res, fmt.Errorf("%d errors, first: %v", res.Errors, v)

@@ -35,6 +35,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,7 @@ type options struct {
 	skipGoTest  bool
 	skipHTTP    bool
 	only        string
+	cpuProfile  string
 }
 
 func main() {
@@ -68,6 +70,7 @@ func main() {
 	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
 	flag.BoolVar(&o.skipHTTP, "skip-http", false, "reuse results/http.json")
 	flag.StringVar(&o.only, "only", "", "HTTP cases whose backend/impl/size/endpoint contains this (for trying out)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP runs (server and load generator) to this file")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 
@@ -134,6 +137,16 @@ func run(ctx context.Context, o options) error {
 		}
 		defer os.RemoveAll(tmp)
 		env := &httpEnv{redis: srv, client: client, tmp: tmp, blobSize: map[string]int64{}}
+		if o.cpuProfile != "" {
+			f, err := os.Create(o.cpuProfile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 		m.HTTP = fmt.Sprintf("%d connections (one session each), %v warm-up, %v measured per run", o.concurrency, o.warmup, o.duration)
 		var out []httpResult
 		for _, c := range httpCases() {
@@ -147,8 +160,8 @@ func run(ctx context.Context, o options) error {
 			if err != nil {
 				log.Printf("%s/%s/%s/%s: %v", c.Backend, c.Impl, c.Size, c.Endpoint, err)
 			}
-			log.Printf("%-10s %-9s %-7s %-4s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  cmds/req %5.2f  errors %d",
-				c.Backend, c.Impl, c.Size, c.Endpoint, r.RPS, r.P50, r.P99, r.CmdsPerReq, r.Errors)
+			log.Printf("%-10s %-9s %-7s %-4s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  cmds/req %5.2f  redis CPU µs/req %6.1f  errors %d",
+				c.Backend, c.Impl, c.Size, c.Endpoint, r.RPS, r.P50, r.P99, r.CmdsPerReq, r.RedisCPU, r.Errors)
 			out = append(out, r)
 		}
 		if err := writeJSON(httpPath, out); err != nil {

@@ -86,27 +86,37 @@ func (r *redisServer) stop() {
 	os.RemoveAll(r.dir)
 }
 
-// calls returns the number of commands the server has run, INFO excluded,
-// from INFO commandstats.
-func (r *redisServer) calls() (int64, error) {
-	info, err := respDo(r.addr, "INFO", "commandstats")
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
-			continue
+// calls returns the number of commands the server has run, INFO excluded
+// (INFO commandstats), and the CPU seconds it has used, user + system
+// (INFO cpu).
+func (r *redisServer) calls() (calls int64, cpu float64, err error) {
+	for _, section := range []string{"commandstats", "cpu"} {
+		info, err := respDo(r.addr, "INFO", section)
+		if err != nil {
+			return 0, 0, err
 		}
-		for _, f := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				total += n
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok {
+				continue
+			}
+			if name == "used_cpu_user" || name == "used_cpu_sys" {
+				v, _ := strconv.ParseFloat(rest, 64)
+				cpu += v
+				continue
+			}
+			if !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+				continue
+			}
+			for _, f := range strings.Split(rest, ",") {
+				if v, ok := strings.CutPrefix(f, "calls="); ok {
+					n, _ := strconv.ParseInt(v, 10, 64)
+					calls += n
+				}
 			}
 		}
 	}
-	return total, nil
+	return calls, cpu, nil
 }
 
 func freePort() (int, error) {

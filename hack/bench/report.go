@@ -348,17 +348,17 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 	}
 
 	b.WriteString("\n## Session lifecycle, all rows\n\n")
-	b.WriteString("`BenchmarkLifecycle/<backend>/<impl>/<size>/<mode>/<serial|parallel>` in `gfsession_z_bench_test.go` and `gfsession_z_bench_<backend>_test.go`. Each operation picks one of 1024 pre-filled sessions at random. memory-1k / memory-1M: that many live sessions in the storage (the others 1-key); file-100k: 100,000 session files in the folder, written once per run. serial: one goroutine; parallel: `b.RunParallel` with GOMAXPROCS goroutines (cpu). Columns hold gfsession / gf. miss/op counts reads that found nothing although the session was there (gf's file storage truncates a file before rewriting it, so concurrent readers can see an empty session). cmds/op: Redis commands per operation from `INFO commandstats` deltas; rt/op: Redis round trips per operation, counted by a TCP proxy in a separate untimed pass (a pipeline or a Lua script counts once).\n\n")
-	b.WriteString("| backend | size | mode | run | cpu | ns/op ours | ns/op gf | ops/s ours/gf | allocs/op | B/op | cmds/op | rt/op | miss/op |\n")
-	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("`BenchmarkLifecycle/<backend>/<impl>/<size>/<mode>/<serial|parallel>` in `gfsession_z_bench_test.go` and `gfsession_z_bench_<backend>_test.go`. Each operation picks one of 1024 pre-filled sessions at random. memory-1k / memory-1M: that many live sessions in the storage (the others 1-key); file-100k: 100,000 session files in the folder, written once per run. serial: one goroutine; parallel: `b.RunParallel` with GOMAXPROCS goroutines (cpu). Columns hold gfsession / gf. miss/op counts reads that found nothing although the session was there (gf's file storage truncates a file before rewriting it, so concurrent readers can see an empty session). cmds/op: Redis commands per operation from `INFO commandstats` deltas; rt/op: Redis round trips per operation, counted by a TCP proxy in a separate untimed pass (a pipeline or a Lua script counts once); redis CPU µs/op: CPU time redis-server used per operation (`INFO cpu` deltas; it includes the per-round-trip cost of the event loop and syscalls, not only command execution).\n\n")
+	b.WriteString("| backend | size | mode | run | cpu | ns/op ours | ns/op gf | ops/s ours/gf | allocs/op | B/op | cmds/op | rt/op | redis CPU µs/op | miss/op |\n")
+	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, k := range l.order {
 		o, g, ok := l.pair(k)
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			k.Backend, k.Size, k.Mode, k.Variant, k.CPU, ns(o.Metrics["ns/op"]), ns(g.Metrics["ns/op"]), fx(l.speedup(k)),
-			vs(o, g, "allocs/op"), vs(o, g, "B/op"), vs(o, g, "cmds/op"), vs(o, g, "rt/op"), vs(o, g, "miss/op"))
+			vs(o, g, "allocs/op"), vs(o, g, "B/op"), vs(o, g, "cmds/op"), vs(o, g, "rt/op"), vs(o, g, "redis-cpu-µs/op"), vs(o, g, "miss/op"))
 	}
 
 	// Footprint.
@@ -380,9 +380,9 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 	}
 
 	b.WriteString("\n## HTTP load, all rows\n\n")
-	b.WriteString("One ghttp server per row on 127.0.0.1 (access log off), the storage set with `SetSessionStorage`, `SessionMaxAge` 1h. Each connection is a virtual user with its own pre-logged-in session cookie and sends requests back to back over keep-alive. GET /read: `r.Session.Get` of 3 keys; POST /write: `r.Session.Set` of 1 key to a new value; limit: one raw `GET` through the same gredis client (of a value the size of gfsession's Redis session), no session; ghttp: a handler touching no session, the ceiling of the server itself. cmds/req from `INFO commandstats` deltas over the measured window.\n\n")
-	b.WriteString("| backend | size | endpoint | impl | req/s | p50 | p99 | Redis cmds/req | ours/gf | ours/limit |\n")
-	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("One ghttp server per row on 127.0.0.1 (access log off), the storage set with `SetSessionStorage`, `SessionMaxAge` 1h. Each connection is a virtual user with its own pre-logged-in session cookie and sends requests back to back over keep-alive. GET /read: `r.Session.Get` of 3 keys; POST /write: `r.Session.Set` of 1 key to a new value; limit: one raw `GET` through the same gredis client (of a value the size of gfsession's Redis session), no session; ghttp: a handler touching no session, the ceiling of the server itself. cmds/req from `INFO commandstats` deltas over the measured window, redis-server CPU per request from `INFO cpu` deltas.\n\n")
+	b.WriteString("| backend | size | endpoint | impl | req/s | p50 | p99 | Redis cmds/req | redis-server CPU µs/req | ours/gf | ours/limit |\n")
+	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range hr {
 		ratio, lim := "", ""
 		if r.Impl == ours {
@@ -391,16 +391,17 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 				lim = fx(h.vsLimit(r.Size, r.Backend))
 			}
 		}
-		cmds := "—"
+		cmds, usec := "—", "—"
 		if r.CmdsPerReq >= 0 {
 			cmds = num(r.CmdsPerReq)
+			usec = num(r.RedisCPU)
 		}
 		errs := ""
 		if r.Errors > 0 {
 			errs = fmt.Sprintf(" (%d errors)", r.Errors)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s%s | %s | %s | %s | %s | %s |\n", r.Backend, r.Size, r.Endpoint, r.Impl,
-			num(r.RPS), errs, ns(r.P50*1e3), ns(r.P99*1e3), cmds, ratio, lim)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s |\n", r.Backend, r.Size, r.Endpoint, r.Impl,
+			num(r.RPS), errs, ns(r.P50*1e3), ns(r.P99*1e3), cmds, usec, ratio, lim)
 	}
 
 	if a, err := os.ReadFile(filepath.Join(root, "hack", "bench", "analysis.md")); err == nil {
