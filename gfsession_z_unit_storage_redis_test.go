@@ -91,6 +91,10 @@ func runRedisConformance(t *testing.T, kind string, client *gredis.Redis) {
 			require.NoError(t, err)
 		}),
 	}
+	opts = append(opts, storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
+		// A prefix of its own, so that Count is exact.
+		return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: userKey})
+	}))
 	if kind == gfsession.TypeRedisHash {
 		opts = append(opts, storagetest.MergesKeys())
 	}
@@ -573,4 +577,270 @@ func TestStorageRedis_CommandsVsGf(t *testing.T) {
 		assert.LessOrEqual(t, ours[0], gf[0], "%s read-only vs %s", pair[0], pair[1])
 		assert.LessOrEqual(t, ours[1], gf[1], "%s writing vs %s", pair[0], pair[1])
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Admin
+
+func redisAdmin(t *testing.T, st gsession.Storage) gfsession.Admin {
+	t.Helper()
+	a, ok := st.(gfsession.Admin)
+	require.True(t, ok, "%T does not implement Admin", st)
+	return a
+}
+
+func TestStorageRedis_DestroyUser(t *testing.T) {
+	// The scenario: one user logged in from 5 clients, another from
+	// 2; "log out everywhere" for the first ends its 5 sessions only.
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	ctx := context.Background()
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			prefix := redisTestPrefix()
+			st := newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "userId"})
+			a := redisAdmin(t, st)
+			m := gsession.New(time.Hour, st)
+			login := func(user any) string {
+				// A client arrives anonymous, then logs in.
+				id := gfsession.NewSessionId()
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("cart", []string{"book"})) })
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("userId", user)) })
+				return id
+			}
+			var alice, bob []string
+			for i := 0; i < 5; i++ {
+				alice = append(alice, login("alice"))
+			}
+			for i := 0; i < 2; i++ {
+				bob = append(bob, login(int64(7)))
+			}
+			assert.EqualValues(t, 5, srv.MustDo(t, "ZCARD", prefix+"user:alice"))
+			assert.EqualValues(t, 2, srv.MustDo(t, "ZCARD", prefix+"user:7"))
+			n, err := a.Count(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 7, n, "user indexes are not sessions")
+
+			n, err = a.DestroyUser(ctx, "alice")
+			require.NoError(t, err)
+			assert.Equal(t, 5, n)
+			for _, id := range alice {
+				redisReq(t, m, id, func(s *gsession.Session) {
+					assert.True(t, s.MustGet("userId").IsNil(), "alice's session %s survived", id)
+					assert.True(t, s.MustGet("cart").IsNil())
+				})
+				assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+id))
+			}
+			for _, id := range bob {
+				redisReq(t, m, id, func(s *gsession.Session) {
+					assert.Equal(t, "7", s.MustGet("userId").String(), "bob's session was destroyed")
+				})
+			}
+			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+"user:alice"), "the emptied index is gone")
+			n, err = a.Count(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 2, n)
+
+			// Stale entries are dropped, not counted: a session of bob's
+			// that switched user, one that RegenerateId moved, one deleted
+			// by Destroy.
+			redisReq(t, m, bob[0], func(s *gsession.Session) { require.NoError(t, s.Set("userId", "carol")) })
+			var moved string
+			redisReq(t, m, bob[1], func(s *gsession.Session) {
+				var err error
+				moved, err = s.RegenerateId(true)
+				require.NoError(t, err)
+			})
+			third := login(int64(7))
+			require.NoError(t, a.Destroy(ctx, third))
+			assert.EqualValues(t, 3, srv.MustDo(t, "ZCARD", prefix+"user:7"), "bob[1], moved, third")
+			n, err = a.DestroyUser(ctx, "7")
+			require.NoError(t, err)
+			assert.Equal(t, 1, n, "only the regenerated session still is bob's")
+			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+moved))
+			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", prefix+bob[0]), "carol's session stays")
+			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+"user:7"))
+		})
+	}
+}
+
+func TestStorageRedis_UserIndexRoundTrips(t *testing.T) {
+	// The user index costs a round trip only on the writes that change the
+	// session's user; every other request costs what it costs without it.
+	srv := testredis.Start(t)
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			type run struct {
+				m       *gsession.Manager
+				counter *redisCountingAdapter
+			}
+			newRun := func(userKey string) run {
+				client, counter := newRedisCountingClient(t, srv.Addr)
+				st := newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: userKey})
+				m := gsession.New(time.Hour, st)
+				// Warm up the connection and the scripts.
+				warm := gfsession.NewSessionId()
+				redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "w")) })
+				redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Remove("uid")) })
+				redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "w")) })
+				n, err := redisAdmin(t, st).DestroyUser(context.Background(), "w")
+				if userKey != "" {
+					require.NoError(t, err)
+					require.Equal(t, 1, n)
+				}
+				return run{m, counter}
+			}
+			plain, indexed := newRun(""), newRun("uid")
+			steps := []struct {
+				name  string
+				fn    func(s *gsession.Session)
+				extra int64
+			}{
+				{"anonymous write", func(s *gsession.Session) { require.NoError(t, s.Set("cart", "x")) }, 0},
+				{"login", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 1},
+				{"read-only", func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("uid").String()) }, 0},
+				{"writing", func(s *gsession.Session) { require.NoError(t, s.Set("n", 1)) }, 0},
+				{"same user set again", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 0},
+				{"switch user", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "bob")) }, 2},
+				{"logout", func(s *gsession.Session) { require.NoError(t, s.Remove("uid")) }, 1},
+				{"login again", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 1},
+				{"logout by RemoveAll", func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) }, 1},
+			}
+			plainId, indexedId := gfsession.NewSessionId(), gfsession.NewSessionId()
+			for _, step := range steps {
+				before := plain.counter.calls.Load()
+				redisReq(t, plain.m, plainId, step.fn)
+				base := plain.counter.calls.Load() - before
+
+				redisResetStats(t, srv)
+				before = indexed.counter.calls.Load()
+				redisReq(t, indexed.m, indexedId, step.fn)
+				got := indexed.counter.calls.Load() - before
+				stats := redisCommandStats(t, srv)
+				assert.Equal(t, base+step.extra, got, "%s: round trips with the user index (%d without)", step.name, base)
+				t.Logf("%s, %s: %d round trips without the index, %d with; commandstats %v", kind, step.name, base, got, stats)
+				if step.extra == 0 {
+					for cmd := range stats {
+						assert.False(t, strings.HasPrefix(cmd, "z"), "%s: index command %s", step.name, cmd)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestStorageRedis_UserIndexTTL(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			for _, tt := range []struct {
+				name   string
+				config gfsession.RedisConfig
+				want   time.Duration
+			}{
+				{"default", gfsession.RedisConfig{}, gfsession.DefaultRedisUserIndexTTL},
+				{"maxLifetime", gfsession.RedisConfig{MaxLifetime: 12 * time.Hour}, 12 * time.Hour},
+				{"userIndexTTL", gfsession.RedisConfig{MaxLifetime: 12 * time.Hour, UserIndexTTL: 48 * time.Hour}, 48 * time.Hour},
+			} {
+				prefix := redisTestPrefix()
+				tt.config.Prefix, tt.config.UserKey = prefix, "uid"
+				m := gsession.New(time.Hour, newRedisStorage(t, kind, client, tt.config))
+				redisReq(t, m, gfsession.NewSessionId(), func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) })
+				p := redisPTTL(t, srv, prefix+"user:ann")
+				assert.InDelta(t, tt.want.Milliseconds(), p, 5000, "%s: PTTL of the user index", tt.name)
+			}
+			_, err := gfsession.NewStorageRedis(client, gfsession.RedisConfig{UserIndexTTL: -time.Second})
+			assert.ErrorContains(t, err, "userIndexTTL")
+
+			// Entries older than UserIndexTTL are trimmed by the next login:
+			// an active user's index does not grow without bound.
+			const indexTTL = 300 * time.Millisecond
+			prefix := redisTestPrefix()
+			m := gsession.New(time.Hour, newRedisStorage(t, kind, client,
+				gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", UserIndexTTL: indexTTL}))
+			first := gfsession.NewSessionId()
+			redisReq(t, m, first, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) })
+			require.Eventually(t, func() bool {
+				redisReq(t, m, gfsession.NewSessionId(), func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) })
+				return srv.MustDo(t, "ZSCORE", prefix+"user:ann", first) == nil
+			}, 20*indexTTL, indexTTL/6, "the first login was never trimmed")
+			n, ok := srv.MustDo(t, "ZCARD", prefix+"user:ann").(int64)
+			require.True(t, ok)
+			assert.Less(t, n, int64(15), "logins older than the index TTL stay in the index")
+			p := redisPTTL(t, srv, prefix+"user:ann")
+			assert.True(t, p > 0 && p <= indexTTL.Milliseconds(), "PTTL %d", p)
+		})
+	}
+}
+
+func TestStorageRedis_RangeScans(t *testing.T) {
+	// Count and Range use SCAN, never KEYS, and see only their own sessions:
+	// not the user indexes, not the other kind's sessions, not keys under a
+	// prefix that the unescaped glob would match.
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	ctx := context.Background()
+	const sessions = 1200 // more than two SCAN batches
+	// Glob characters in the prefix are escaped: "x[ab]*?\:" would match
+	// "xa..." unescaped.
+	prefix := "gfst:" + storagetest.NewId()[2:8] + ":x[ab]*?\\:"
+	decoy := strings.Replace(prefix, "x[ab]*?\\:", "xa-", 1)
+	kv := newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid"})
+	hash := newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid"})
+	decoyKV := newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: decoy})
+	data := gmap.NewStrAnyMapFrom(map[string]any{"uid": "ann"}, true)
+	want := map[string]bool{}
+	for i := 0; i < sessions; i++ {
+		id := gfsession.NewSessionId()
+		require.NoError(t, kv.SetSession(ctx, id, data, time.Hour))
+		want[id] = true
+		require.NoError(t, decoyKV.SetSession(ctx, gfsession.NewSessionId(), data, time.Hour))
+	}
+	hashIds := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		id := gfsession.NewSessionId()
+		require.NoError(t, hash.SetSession(ctx, id, data, time.Hour))
+		hashIds[id] = true
+	}
+	// A key under the prefix that is no session id.
+	srv.MustDo(t, "SET", prefix+"not.a.session", "x")
+
+	redisResetStats(t, srv)
+	a := redisAdmin(t, kv)
+	n, err := a.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, sessions, n)
+	seen := map[string]bool{}
+	require.NoError(t, a.Range(ctx, func(id string) bool {
+		assert.False(t, seen[id], "Range visited %s twice", id)
+		seen[id] = true
+		return true
+	}))
+	assert.Equal(t, want, seen)
+	stats := redisCommandStats(t, srv)
+	assert.GreaterOrEqual(t, stats["scan"], 2*3, "several SCAN batches per pass")
+	assert.Zero(t, stats["keys"], "KEYS was sent")
+	delete(stats, "scan")
+	assert.Empty(t, stats, "Count and Range send nothing but SCAN")
+	t.Logf("Count + Range of %d sessions: %d SCAN calls", sessions, redisCommandStats(t, srv)["scan"])
+
+	hn, err := redisAdmin(t, hash).Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(hashIds), hn, "the hash storage counts its hashes only")
+
+	// Range stops when fn returns false, and on a cancelled context.
+	calls := 0
+	require.NoError(t, a.Range(ctx, func(string) bool { calls++; return calls < 10 }))
+	assert.Equal(t, 10, calls)
+	cctx, cancel := context.WithCancel(ctx)
+	calls = 0
+	err = a.Range(cctx, func(string) bool {
+		if calls++; calls == 5 {
+			cancel()
+		}
+		return true
+	})
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 5, calls, "Range went on after the context was cancelled")
 }

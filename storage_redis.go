@@ -16,6 +16,7 @@ import (
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -29,6 +30,22 @@ const (
 	// `readTimeout`/`writeTimeout`. gf's own default is no timeout at all, so
 	// that a hung server would hang every request.
 	DefaultRedisTimeout = 3 * time.Second
+
+	// DefaultRedisUserIndexTTL is RedisConfig.UserIndexTTL when neither it nor
+	// MaxLifetime is set.
+	DefaultRedisUserIndexTTL = 30 * 24 * time.Hour
+
+	// redisUserInfix follows the prefix in the key of a user index:
+	// prefix + "user:" + user id. ':' is not a session id character, so the
+	// key can never be a session's.
+	redisUserInfix = "user:"
+	// redisScanCount is the COUNT hint of the SCAN behind Count and Range.
+	redisScanCount = 500
+	// redisBatch is how many members one ZREM of DestroyUser removes.
+	redisBatch = 500
+	// redisCASTries is how often DestroyUser retries deleting a session that
+	// a concurrent request rewrote between its read and its delete.
+	redisCASTries = 5
 )
 
 // RedisConfig configures StorageRedis and StorageRedisHash. The zero value is
@@ -56,17 +73,33 @@ type RedisConfig struct {
 	// Codec names the value encoding: CodecBinary (the default, keeps Go
 	// types) or CodecJSON.
 	Codec string `json:"codec"`
+	// UserKey is the session key holding the user id, for DestroyUser ("log
+	// out everywhere"). With it set, a write that changes a session's user
+	// (a login, a logout, a switch of user) also updates the user index: one
+	// sorted set per user, key prefix + "user:" + user id (with NoPrefix:
+	// "user:" + user id), holding the user's session ids scored by login
+	// time. Empty disables the index, and DestroyUser fails.
+	UserKey string `json:"userKey"`
+	// UserIndexTTL is how long a user's index lives after the user's last
+	// login, and how long an index entry lives at all: every login trims the
+	// entries older than that. It must exceed how long a session may stay
+	// logged in without a new login; a session logged in for longer escapes
+	// DestroyUser. 0 means MaxLifetime when that is set (exact: no session
+	// outlives it), else DefaultRedisUserIndexTTL (30 days).
+	UserIndexTTL time.Duration `json:"userIndexTTL"`
 }
 
 // redisStore is what StorageRedis and StorageRedisHash share: the client,
 // the key layout, the envelope and the ownership of the client.
 type redisStore struct {
-	backend     string // TypeRedis or TypeRedisHash, for errors and logs
-	client      *gredis.Redis
-	prefix      string
-	maxLifetime time.Duration
-	env         *envelope
-	tracker     loadTracker
+	backend      string // TypeRedis or TypeRedisHash, for errors and logs
+	client       *gredis.Redis
+	prefix       string
+	maxLifetime  time.Duration
+	userKey      string        // RedisConfig.UserKey
+	userIndexTTL time.Duration // effective RedisConfig.UserIndexTTL
+	env          *envelope
+	tracker      loadTracker
 
 	owned     bool // the storage created client and closes it on Close
 	closeOnce sync.Once
@@ -95,12 +128,24 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 	case prefix == "":
 		prefix = DefaultRedisPrefix
 	}
+	indexTTL := c.UserIndexTTL
+	switch {
+	case indexTTL < 0:
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			"gfsession: %s storage: userIndexTTL %v is negative", backend, indexTTL)
+	case indexTTL == 0 && c.MaxLifetime > 0:
+		indexTTL = c.MaxLifetime
+	case indexTTL == 0:
+		indexTTL = DefaultRedisUserIndexTTL
+	}
 	return &redisStore{
-		backend:     backend,
-		client:      client,
-		prefix:      prefix,
-		maxLifetime: c.MaxLifetime,
-		env:         env,
+		backend:      backend,
+		client:       client,
+		prefix:       prefix,
+		maxLifetime:  c.MaxLifetime,
+		userKey:      c.UserKey,
+		userIndexTTL: indexTTL,
+		env:          env,
 	}, nil
 }
 
@@ -114,16 +159,22 @@ func (r *redisStore) key(id string) string {
 // secrets and errors end up in logs) and leaves out the command's arguments,
 // which gredis would put in its own message: they hold session data.
 func (r *redisStore) wrap(err error, cmd, id string) error {
-	cause := gerror.Cause(err)
-	if cause == nil {
-		cause = err
-	}
 	shown := id
 	if len(shown) > 8 {
 		shown = shown[:8] + "..."
 	}
+	return r.wrapKey(err, cmd, r.prefix+shown)
+}
+
+// wrapKey wraps the error `err` of Redis command `cmd` on the key shown as
+// `shown`, leaving out the command's arguments (see wrap).
+func (r *redisStore) wrapKey(err error, cmd, shown string) error {
+	cause := gerror.Cause(err)
+	if cause == nil {
+		cause = err
+	}
 	return gerror.WrapCodef(gcode.CodeInternalError, cause,
-		"gfsession: %s storage: redis %s %q", r.backend, cmd, r.prefix+shown)
+		"gfsession: %s storage: redis %s %q", r.backend, cmd, shown)
 }
 
 func (r *redisStore) do(ctx context.Context, id, cmd string, args ...any) (*gvar.Var, error) {
@@ -149,22 +200,26 @@ func newRedisScript(src string) *redisScript {
 
 // eval runs `s` on the one key of session `id` with `args`.
 func (r *redisStore) eval(ctx context.Context, s *redisScript, id string, args ...any) (*gvar.Var, error) {
+	v, cmd, err := r.evalKey(ctx, s, r.key(id), args...)
+	if err != nil {
+		return nil, r.wrap(err, cmd, id)
+	}
+	return v, nil
+}
+
+// evalKey runs `s` on the one key `key` with `args`. It returns the command
+// it sent last (EVALSHA or EVAL) and the client's error, unwrapped.
+func (r *redisStore) evalKey(ctx context.Context, s *redisScript, key string, args ...any) (*gvar.Var, string, error) {
 	full := make([]any, 0, 3+len(args))
-	full = append(full, s.sha, 1, r.key(id))
+	full = append(full, s.sha, 1, key)
 	full = append(full, args...)
 	v, err := r.client.Do(ctx, "EVALSHA", full...)
 	if err != nil && isNoScript(err) {
 		full[0] = s.src
 		v, err = r.client.Do(ctx, "EVAL", full...)
-		if err != nil {
-			return nil, r.wrap(err, "EVAL", id)
-		}
-		return v, nil
+		return v, "EVAL", err
 	}
-	if err != nil {
-		return nil, r.wrap(err, "EVALSHA", id)
-	}
-	return v, nil
+	return v, "EVALSHA", err
 }
 
 func isNoScript(err error) bool {
@@ -195,6 +250,232 @@ func (r *redisStore) removeAll(ctx context.Context, id string) error {
 	}
 	_, err := r.do(ctx, id, "DEL", r.key(id))
 	return err
+}
+
+// ---------------------------------------------------------------------------
+// Admin: user index, SCAN, DestroyUser (shared by both Redis storages)
+
+// userIndexScript records a login in a user index, in one round trip.
+// KEYS[1] is the user's index (a sorted set); ARGV: session id, now (Unix
+// ms), index TTL ms. It drops the entries older than the index TTL (logins
+// that, by UserIndexTTL's contract, can no longer be logged in), adds the
+// session scored now, and makes the index live at least the index TTL.
+var userIndexScript = newRedisScript(`
+local now = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+`)
+
+// userIndexKey returns the key of the index of user `userId`.
+func (r *redisStore) userIndexKey(userId string) string {
+	return r.prefix + redisUserInfix + userId
+}
+
+// shownUserIndex returns the key of user `userId`'s index for errors, a long
+// user id cut.
+func (r *redisStore) shownUserIndex(userId string) string {
+	if len(userId) > 64 {
+		userId = userId[:64] + "..."
+	}
+	return r.userIndexKey(userId)
+}
+
+// indexUser records session `id` in the index of user `userId` (one script
+// call). It runs before the session is written, so that a session is never
+// stored under a user without its index entry.
+func (r *redisStore) indexUser(ctx context.Context, userId, id string) error {
+	if userId == "" {
+		return nil
+	}
+	_, cmd, err := r.evalKey(ctx, userIndexScript, r.userIndexKey(userId),
+		id, time.Now().UnixMilli(), millis(r.userIndexTTL))
+	if err != nil {
+		return r.wrapKey(err, cmd, r.shownUserIndex(userId))
+	}
+	return nil
+}
+
+// unindexUser removes session `id` from the index of user `userId` (one
+// ZREM), after the session was written without that user or deleted. It is
+// best effort: an entry it fails to remove is stale, and DestroyUser, or the
+// trim of the user's next login, drops it.
+func (r *redisStore) unindexUser(ctx context.Context, userId, id string) {
+	if userId == "" {
+		return
+	}
+	_, _ = r.client.Do(ctx, "ZREM", r.userIndexKey(userId), id)
+}
+
+// reindexUser moves session `id` from the index of user `from` to the one
+// of user `to` around `write`, the session's write: the new entry before it,
+// the removal of the old one after it succeeded. Nothing is sent when the
+// user did not change: ordinary writes cost no index command.
+func (r *redisStore) reindexUser(ctx context.Context, id, from, to string, write func() error) error {
+	if from == to {
+		return write()
+	}
+	if err := r.indexUser(ctx, to, id); err != nil {
+		return err
+	}
+	if err := write(); err != nil {
+		return err
+	}
+	r.unindexUser(ctx, from, id)
+	return nil
+}
+
+// scan calls `fn` with the id of every key of Redis type `keyType` under the
+// prefix whose suffix is a valid session id, until `fn` returns false. It
+// runs SCAN with MATCH prefix* (glob characters of the prefix escaped),
+// TYPE and COUNT redisScanCount, on the one master of a standalone or
+// Sentinel client and on every master of a Cluster client, one at a time,
+// streaming batch by batch; it never sends KEYS. It needs a client of gf's
+// go-redis adapter (gf's contrib/nosql/redis, what g.Redis and gredis.New
+// make); with another adapter it fails with CodeNotSupported.
+func (r *redisStore) scan(ctx context.Context, keyType string, fn func(id string) bool) error {
+	var raw gredis.RedisRawClient
+	if a := r.client.GetAdapter(); a != nil {
+		raw = a.Client()
+	}
+	var nodes []redis.UniversalClient
+	switch c := raw.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex
+		err := c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			mu.Lock()
+			nodes = append(nodes, node)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			return r.wrapKey(err, "CLUSTER SLOTS", r.prefix+"*")
+		}
+	case redis.UniversalClient:
+		nodes = []redis.UniversalClient{c}
+	default:
+		return gerror.NewCodef(gcode.CodeNotSupported,
+			"gfsession: %s storage: Count and Range need a gredis client of gf's go-redis adapter (contrib/nosql/redis), got %T", r.backend, raw)
+	}
+	match := globEscape(r.prefix) + "*"
+	for _, node := range nodes {
+		var cursor uint64
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			keys, next, err := node.ScanType(ctx, cursor, match, redisScanCount, keyType).Result()
+			if err != nil {
+				return r.wrapKey(err, "SCAN", match)
+			}
+			for _, key := range keys {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				id, ok := strings.CutPrefix(key, r.prefix)
+				if !ok || !IsValidSessionId(id) {
+					continue
+				}
+				if !fn(id) {
+					return nil
+				}
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// globEscape escapes the characters of `s` that a Redis glob pattern (SCAN
+// MATCH) gives a meaning to.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// count counts what scan visits.
+func (r *redisStore) count(ctx context.Context, keyType string) (int, error) {
+	n := 0
+	err := r.scan(ctx, keyType, func(string) bool { n++; return true })
+	return n, err
+}
+
+// destroyUser deletes the sessions of user `userId` listed in the user's
+// index: `destroy` deletes one session if it still belongs to the user and
+// reports whether it deleted a live one. Every entry read is then removed
+// from the index, deleted or stale (expired, of another user now); entries
+// a concurrent login adds meanwhile stay.
+func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy func(id string) (bool, error)) (int, error) {
+	if r.userKey == "" {
+		return 0, errNoUserKey(r.backend)
+	}
+	if userId == "" {
+		return 0, nil
+	}
+	key := r.userIndexKey(userId)
+	v, err := r.client.Do(ctx, "ZRANGE", key, 0, -1)
+	if err != nil {
+		return 0, r.wrapKey(err, "ZRANGE", r.shownUserIndex(userId))
+	}
+	var (
+		n    int
+		done []any
+	)
+	flush := func() error {
+		if len(done) == 0 {
+			return nil
+		}
+		args := append([]any{key}, done...)
+		done = done[:0]
+		if _, err := r.client.Do(ctx, "ZREM", args...); err != nil {
+			return r.wrapKey(err, "ZREM", r.shownUserIndex(userId))
+		}
+		return nil
+	}
+	for _, id := range v.Strings() {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		if IsValidSessionId(id) {
+			deleted, err := destroy(id)
+			if err != nil {
+				return n, err
+			}
+			if deleted {
+				n++
+			}
+		}
+		if done = append(done, id); len(done) >= redisBatch {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, flush()
+}
+
+// errKeepsChanging is DestroyUser's error for a session that concurrent
+// requests rewrote redisCASTries times between its read and its delete.
+func (r *redisStore) errKeepsChanging(id string) error {
+	if len(id) > 8 {
+		id = id[:8] + "..."
+	}
+	return gerror.NewCodef(gcode.CodeInternalError,
+		"gfsession: %s storage: DestroyUser: session %q changed %d times while being deleted; try again",
+		r.backend, r.prefix+id, redisCASTries)
 }
 
 // close closes the client if the storage created it.
@@ -231,12 +512,25 @@ func (r *redisStore) close(ctx context.Context) error {
 // under the same prefix, and rewrites them in its own format on their next
 // write; see docs/migration.md.
 //
+// It implements Admin. Count and Range SCAN the keys under the prefix (on
+// every master of a Cluster). With RedisConfig.UserKey, a user index (one
+// sorted set per user, see UserKey) lets DestroyUser read only the user's
+// sessions. The index is updated only by writes that change a session's
+// user, so ordinary requests cost no index command and a login one more
+// round trip. It is best effort and self-healing rather than atomic with
+// the session (on a Cluster the index lives in another slot): stale entries
+// (expired sessions, sessions of another user now, sessions deleted by
+// Destroy or RegenerateId) are checked and dropped by DestroyUser and
+// trimmed by the user's next login once older than UserIndexTTL.
+//
 // The storage does not close a client passed to NewStorageRedis; it closes a
 // client it created itself from the config map (Close).
 type StorageRedis struct {
 	gsession.StorageBase
 	r *redisStore
 }
+
+var _ Admin = (*StorageRedis)(nil)
 
 // NewStorageRedis creates a storage on the gredis client `redis`, e.g.
 // g.Redis() or gredis.New(config). It returns an error for a nil client or a
@@ -317,8 +611,17 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 		return nil, nil
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
-	r.tracker.track(m, sessionId, nil, created)
+	r.tracker.track(m, sessionId, nil, redisLoaded{created: created, user: userOf(data, r.userKey)})
 	return m, nil
+}
+
+// redisLoaded is what StorageRedis keeps of a loaded session in the
+// loadTracker: its creation time, kept across rewrites for MaxLifetime, and
+// its user (RedisConfig.UserKey), to update the user index when a write
+// changes it.
+type redisLoaded struct {
+	created time.Time
+	user    string
 }
 
 // SetSession stores the whole session with a TTL of `ttl` (capped by what
@@ -326,37 +629,54 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 // deleted instead. The creation time of a session loaded by GetSession is
 // kept; any other session starts now. It is last-writer-wins (see
 // StorageRedis). An invalid `sessionId` is an error and sends nothing.
+//
+// With a UserKey, a write that changes the session's user (from what
+// GetSession loaded; for a map it did not load, from none) also updates the
+// user index, one more round trip: on login the index entry is added before
+// the session is written, on logout or deletion it is removed after.
 func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
 	}
 	r := s.r
+	var prev redisLoaded
+	if l := r.tracker.lookup(sessionData, sessionId); l != nil {
+		prev, _ = l.extra.(redisLoaded)
+	}
 	data := sessionData.Map()
+	del := func() error {
+		if _, err := r.do(ctx, sessionId, "DEL", r.key(sessionId)); err != nil {
+			return err
+		}
+		r.unindexUser(ctx, prev.user, sessionId)
+		r.tracker.retrack(sessionData, sessionId, nil, redisLoaded{})
+		return nil
+	}
 	if len(data) == 0 {
-		_, err := r.do(ctx, sessionId, "DEL", r.key(sessionId))
-		return err
+		return del()
 	}
 	now := time.Now()
-	created := now
-	if l := r.tracker.lookup(sessionData, sessionId); l != nil {
-		if c, ok := l.extra.(time.Time); ok && !c.IsZero() {
-			created = c
-		}
+	cur := redisLoaded{created: prev.created, user: userOf(data, r.userKey)}
+	if cur.created.IsZero() {
+		cur.created = now
 	}
-	left := lifetimeLeft(created, r.maxLifetime, ttl, now)
+	left := lifetimeLeft(cur.created, r.maxLifetime, ttl, now)
 	if left <= 0 {
 		// The session ran out of lifetime during this request.
-		_, err := r.do(ctx, sessionId, "DEL", r.key(sessionId))
-		return err
+		return del()
 	}
-	blob, err := r.env.encodeSession(sessionId, created, data)
+	blob, err := r.env.encodeSession(sessionId, cur.created, data)
 	if err != nil {
 		return err
 	}
-	if _, err = r.do(ctx, sessionId, "SET", r.key(sessionId), blob, "PX", millis(left)); err != nil {
+	err = r.reindexUser(ctx, sessionId, prev.user, cur.user, func() error {
+		_, err := r.do(ctx, sessionId, "SET", r.key(sessionId), blob, "PX", millis(left))
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	r.tracker.retrack(sessionData, sessionId, nil, created)
+	r.tracker.retrack(sessionData, sessionId, nil, cur)
 	return nil
 }
 
@@ -379,6 +699,78 @@ func (s *StorageRedis) RemoveAll(ctx context.Context, sessionId string) error {
 func (s *StorageRedis) Close(ctx context.Context) error {
 	return s.r.close(ctx)
 }
+
+// Count returns the number of sessions under the prefix: the string keys
+// whose name is the prefix followed by a valid session id (see Range). It
+// scans the keyspace, one SCAN per redisScanCount keys on every master: its
+// cost grows with the size of the database, not only with the sessions.
+func (s *StorageRedis) Count(ctx context.Context) (int, error) {
+	return s.r.count(ctx, "string")
+}
+
+// Range calls `fn` with the id of every session under the prefix until `fn`
+// returns false or `ctx` is done (its error is then returned). It runs SCAN
+// MATCH prefix* TYPE string, never KEYS, on every master of a Cluster, and
+// holds one batch of keys at a time; `fn` may use the storage. String keys
+// of gf's own StorageRedis under the same prefix are sessions too (this
+// storage reads them); any other string key there whose name after the
+// prefix is a valid session id is taken for one, which is why the prefix
+// should be the sessions' own (with NoPrefix: the whole database). User
+// indexes are skipped. It needs gf's go-redis adapter (see redisStore.scan).
+func (s *StorageRedis) Range(ctx context.Context, fn func(sessionId string) bool) error {
+	return s.r.scan(ctx, "string", fn)
+}
+
+// Destroy deletes session `sessionId`; see RemoveAll. It does not read the
+// session first, so its user index entry, if any, stays until DestroyUser
+// or the user's next login drops it as stale.
+func (s *StorageRedis) Destroy(ctx context.Context, sessionId string) error {
+	return s.RemoveAll(ctx, sessionId)
+}
+
+// DestroyUser deletes every session whose RedisConfig.UserKey value equals
+// `userId` and returns how many it deleted. It reads the user's index
+// (ZRANGE), loads each session listed (GET) and deletes it only if it still
+// holds that user, atomically (a script deleting the key only if its value
+// is still the one read); entries found stale are not counted. The read
+// entries are then removed from the index. It costs about two round trips
+// per indexed session. Without a UserKey it fails with CodeInvalidOperation.
+func (s *StorageRedis) DestroyUser(ctx context.Context, userId string) (int, error) {
+	r := s.r
+	return r.destroyUser(ctx, userId, func(id string) (bool, error) {
+		for try := 0; try < redisCASTries; try++ {
+			v, err := r.do(ctx, id, "GET", r.key(id))
+			if err != nil {
+				return false, err
+			}
+			if v == nil || v.IsNil() || len(v.Bytes()) == 0 {
+				return false, nil
+			}
+			b := v.Bytes()
+			data, created, err := r.env.decodeSession(id, b)
+			if err != nil || userOf(data, r.userKey) != userId {
+				return false, nil
+			}
+			res, err := r.eval(ctx, kvDeleteIfScript, id, b)
+			if err != nil {
+				return false, err
+			}
+			if res.Int() == 1 {
+				return lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) > 0, nil
+			}
+		}
+		return false, r.errKeepsChanging(id)
+	})
+}
+
+// kvDeleteIfScript deletes KEYS[1] if its value is ARGV[1], returning 1,
+// else 0.
+var kvDeleteIfScript = newRedisScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
 
 // ---------------------------------------------------------------------------
 // Config map

@@ -2,6 +2,7 @@ package gfsession
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,12 +140,18 @@ return 1
 // dropped from the loaded session and logged through gf's logger; the other
 // keys still load.
 //
+// It implements Admin as StorageRedis does (see there): Count and Range SCAN
+// the hashes under the prefix, and DestroyUser reads the user index kept
+// with RedisConfig.UserKey, checking each session's user field.
+//
 // The storage does not close a client passed to NewStorageRedisHash; it
 // closes a client it created itself from the config map (Close).
 type StorageRedisHash struct {
 	gsession.StorageBase
 	r *redisStore
 }
+
+var _ Admin = (*StorageRedisHash)(nil)
 
 // NewStorageRedisHash creates a storage on the gredis client `redis`, e.g.
 // g.Redis() or gredis.New(config). It returns an error for a nil client or a
@@ -297,8 +304,24 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	args = append(args, millis(ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(set)/2)
 	args = append(args, set...)
 	args = append(args, del...)
-	if _, err := r.eval(ctx, hashWriteScript, sessionId, args...); err != nil {
+	var (
+		from   = userOf(base, r.userKey)
+		to     = userOf(written, r.userKey)
+		stored int
+	)
+	err := r.reindexUser(ctx, sessionId, from, to, func() error {
+		v, err := r.eval(ctx, hashWriteScript, sessionId, args...)
+		if err == nil {
+			stored = v.Int()
+		}
 		return err
+	})
+	if err != nil {
+		return err
+	}
+	if stored != 1 && from == to {
+		// Deleted: empty, or past its lifetime.
+		r.unindexUser(ctx, from, sessionId)
 	}
 	r.tracker.retrack(sessionData, sessionId, newBase, nil)
 	return nil
@@ -323,6 +346,83 @@ func (s *StorageRedisHash) RemoveAll(ctx context.Context, sessionId string) erro
 func (s *StorageRedisHash) Close(ctx context.Context) error {
 	return s.r.close(ctx)
 }
+
+// Count returns the number of sessions under the prefix: the hash keys whose
+// name is the prefix followed by a valid session id (see Range). It scans
+// the keyspace, one SCAN per redisScanCount keys on every master: its cost
+// grows with the size of the database, not only with the sessions.
+func (s *StorageRedisHash) Count(ctx context.Context) (int, error) {
+	return s.r.count(ctx, "hash")
+}
+
+// Range calls `fn` with the id of every session under the prefix until `fn`
+// returns false or `ctx` is done (its error is then returned). It runs SCAN
+// MATCH prefix* TYPE hash, never KEYS, on every master of a Cluster, and
+// holds one batch of keys at a time; `fn` may use the storage. Hashes of
+// gf's own StorageRedisHashTable under the same prefix are sessions too
+// (this storage reads them); any other hash there whose name after the
+// prefix is a valid session id is taken for one, which is why the prefix
+// should be the sessions' own (with NoPrefix: the whole database). User
+// indexes are skipped. It needs gf's go-redis adapter (see redisStore.scan).
+func (s *StorageRedisHash) Range(ctx context.Context, fn func(sessionId string) bool) error {
+	return s.r.scan(ctx, "hash", fn)
+}
+
+// Destroy deletes session `sessionId`; see RemoveAll. It does not read the
+// session first, so its user index entry, if any, stays until DestroyUser
+// or the user's next login drops it as stale.
+func (s *StorageRedisHash) Destroy(ctx context.Context, sessionId string) error {
+	return s.RemoveAll(ctx, sessionId)
+}
+
+// DestroyUser deletes every session whose RedisConfig.UserKey value equals
+// `userId` and returns how many it deleted. It reads the user's index
+// (ZRANGE), reads the user field of each session listed (HMGET) and deletes
+// the session only if the field still holds that user, atomically (a script
+// deleting the key only if the field is unchanged); entries found stale are
+// not counted. The read entries are then removed from the index. It costs
+// about two round trips per indexed session. Without a UserKey it fails
+// with CodeInvalidOperation.
+func (s *StorageRedisHash) DestroyUser(ctx context.Context, userId string) (int, error) {
+	r := s.r
+	field := hashField(r.userKey)
+	return r.destroyUser(ctx, userId, func(id string) (bool, error) {
+		for try := 0; try < redisCASTries; try++ {
+			v, err := r.do(ctx, id, "HMGET", r.key(id), field, hashCreatedField)
+			if err != nil {
+				return false, err
+			}
+			got := v.Strings()
+			if len(got) != 2 || got[0] == "" {
+				return false, nil
+			}
+			user, err := r.env.decodeValue(id, r.userKey, []byte(got[0]))
+			if err != nil || userOf(map[string]any{r.userKey: user}, r.userKey) != userId {
+				return false, nil
+			}
+			res, err := r.eval(ctx, hashDeleteIfScript, id, field, got[0])
+			if err != nil {
+				return false, err
+			}
+			if res.Int() == 1 {
+				created, err := strconv.ParseInt(got[1], 10, 64)
+				live := err != nil || r.maxLifetime <= 0 ||
+					time.UnixMilli(created).Add(r.maxLifetime).After(time.Now())
+				return live, nil
+			}
+		}
+		return false, r.errKeepsChanging(id)
+	})
+}
+
+// hashDeleteIfScript deletes KEYS[1] if its field ARGV[1] holds ARGV[2],
+// returning 1, else 0.
+var hashDeleteIfScript = newRedisScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
 
 // lifetimeMillis returns MaxLifetime for the scripts: whole milliseconds,
 // rounded up, or 0 for none.
