@@ -34,6 +34,66 @@ func TestStorageRedis_Cluster(t *testing.T) {
 		require.True(t, ok)
 		t.Logf("cluster node %s holds %d keys", node.Addr, n)
 	}
+	for _, kind := range redisKinds {
+		t.Run(kind+"/ClusterAdmin", func(t *testing.T) { testRedisClusterAdmin(t, cl, client, kind) })
+	}
+}
+
+// testRedisClusterAdmin checks that Count and Range see the sessions of
+// every master (SCAN on each, never KEYS) and that DestroyUser reaches
+// sessions in other slots than the user's index.
+func testRedisClusterAdmin(t *testing.T, cl *testredis.Cluster, client *gredis.Redis, kind string) {
+	const perUser = 40
+	ctx := context.Background()
+	prefix := redisTestPrefix()
+	st := newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid"})
+	a := redisAdmin(t, st)
+	m := gsession.New(time.Hour, st)
+	ids := map[string]string{} // session id -> user
+	for _, user := range []string{"ann", "bob"} {
+		for i := 0; i < perUser; i++ {
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": user, "i": i})) })
+			ids[id] = user
+		}
+	}
+	for _, node := range cl.Nodes {
+		node.MustDo(t, "CONFIG", "RESETSTAT")
+	}
+	n, err := a.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(ids), n, "Count over every master")
+	seen := map[string]bool{}
+	require.NoError(t, a.Range(ctx, func(id string) bool { seen[id] = true; return true }))
+	assert.Len(t, seen, len(ids))
+	for id := range ids {
+		assert.True(t, seen[id], "Range missed %s", id)
+	}
+	for _, node := range cl.Nodes {
+		stats := redisCommandStats(t, node)
+		assert.Positive(t, stats["scan"], "node %s was not scanned", node.Addr)
+		assert.Zero(t, stats["keys"], "KEYS was sent to %s", node.Addr)
+		held, ok := node.MustDo(t, "EVAL", `return #redis.call('KEYS', ARGV[1])`, "0", prefix+"*").(int64)
+		require.True(t, ok)
+		assert.Positive(t, held, "node %s holds none of the sessions: the test proves nothing", node.Addr)
+		t.Logf("%s: node %s holds %d keys of the test, was sent %d SCANs", kind, node.Addr, held, stats["scan"])
+	}
+
+	n, err = a.DestroyUser(ctx, "ann")
+	require.NoError(t, err)
+	assert.Equal(t, perUser, n)
+	for id, user := range ids {
+		redisReq(t, m, id, func(s *gsession.Session) {
+			if user == "ann" {
+				assert.True(t, s.MustGet("uid").IsNil(), "ann's session %s survived", id)
+			} else {
+				assert.Equal(t, "bob", s.MustGet("uid").String(), "bob's session %s was destroyed", id)
+			}
+		})
+	}
+	n, err = a.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, perUser, n)
 }
 
 func TestStorageRedis_Sentinel(t *testing.T) {

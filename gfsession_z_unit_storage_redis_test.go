@@ -465,6 +465,25 @@ func TestStorageRedis_Config(t *testing.T) {
 			_, err = st.GetSession(ctx, id, time.Minute)
 			assert.Error(t, err, "Close closes the client the storage created")
 		})
+		t.Run(kind+"/userKey", func(t *testing.T) {
+			prefix := redisTestPrefix()
+			st, err := gfsession.New(ctx, map[string]any{
+				"type": kind, "redis": group, "prefix": prefix, "userKey": "uid", "userIndexTTL": "2h",
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, st.(redisStorage).Close(ctx)) })
+			m := gsession.New(time.Minute, st)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("uid", 42)) })
+			assert.InDelta(t, (2 * time.Hour).Milliseconds(), redisPTTL(t, srv, prefix+"user:42"), 5000)
+			n, err := redisAdmin(t, st).DestroyUser(ctx, "42")
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+			_, err = gfsession.New(ctx, map[string]any{"type": kind, "redis": group, "userIndexTTL": 3600})
+			assert.ErrorContains(t, err, "sessionStorage.userIndexTTL")
+			_, err = gfsession.New(ctx, map[string]any{"type": kind, "redis": group, "userIndexTTL": "-1h"})
+			assert.ErrorContains(t, err, "userIndexTTL")
+		})
 		t.Run(kind+"/group", func(t *testing.T) {
 			st, err := gfsession.New(ctx, map[string]any{"type": kind, "redis": group, "noPrefix": true})
 			require.NoError(t, err)
