@@ -656,6 +656,22 @@ func TestStorageRedis_DestroyUser(t *testing.T) {
 				})
 			}
 			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+"user:alice"), "the emptied index is gone")
+			if kind == gfsession.TypeRedisHash {
+				// A request in flight during DestroyUser writes only what it
+				// changed: it cannot log the user back in.
+				id := login("alice")
+				inFlight := m.New(ctx, id)
+				assert.Equal(t, "alice", inFlight.MustGet("userId").String())
+				n, err := a.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
+				require.NoError(t, inFlight.Set("cart", []string{"pen"}))
+				require.NoError(t, inFlight.Close())
+				redisReq(t, m, id, func(s *gsession.Session) {
+					assert.True(t, s.MustGet("userId").IsNil(), "a request in flight logged the user back in")
+				})
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) })
+			}
 			n, err = a.Count(ctx)
 			require.NoError(t, err)
 			assert.Equal(t, 2, n)

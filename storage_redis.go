@@ -735,6 +735,12 @@ func (s *StorageRedis) Destroy(ctx context.Context, sessionId string) error {
 // is still the one read); entries found stale are not counted. The read
 // entries are then removed from the index. It costs about two round trips
 // per indexed session. Without a UserKey it fails with CodeInvalidOperation.
+//
+// A request of the user that loaded its session before DestroyUser and
+// writes it after brings the whole session back, user included (last
+// writer wins, see StorageRedis), and without an index entry. Where that
+// matters, use StorageRedisHash: it writes only the keys a request changed,
+// so such a request cannot restore the user.
 func (s *StorageRedis) DestroyUser(ctx context.Context, userId string) (int, error) {
 	r := s.r
 	return r.destroyUser(ctx, userId, func(id string) (bool, error) {

@@ -259,6 +259,11 @@ func immutableValue(v any) bool {
 // that ends up empty is deleted. A map that GetSession did not load (a new
 // session, RegenerateId) is written whole, key by key. An invalid
 // `sessionId` is an error and sends nothing.
+//
+// With a UserKey, a write that changes the session's user key (from what
+// GetSession loaded; for a map it did not load, from none) also updates the
+// user index, one more round trip: on login the index entry is added before
+// the session is written, on logout or deletion it is removed after.
 func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
