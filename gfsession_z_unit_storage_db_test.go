@@ -133,6 +133,10 @@ func TestStorageDB_Conformance(t *testing.T) {
 				storagetest.WithCryptoKeys(func(t *testing.T, keys [][]byte) gsession.Storage {
 					return storage(t, gfsession.DBConfig{CryptoKeys: keys})
 				}),
+				storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
+					// A table of its own, so that Count is exact.
+					return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), UserKey: userKey})
+				}),
 			)
 			// The same with TouchInterval, which changes the refresh path.
 			t.Run("TouchInterval", func(t *testing.T) {
@@ -549,7 +553,7 @@ func TestStorageDB_Config(t *testing.T) {
 	t.Run("link", func(t *testing.T) {
 		st, err := gfsession.New(ctx, map[string]any{
 			"type": "db", "link": link, "table": "from_config", "cleanupInterval": "off",
-			"maxLifetime": "1h", "touchInterval": "1m", "cleanupBatch": 10, "codec": "json",
+			"maxLifetime": "1h", "touchInterval": "1m", "cleanupBatch": 10, "codec": "json", "userKey": "uid", "timeout": "2s",
 		})
 		require.NoError(t, err)
 		require.IsType(t, &gfsession.StorageDB{}, st)

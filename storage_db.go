@@ -2,11 +2,14 @@ package gfsession
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"reflect"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/database/gdb"
@@ -39,6 +42,10 @@ const (
 	// dbMaxTableName keeps "<table>_expires_at" within PostgreSQL's 63-byte
 	// identifier limit.
 	dbMaxTableName = 52
+	// dbRangePage is how many ids one statement of Range reads.
+	dbRangePage = 500
+	// dbMaxUserId is the size of the user_id column.
+	dbMaxUserId = 255
 )
 
 // DBConfig configures StorageDB. The zero value is ready to use.
@@ -50,6 +57,8 @@ const (
 //	            AES-256-GCM sealing, creation time)
 //	expires_at  BIGINT, Unix milliseconds, indexed
 //	created_at  BIGINT, Unix milliseconds
+//	user_id     the value of the UserKey session key (NULL without one),
+//	            indexed, for Admin's DestroyUser ("log out everywhere")
 //
 // With CreateTable (the default) the storage creates the table and its index
 // if they do not exist, with this DDL per dialect (`gf_sessions` being the
@@ -62,8 +71,10 @@ const (
 //	  `data`       LONGBLOB NOT NULL,
 //	  `expires_at` BIGINT NOT NULL,
 //	  `created_at` BIGINT NOT NULL,
+//	  `user_id`    VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
 //	  PRIMARY KEY (`id`),
-//	  KEY `gf_sessions_expires_at` (`expires_at`)
+//	  KEY `gf_sessions_expires_at` (`expires_at`),
+//	  KEY `gf_sessions_user_id` (`user_id`)
 //	) ENGINE=InnoDB
 //
 // PostgreSQL:
@@ -72,9 +83,11 @@ const (
 //	  "id"         VARCHAR(128) NOT NULL PRIMARY KEY,
 //	  "data"       BYTEA NOT NULL,
 //	  "expires_at" BIGINT NOT NULL,
-//	  "created_at" BIGINT NOT NULL
+//	  "created_at" BIGINT NOT NULL,
+//	  "user_id"    VARCHAR(255) NULL
 //	);
 //	CREATE INDEX IF NOT EXISTS "gf_sessions_expires_at" ON "gf_sessions" ("expires_at");
+//	CREATE INDEX IF NOT EXISTS "gf_sessions_user_id" ON "gf_sessions" ("user_id");
 //
 // SQLite:
 //
@@ -82,12 +95,15 @@ const (
 //	  "id"         VARCHAR(128) NOT NULL PRIMARY KEY,
 //	  "data"       BLOB NOT NULL,
 //	  "expires_at" BIGINT NOT NULL,
-//	  "created_at" BIGINT NOT NULL
+//	  "created_at" BIGINT NOT NULL,
+//	  "user_id"    VARCHAR(255) NULL
 //	);
 //	CREATE INDEX IF NOT EXISTS "gf_sessions_expires_at" ON "gf_sessions" ("expires_at");
+//	CREATE INDEX IF NOT EXISTS "gf_sessions_user_id" ON "gf_sessions" ("user_id");
 //
-// The id column must compare case-sensitively (MySQL: a binary collation),
-// since session ids are mixed-case.
+// The id and user_id columns must compare case-sensitively (MySQL: a
+// binary collation), since session ids are mixed-case. A user id longer than
+// 255 bytes is stored as "sha256:" and its hex SHA-256.
 type DBConfig struct {
 	// Table is the table holding the sessions, DefaultDBTable if empty. It
 	// must be a plain identifier: a letter or '_' followed by up to 51
@@ -120,8 +136,13 @@ type DBConfig struct {
 	// expiry column is written at most once per TouchInterval for a session
 	// (its expiry then slides in steps of TouchInterval). 0 means on every
 	// read-only request. A value of a few percent of the TTL saves most of
-	// those writes.
+	// those writes; it is capped at half the TTL, so that an active session
+	// never expires.
 	TouchInterval time.Duration `json:"touchInterval"`
+	// UserKey is the session key holding the user id, for DestroyUser ("log
+	// out everywhere"): its value is kept in the user_id column on every
+	// write. Empty means none; DestroyUser then fails.
+	UserKey string `json:"userKey"`
 	// Timeout bounds each statement (on top of the request's context), so
 	// that a database that stops answering fails requests instead of hanging
 	// them, whatever the driver does with the context. 0 means
@@ -162,6 +183,7 @@ type StorageDB struct {
 	touches *dbTouches // nil without TouchInterval
 
 	sqlSelect, sqlUpsert, sqlDelete, sqlTouch, sqlCleanup string
+	sqlCount, sqlRange, sqlDestroyUser                    string
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -286,15 +308,19 @@ func (s *StorageDB) buildSQL() {
 	t := q(s.table)
 	s.sqlSelect = fmt.Sprintf(`SELECT %s, %s, %s FROM %s WHERE %s = ? AND %s > ?`,
 		q("data"), q("expires_at"), q("created_at"), t, q("id"), q("expires_at"))
-	insert := fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s) VALUES (?, ?, ?, ?)`,
-		t, q("id"), q("data"), q("expires_at"), q("created_at"))
+	insert := fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s) VALUES (?, ?, ?, ?, ?)`,
+		t, q("id"), q("data"), q("expires_at"), q("created_at"), q("user_id"))
 	if s.dialect == dialectMySQL {
 		s.sqlUpsert = insert + " ON DUPLICATE KEY UPDATE `data` = VALUES(`data`), " +
-			"`expires_at` = VALUES(`expires_at`), `created_at` = VALUES(`created_at`)"
+			"`expires_at` = VALUES(`expires_at`), `created_at` = VALUES(`created_at`), `user_id` = VALUES(`user_id`)"
 	} else {
 		s.sqlUpsert = insert + ` ON CONFLICT ("id") DO UPDATE SET "data" = excluded."data", ` +
-			`"expires_at" = excluded."expires_at", "created_at" = excluded."created_at"`
+			`"expires_at" = excluded."expires_at", "created_at" = excluded."created_at", "user_id" = excluded."user_id"`
 	}
+	s.sqlCount = fmt.Sprintf(`SELECT COUNT(*) AS %s FROM %s WHERE %s > ?`, q("n"), t, q("expires_at"))
+	s.sqlRange = fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s > ? AND %[3]s > ? ORDER BY %[1]s LIMIT %[4]d`,
+		q("id"), t, q("expires_at"), dbRangePage)
+	s.sqlDestroyUser = fmt.Sprintf(`DELETE FROM %s WHERE %s = ? AND %s > ?`, t, q("user_id"), q("expires_at"))
 	s.sqlDelete = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("id"))
 	// UpdateTTL: expires_at = min(now+ttl, created_at+maxLifetime), only for
 	// a live row, and with TouchInterval only when it would move by at least
@@ -319,7 +345,7 @@ func (s *StorageDB) buildSQL() {
 // ddl returns the statements that create the table and its index.
 func (s *StorageDB) ddl() []string {
 	q := s.dialect.quote
-	t, idx := q(s.table), q(s.table+"_expires_at")
+	t, idx, userIdx := q(s.table), q(s.table+"_expires_at"), q(s.table+"_user_id")
 	switch s.dialect {
 	case dialectMySQL:
 		return []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n"+
@@ -327,9 +353,11 @@ func (s *StorageDB) ddl() []string {
 			"  `data`       LONGBLOB NOT NULL,\n"+
 			"  `expires_at` BIGINT NOT NULL,\n"+
 			"  `created_at` BIGINT NOT NULL,\n"+
+			"  `user_id`    VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,\n"+
 			"  PRIMARY KEY (`id`),\n"+
-			"  KEY %s (`expires_at`)\n"+
-			") ENGINE=InnoDB", t, idx)}
+			"  KEY %s (`expires_at`),\n"+
+			"  KEY %s (`user_id`)\n"+
+			") ENGINE=InnoDB", t, idx, userIdx)}
 	}
 	blob := "BLOB"
 	if s.dialect == dialectPgSQL {
@@ -340,9 +368,11 @@ func (s *StorageDB) ddl() []string {
   "id"         VARCHAR(128) NOT NULL PRIMARY KEY,
   "data"       %s NOT NULL,
   "expires_at" BIGINT NOT NULL,
-  "created_at" BIGINT NOT NULL
+  "created_at" BIGINT NOT NULL,
+  "user_id"    VARCHAR(255) NULL
 )`, t, blob),
 		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("expires_at")`, idx, t),
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("user_id")`, userIdx, t),
 	}
 }
 
@@ -661,7 +691,11 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	if err != nil {
 		return gerror.Wrapf(err, `gfsession: db: encoding session %q`, sessionId)
 	}
-	if _, err = s.exec(ctx, s.sqlUpsert, sessionId, blob, now.Add(left).UnixMilli(), created.UnixMilli()); err != nil {
+	var user any // NULL without a user
+	if u := userOf(data, s.config.UserKey); u != "" {
+		user = dbUserId(u)
+	}
+	if _, err = s.exec(ctx, s.sqlUpsert, sessionId, blob, now.Add(left).UnixMilli(), created.UnixMilli(), user); err != nil {
 		return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
 	}
 	s.tracker.retrack(sessionData, sessionId, nil, created)
@@ -679,8 +713,9 @@ func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Du
 	}
 	now := time.Now().UnixMilli()
 	exp := now + ttl.Milliseconds()
+	touch := min(s.config.TouchInterval, ttl/2).Milliseconds()
 	if s.touches != nil {
-		if loaded, ok := s.touches.take(sessionId); ok && loaded > now && exp-loaded < s.config.TouchInterval.Milliseconds() {
+		if loaded, ok := s.touches.take(sessionId); ok && loaded > now && exp-loaded < touch {
 			return nil
 		}
 	}
@@ -693,7 +728,7 @@ func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Du
 	}
 	args = append(args, sessionId, now)
 	if s.touches != nil {
-		args = append(args, exp-s.config.TouchInterval.Milliseconds())
+		args = append(args, exp-touch)
 	}
 	if _, err := s.exec(ctx, s.sqlTouch, args...); err != nil {
 		return gerror.Wrapf(err, `gfsession: db: refreshing session %q in table %s`, sessionId, s.table)
@@ -758,6 +793,84 @@ func (s *StorageDB) cleaner(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+var _ Admin = (*StorageDB)(nil)
+
+// Count returns the number of live sessions (rows not yet expired), with one
+// COUNT(*) statement.
+func (s *StorageDB) Count(ctx context.Context) (int, error) {
+	rec, err := s.query(ctx, s.sqlCount, time.Now().UnixMilli())
+	if err != nil {
+		return 0, gerror.Wrapf(err, `gfsession: db: counting sessions in table %s`, s.table)
+	}
+	return rec["n"].Int(), nil
+}
+
+// Range calls `fn` with the id of each live session, in id order, until `fn`
+// returns false. It reads the ids in pages by primary key, so it never
+// holds more than one page in memory and never keeps a statement open while
+// `fn` runs.
+func (s *StorageDB) Range(ctx context.Context, fn func(sessionId string) bool) error {
+	after := ""
+	for {
+		var (
+			page gdb.Result
+			err  error
+		)
+		page, err = bounded(ctx, s.config.Timeout, func(ctx context.Context) (gdb.Result, error) {
+			r, err := s.db.GetAll(ctx, s.sqlRange, after, time.Now().UnixMilli())
+			if err != nil {
+				return nil, driverError(err)
+			}
+			return r, nil
+		})
+		if err != nil {
+			return gerror.Wrapf(err, `gfsession: db: listing sessions in table %s`, s.table)
+		}
+		for _, rec := range page {
+			after = rec["id"].String()
+			if !fn(after) {
+				return nil
+			}
+		}
+		if len(page) < dbRangePage {
+			return nil
+		}
+	}
+}
+
+// Destroy deletes session `sessionId` (as RemoveAll). A missing session is
+// not an error.
+func (s *StorageDB) Destroy(ctx context.Context, sessionId string) error {
+	return s.RemoveAll(ctx, sessionId)
+}
+
+// DestroyUser deletes every live session whose UserKey value equals `userId`
+// (compared as strings), with one indexed DELETE, and returns how many it
+// deleted. It fails with CodeInvalidOperation without a UserKey.
+func (s *StorageDB) DestroyUser(ctx context.Context, userId string) (int, error) {
+	if s.config.UserKey == "" {
+		return 0, errNoUserKey("StorageDB")
+	}
+	if userId == "" {
+		return 0, nil
+	}
+	n, err := s.exec(ctx, s.sqlDestroyUser, dbUserId(userId), time.Now().UnixMilli())
+	if err != nil {
+		return 0, gerror.Wrapf(err, `gfsession: db: deleting the sessions of user %q from table %s`, userId, s.table)
+	}
+	return int(n), nil
+}
+
+// dbUserId returns what the user_id column holds for user `u`: `u` itself,
+// or its SHA-256 when it does not fit (or is not UTF-8, which MySQL refuses).
+func dbUserId(u string) string {
+	if len(u) <= dbMaxUserId && utf8.ValidString(u) {
+		return u
+	}
+	sum := sha256.Sum256([]byte(u))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // Close stops the cleaner and waits for it, and closes the database when the
