@@ -12,6 +12,8 @@ import (
 	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/container/gvar"
 	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
@@ -841,11 +843,14 @@ func TestStorageRedis_RangeScans(t *testing.T) {
 	// A key under the prefix that is no session id.
 	srv.MustDo(t, "SET", prefix+"not.a.session", "x")
 
+	dbsize := srv.MustDo(t, "DBSIZE")
 	redisResetStats(t, srv)
 	a := redisAdmin(t, kv)
+	start := time.Now()
 	n, err := a.Count(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, sessions, n)
+	t.Logf("Count of %d sessions among %d keys: %v", sessions, dbsize, time.Since(start))
 	seen := map[string]bool{}
 	require.NoError(t, a.Range(ctx, func(id string) bool {
 		assert.False(t, seen[id], "Range visited %s twice", id)
@@ -878,4 +883,56 @@ func TestStorageRedis_RangeScans(t *testing.T) {
 	})
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, 5, calls, "Range went on after the context was cancelled")
+}
+
+// redisRawlessAdapter is a gredis adapter that does not expose a go-redis
+// client.
+type redisRawlessAdapter struct{ gredis.Adapter }
+
+func (redisRawlessAdapter) Client() gredis.RedisRawClient { return nil }
+
+func TestStorageRedis_AdminErrors(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	inner := newGredis(t, &gredis.Config{Address: srv.Addr})
+	rawless, err := gredis.NewWithAdapter(redisRawlessAdapter{inner.GetAdapter()})
+	require.NoError(t, err)
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			// Count and Range need gf's go-redis adapter; the rest does not.
+			prefix := redisTestPrefix()
+			st := newRedisStorage(t, kind, rawless, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid"})
+			a := redisAdmin(t, st)
+			_, err := a.Count(ctx)
+			require.Error(t, err)
+			assert.Equal(t, gcode.CodeNotSupported, gerror.Code(err))
+			assert.ErrorContains(t, a.Range(ctx, func(string) bool { return true }), "go-redis adapter")
+			m := gsession.New(time.Minute, st)
+			redisReq(t, m, gfsession.NewSessionId(), func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) })
+			n, err := a.DestroyUser(ctx, "ann")
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+
+			// Without a userKey, DestroyUser refuses.
+			_, err = redisAdmin(t, newRedisStorage(t, kind, inner, gfsession.RedisConfig{Prefix: prefix})).DestroyUser(ctx, "ann")
+			assert.Equal(t, gcode.CodeInvalidOperation, gerror.Code(err))
+			assert.ErrorContains(t, err, "userKey")
+		})
+	}
+	// Redis errors name the key: the index's, or the SCAN pattern.
+	prefix := redisTestPrefix()
+	down := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: down.Addr, DialTimeout: 500 * time.Millisecond})
+	for _, kind := range redisKinds {
+		a := redisAdmin(t, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid"}))
+		if kind == gfsession.TypeRedis {
+			down.Kill(t)
+		}
+		_, err := a.DestroyUser(ctx, "ann")
+		assert.ErrorContains(t, err, prefix+"user:ann", kind)
+		t.Logf("%s, DestroyUser on a dead server: %v", kind, err)
+		_, err = a.Count(ctx)
+		assert.ErrorContains(t, err, prefix+"*", kind)
+		t.Logf("%s, Count on a dead server: %v", kind, err)
+	}
 }
