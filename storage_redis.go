@@ -41,7 +41,8 @@ const (
 	redisUserInfix = "user:"
 	// redisScanCount is the COUNT hint of the SCAN behind Count and Range.
 	redisScanCount = 500
-	// redisBatch is how many members one ZREM of DestroyUser removes.
+	// redisBatch is how many entries DestroyUser removes from a user index
+	// in one call.
 	redisBatch = 500
 	// redisCASTries is how often DestroyUser retries deleting a session that
 	// a concurrent request rewrote between its read and its delete.
@@ -413,11 +414,32 @@ func (r *redisStore) count(ctx context.Context, keyType string) (int, error) {
 	return n, err
 }
 
+// userIndexReadScript returns the entries of the user index KEYS[1] as a
+// flat list: member, score, member, score... (a script, so that the reply
+// is flat whatever protocol the client speaks).
+var userIndexReadScript = newRedisScript(`
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+`)
+
+// userIndexDropScript removes from the user index KEYS[1] the entries given
+// as ARGV member/score pairs that still have that score: an entry a login
+// re-added meanwhile (a newer score) stays.
+var userIndexDropScript = newRedisScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) == tonumber(ARGV[i + 1]) then
+    n = n + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return n
+`)
+
 // destroyUser deletes the sessions of user `userId` listed in the user's
 // index: `destroy` deletes one session if it still belongs to the user and
 // reports whether it deleted a live one. Every entry read is then removed
-// from the index, deleted or stale (expired, of another user now); entries
-// a concurrent login adds meanwhile stay.
+// from the index, deleted or stale (expired, of another user now), unless a
+// login re-added it meanwhile.
 func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy func(id string) (bool, error)) (int, error) {
 	if r.userKey == "" {
 		return 0, errNoUserKey(r.backend)
@@ -426,29 +448,31 @@ func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy fun
 		return 0, nil
 	}
 	key := r.userIndexKey(userId)
-	v, err := r.client.Do(ctx, "ZRANGE", key, 0, -1)
+	v, cmd, err := r.evalKey(ctx, userIndexReadScript, key)
 	if err != nil {
-		return 0, r.wrapKey(err, "ZRANGE", r.shownUserIndex(userId))
+		return 0, r.wrapKey(err, cmd, r.shownUserIndex(userId))
 	}
 	var (
-		n    int
-		done []any
+		n       int
+		entries = v.Strings()
+		done    []any
 	)
 	flush := func() error {
 		if len(done) == 0 {
 			return nil
 		}
-		args := append([]any{key}, done...)
+		_, cmd, err := r.evalKey(ctx, userIndexDropScript, key, done...)
 		done = done[:0]
-		if _, err := r.client.Do(ctx, "ZREM", args...); err != nil {
-			return r.wrapKey(err, "ZREM", r.shownUserIndex(userId))
+		if err != nil {
+			return r.wrapKey(err, cmd, r.shownUserIndex(userId))
 		}
 		return nil
 	}
-	for _, id := range v.Strings() {
+	for i := 0; i+1 < len(entries); i += 2 {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
+		id := entries[i]
 		if IsValidSessionId(id) {
 			deleted, err := destroy(id)
 			if err != nil {
@@ -458,7 +482,7 @@ func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy fun
 				n++
 			}
 		}
-		if done = append(done, id); len(done) >= redisBatch {
+		if done = append(done, id, entries[i+1]); len(done) >= 2*redisBatch {
 			if err := flush(); err != nil {
 				return n, err
 			}
@@ -729,8 +753,8 @@ func (s *StorageRedis) Destroy(ctx context.Context, sessionId string) error {
 }
 
 // DestroyUser deletes every session whose RedisConfig.UserKey value equals
-// `userId` and returns how many it deleted. It reads the user's index
-// (ZRANGE), loads each session listed (GET) and deletes it only if it still
+// `userId` and returns how many it deleted. It reads the user's index (one
+// script call), loads each session listed (GET) and deletes it only if it still
 // holds that user, atomically (a script deleting the key only if its value
 // is still the one read); entries found stale are not counted. The read
 // entries are then removed from the index. It costs about two round trips

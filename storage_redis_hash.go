@@ -381,8 +381,8 @@ func (s *StorageRedisHash) Destroy(ctx context.Context, sessionId string) error 
 }
 
 // DestroyUser deletes every session whose RedisConfig.UserKey value equals
-// `userId` and returns how many it deleted. It reads the user's index
-// (ZRANGE), reads the user field of each session listed (HMGET) and deletes
+// `userId` and returns how many it deleted. It reads the user's index (one
+// script call), reads the user field of each session listed (HMGET) and deletes
 // the session only if the field still holds that user, atomically (a script
 // deleting the key only if the field is unchanged); entries found stale are
 // not counted. The read entries are then removed from the index. It costs
