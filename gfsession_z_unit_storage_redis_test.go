@@ -762,6 +762,18 @@ func TestStorageRedis_UserIndexRoundTrips(t *testing.T) {
 					}
 				}
 			}
+
+			// DestroyUser: one call to read the index, two per session (read
+			// its user, delete it if unchanged), one to drop the entries.
+			const clients = 5
+			for i := 0; i < clients; i++ {
+				redisReq(t, indexed.m, gfsession.NewSessionId(), func(s *gsession.Session) { require.NoError(t, s.Set("uid", "eve")) })
+			}
+			before := indexed.counter.calls.Load()
+			n, err := redisAdmin(t, indexed.m.GetStorage()).DestroyUser(context.Background(), "eve")
+			require.NoError(t, err)
+			require.Equal(t, clients, n)
+			assert.EqualValues(t, 2+2*clients, indexed.counter.calls.Load()-before, "DestroyUser round trips")
 		})
 	}
 }
