@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -630,4 +631,49 @@ func TestStorageDB_NewErrors(t *testing.T) {
 	s, err := gfsession.NewStorageDB(db, gfsession.DBConfig{CleanupInterval: -1})
 	require.NoError(t, err)
 	require.NoError(t, s.Close(context.Background()))
+}
+
+// TestStorageDB_ServerConfigFile runs a gf server whose config file picks the
+// db storage with `database: <group>`, the group being defined in the same
+// file's `database:` node (read through gf's g.DB machinery), and drives it
+// over HTTP.
+func TestStorageDB_ServerConfigFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sessions.db")
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	group := "gfsession_e2e_" + hex.EncodeToString(b[:])
+	useConfigFile(t, fmt.Sprintf(`database:
+  %[1]s:
+    link: "sqlite::@file(%[2]s)?busy_timeout=10000&journal_mode=WAL"
+server:
+  e2e-db:
+    address: "127.0.0.1:0"
+    dumpRouterMap: false
+    sessionMaxAge: "10m"
+    sessionStorage:
+      type: db
+      database: %[1]s
+      table: e2e_sessions
+      touchInterval: "1m"
+`, group, file))
+	base := startSessionApp(t, "e2e-db")
+	alice, bob := newClient(t, base), newClient(t, base)
+	alice.do(http.MethodPost, "/login?user=alice")
+	bob.do(http.MethodPost, "/login?user=bob")
+	for i := 1; i <= 3; i++ {
+		assert.EqualValues(t, i, alice.do(http.MethodPost, "/counter")["counter"])
+	}
+	user, counter := alice.me()
+	assert.Equal(t, "alice", user)
+	assert.EqualValues(t, 3, counter)
+	user, _ = bob.me()
+	assert.Equal(t, "bob", user)
+	alice.do(http.MethodPost, "/logout")
+	user, _ = alice.me()
+	assert.Empty(t, user)
+
+	// The sessions are rows of the table in the group's database.
+	db, err := gdb.Instance(group)
+	require.NoError(t, err)
+	assert.Equal(t, 1, countRows(t, db, "e2e_sessions"), "bob's session")
 }
