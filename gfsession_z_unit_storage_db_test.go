@@ -567,6 +567,11 @@ func TestStorageDB_Config(t *testing.T) {
 		require.NoError(t, st.(*gfsession.StorageDB).Close(ctx))
 		require.NoError(t, st.(*gfsession.StorageDB).Close(ctx))
 	})
+	t.Run("negative cleanupInterval", func(t *testing.T) {
+		st, err := gfsession.New(ctx, map[string]any{"type": "db", "link": link, "table": "no_cleaner", "cleanupInterval": "-1s", "timeout": "-1s"})
+		require.NoError(t, err)
+		require.NoError(t, st.(*gfsession.StorageDB).Close(ctx))
+	})
 	t.Run("createTable false", func(t *testing.T) {
 		st, err := gfsession.New(ctx, map[string]any{"type": "db", "link": link, "table": "not_created", "createTable": false})
 		require.NoError(t, err)
@@ -597,6 +602,7 @@ func TestStorageDB_Config(t *testing.T) {
 		{"bare duration", map[string]any{"link": link, "touchInterval": 60}, []string{"sessionStorage.touchInterval", "unit"}},
 		{"bad createTable", map[string]any{"link": link, "createTable": "maybe"}, []string{"sessionStorage.createTable"}},
 		{"bad cleanupInterval", map[string]any{"link": link, "cleanupInterval": "-5"}, []string{"sessionStorage.cleanupInterval", "unit"}},
+		{"negative touchInterval", map[string]any{"link": link, "touchInterval": "-1m"}, []string{"sessionStorage.touchInterval", "negative"}},
 		{"bad link", map[string]any{"link": 42}, []string{"sessionStorage.link"}},
 	}
 	for _, tt := range errs {

@@ -127,7 +127,7 @@ type DBConfig struct {
 	// DefaultDBCleanupInterval; a negative value (config map: "off" or "-1s")
 	// disables the cleaner, e.g. on all but one instance, or where Cleanup is
 	// run by a job.
-	CleanupInterval time.Duration `json:"cleanupInterval"`
+	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// CleanupBatch is the most rows one DELETE of the cleaner removes; the
 	// cleaner repeats it until a batch removes fewer. 0 means
 	// DefaultDBCleanupBatch.
@@ -147,7 +147,7 @@ type DBConfig struct {
 	// that a database that stops answering fails requests instead of hanging
 	// them, whatever the driver does with the context. 0 means
 	// DefaultDBTimeout; a negative value means no bound.
-	Timeout time.Duration `json:"timeout"`
+	Timeout time.Duration `json:"timeout" config:"negative"`
 }
 
 // StorageDB keeps sessions in a SQL table through gf's gdb: MySQL/MariaDB,
@@ -476,20 +476,10 @@ func newStorageDBFromConfig(ctx context.Context, m map[string]any) (gsession.Sto
 			}
 			config.CreateTable = &b
 		case "cleanupinterval":
-			// "off" and negative durations disable the cleaner.
-			if str, ok := v.(string); ok {
-				str = strings.TrimSpace(str)
-				if strings.EqualFold(str, "off") {
-					config.CleanupInterval = -1
-					continue
-				}
-				if abs, neg := strings.CutPrefix(str, "-"); neg {
-					if _, err := parseDuration(abs); err != nil {
-						return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, k)
-					}
-					config.CleanupInterval = -1
-					continue
-				}
+			// "off" disables the cleaner, as a negative duration does.
+			if str, ok := v.(string); ok && strings.EqualFold(strings.TrimSpace(str), "off") {
+				config.CleanupInterval = -1
+				continue
 			}
 			plain[k] = v
 		default:
