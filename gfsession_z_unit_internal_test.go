@@ -9,18 +9,59 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestStorageMemory_Close(t *testing.T) {
-	s := NewStorageMemory(MemoryConfig{CleanupInterval: time.Millisecond})
-	require.NotNil(t, s.done, "a sweeper runs when CleanupInterval > 0")
-	require.NoError(t, s.Close(context.Background()))
+// stopped reports whether the goroutine of `b` has returned.
+func stopped(b *background) bool {
 	select {
-	case <-s.done:
+	case <-b.done:
+		return true
 	default:
-		t.Fatal("Close returned before the sweeper goroutine ended")
+		return false
 	}
-	require.NoError(t, s.Close(context.Background()), "Close is idempotent")
+}
 
-	s = NewStorageMemory(MemoryConfig{CleanupInterval: -1})
-	assert.Nil(t, s.done, "no goroutine when the sweeper is disabled")
-	require.NoError(t, s.Close(context.Background()))
+// TestBackground_Close checks, for every storage with background work, that
+// the goroutine starts only for an interval > 0 and that Close (idempotent)
+// returns only after it has ended.
+func TestBackground_Close(t *testing.T) {
+	newFile := func(interval time.Duration) (*background, func(context.Context) error) {
+		s, err := NewStorageFile(FileConfig{Path: t.TempDir(), CleanupInterval: interval})
+		require.NoError(t, err)
+		return &s.cleaner, s.Close
+	}
+	newMemory := func(interval time.Duration) (*background, func(context.Context) error) {
+		s := NewStorageMemory(MemoryConfig{CleanupInterval: interval})
+		return &s.sweeper, s.Close
+	}
+	for name, newStorage := range map[string]func(time.Duration) (*background, func(context.Context) error){
+		"file": newFile, "memory": newMemory,
+	} {
+		t.Run(name, func(t *testing.T) {
+			bg, closeFn := newStorage(time.Millisecond)
+			require.NotNil(t, bg.done, "a goroutine runs when the interval is > 0")
+			assert.False(t, stopped(bg))
+			require.NoError(t, closeFn(context.Background()))
+			assert.True(t, stopped(bg), "Close returned before the goroutine ended")
+			require.NoError(t, closeFn(context.Background()), "Close is idempotent")
+
+			bg, closeFn = newStorage(-1)
+			assert.Nil(t, bg.done, "no goroutine when the interval is negative")
+			require.NoError(t, closeFn(context.Background()))
+		})
+	}
+}
+
+func TestBackground_CancelsWork(t *testing.T) {
+	var b background
+	started := make(chan struct{})
+	b.start(time.Millisecond, func(ctx context.Context) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done() // long work that honours its context
+	})
+	<-started
+	b.stop()
+	assert.True(t, stopped(&b), "stop must cancel running work and wait for it")
+	b.stop()
 }

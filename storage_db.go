@@ -185,9 +185,8 @@ type StorageDB struct {
 	sqlSelect, sqlUpsert, sqlDelete, sqlTouch, sqlCleanup string
 	sqlCount, sqlRange, sqlDestroyUser                    string
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	closed sync.Once
+	cleaner background
+	closed  sync.Once
 }
 
 // dbDialect is the SQL flavour of a gdb driver type.
@@ -276,12 +275,11 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 			return nil, err
 		}
 	}
-	if c.CleanupInterval > 0 {
-		var ctx context.Context
-		ctx, s.cancel = context.WithCancel(context.Background())
-		s.done = make(chan struct{})
-		go s.cleaner(ctx, c.CleanupInterval)
-	}
+	s.cleaner.start(c.CleanupInterval, func(ctx context.Context) {
+		if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
+			g.Log().Warningf(ctx, `gfsession: db: cleaner: %v`, err)
+		}
+	})
 	return s, nil
 }
 
@@ -769,22 +767,6 @@ func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
 	}
 }
 
-func (s *StorageDB) cleaner(ctx context.Context, interval time.Duration) {
-	defer close(s.done)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
-				g.Log().Warningf(ctx, `gfsession: db: cleaner: %v`, err)
-			}
-		}
-	}
-}
-
 var _ Admin = (*StorageDB)(nil)
 
 // Count returns the number of live sessions (rows not yet expired), with one
@@ -869,10 +851,7 @@ func dbUserId(u string) string {
 func (s *StorageDB) Close(ctx context.Context) error {
 	var err error
 	s.closed.Do(func() {
-		if s.cancel != nil {
-			s.cancel()
-			<-s.done
-		}
+		s.cleaner.stop()
 		if s.ownsDB {
 			err = s.db.Close(ctx)
 		}

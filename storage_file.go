@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -118,10 +117,8 @@ type StorageFile struct {
 	// maxTTL is the largest TTL (nanoseconds) the storage has been called
 	// with: the cleaner removes files idle for longer, and nothing before the
 	// first call.
-	maxTTL atomic.Int64
-	stop   chan struct{}
-	done   chan struct{}
-	closed sync.Once
+	maxTTL  atomic.Int64
+	cleaner background
 }
 
 var _ Admin = (*StorageFile)(nil)
@@ -158,10 +155,11 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	if interval == 0 {
 		interval = DefaultFileCleanupInterval
 	}
-	if interval > 0 {
-		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.cleaner(interval)
-	}
+	s.cleaner.start(interval, func(context.Context) {
+		if err := s.sweep(time.Now()); err != nil {
+			g.Log().Warningf(context.Background(), `gfsession: file: cleaning %q: %v`, s.dir, err)
+		}
+	})
 	return s, nil
 }
 
@@ -437,22 +435,6 @@ func (s *StorageFile) RemoveAll(ctx context.Context, sessionId string) error {
 	return nil
 }
 
-func (s *StorageFile) cleaner(interval time.Duration) {
-	defer close(s.done)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-ticker.C:
-			if err := s.sweep(time.Now()); err != nil {
-				g.Log().Warningf(context.Background(), `gfsession: file: cleaning %q: %v`, s.dir, err)
-			}
-		}
-	}
-}
-
 // sweep removes the session files not modified for longer than the largest
 // TTL the storage has been called with (none before the first call),
 // temporary files left by interrupted writes, and user index entries of
@@ -682,11 +664,6 @@ func (s *StorageFile) indexUser(userId, id string) error {
 // Close stops the cleaner and waits for it to finish. It is idempotent; the
 // storage keeps serving sessions after Close, without the background cleanup.
 func (s *StorageFile) Close(ctx context.Context) error {
-	s.closed.Do(func() {
-		if s.stop != nil {
-			close(s.stop)
-			<-s.done
-		}
-	})
+	s.cleaner.stop()
 	return nil
 }

@@ -61,9 +61,7 @@ type StorageMemory struct {
 	tracker loadTracker
 	usersMu sync.Mutex
 	users   map[string]map[string]struct{} // user id -> session ids; guarded by usersMu
-	stop    chan struct{}
-	done    chan struct{}
-	closed  sync.Once
+	sweeper background
 }
 
 var _ Admin = (*StorageMemory)(nil)
@@ -96,10 +94,7 @@ func NewStorageMemory(config ...MemoryConfig) *StorageMemory {
 	if interval == 0 {
 		interval = DefaultMemoryCleanupInterval
 	}
-	if interval > 0 {
-		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.cleaner(interval)
-	}
+	s.sweeper.start(interval, func(context.Context) { s.sweep() })
 	return s
 }
 
@@ -417,20 +412,6 @@ func (s *StorageMemory) DestroyUser(ctx context.Context, userId string) (int, er
 	return n, nil
 }
 
-func (s *StorageMemory) cleaner(interval time.Duration) {
-	defer close(s.done)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-ticker.C:
-			s.sweep()
-		}
-	}
-}
-
 // sweep deletes expired sessions, one shard lock at a time.
 func (s *StorageMemory) sweep() {
 	now := time.Now().UnixNano()
@@ -449,11 +430,6 @@ func (s *StorageMemory) sweep() {
 // Close stops the sweeper. It is idempotent; the storage keeps serving
 // sessions after Close, without the background sweep.
 func (s *StorageMemory) Close(ctx context.Context) error {
-	s.closed.Do(func() {
-		if s.stop != nil {
-			close(s.stop)
-			<-s.done
-		}
-	})
+	s.sweeper.stop()
 	return nil
 }
