@@ -15,9 +15,10 @@ import (
 // fileBenchLive is how many session files exist during the file rows.
 const fileBenchLive = 100_000
 
-// fileBenchDirs keeps the pre-filled session folders across -cpu passes,
-// so that the 100k files are written once per run; the last pass removes
-// them.
+// fileBenchDirs keeps the pre-filled session folders, written once per
+// run (the testing package runs every -cpu value of a leaf inside one call
+// of its parents, so the backend setup and the fill run once); the backend's
+// cleanup removes them.
 var fileBenchDirs = struct {
 	sync.Mutex
 	m map[string]string // impl -> folder
@@ -30,9 +31,6 @@ func init() {
 		live:  fileBenchLive,
 		setup: func(b *testing.B) benchEnv {
 			b.Cleanup(func() {
-				if !lastCPUPass() {
-					return
-				}
 				fileBenchDirs.Lock()
 				defer fileBenchDirs.Unlock()
 				for impl, dir := range fileBenchDirs.m {

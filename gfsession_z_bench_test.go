@@ -34,7 +34,6 @@ package gfsession_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -72,8 +71,9 @@ type benchBackend struct {
 	live int
 	// footprint reports B/session after filling the population (memory).
 	footprint bool
-	// setup runs once per backend (and -cpu value): it starts what the
-	// backend needs and returns the implementations to compare.
+	// setup runs once per backend (the -cpu values are looped over in the
+	// leaves): it starts what the backend needs and returns the
+	// implementations to compare.
 	setup func(b *testing.B) benchEnv
 }
 
@@ -430,18 +430,6 @@ func settledHeap() uint64 {
 		}
 	}
 	return last
-}
-
-// lastCPUPass reports whether this is the last -cpu value of the run, when
-// state kept across -cpu passes (pre-filled files) can go.
-func lastCPUPass() bool {
-	f := flag.Lookup("test.cpu")
-	if f == nil || f.Value.String() == "" {
-		return true
-	}
-	list := strings.Split(f.Value.String(), ",")
-	last, err := strconv.Atoi(strings.TrimSpace(list[len(list)-1]))
-	return err != nil || last == runtime.GOMAXPROCS(0)
 }
 
 // ---------------------------------------------------------------------------
