@@ -48,6 +48,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/os/gcache"
 	"github.com/gogf/gf/v2/os/gsession"
 
@@ -558,3 +559,46 @@ func closeGfStorageMemory(s *gsession.StorageMemory) {
 	c := (*gcache.Cache)(unsafe.Pointer(f.Pointer()))
 	_ = c.Close(context.Background())
 }
+
+// BenchmarkManagerFloor runs the lifecycle of BenchmarkLifecycle on a
+// storage that does nothing: GetSession hands out one shared map, writes
+// are dropped. What it measures is gsession.Manager/Session's own cost
+// (gvar per Get, ErrorDisabled round trips through StorageBase), which every
+// storage pays on top of its own: the floor under the memory rows.
+func BenchmarkManagerFloor(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(size.name, func(b *testing.B) {
+			data := gmap.NewStrAnyMapFrom(sessionData(0, size.keys), true)
+			m := gsession.New(benchTTL, &floorStorage{data: data})
+			op := newBenchOp(size.keys)
+			for _, mode := range []string{"rw", "ro"} {
+				write := mode == "rw"
+				b.Run(mode, func(b *testing.B) {
+					b.Run("serial", func(b *testing.B) {
+						ctx := context.Background()
+						b.ReportAllocs()
+						for i := 0; i < b.N; i++ {
+							op.run(ctx, m, "floor", write, i)
+						}
+					})
+				})
+			}
+		})
+	}
+}
+
+// floorStorage is the do-nothing storage of BenchmarkManagerFloor.
+type floorStorage struct {
+	gsession.StorageBase
+	data *gmap.StrAnyMap
+}
+
+func (s *floorStorage) GetSession(context.Context, string, time.Duration) (*gmap.StrAnyMap, error) {
+	return s.data, nil
+}
+
+func (*floorStorage) SetSession(context.Context, string, *gmap.StrAnyMap, time.Duration) error {
+	return nil
+}
+
+func (*floorStorage) UpdateTTL(context.Context, string, time.Duration) error { return nil }

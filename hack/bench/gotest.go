@@ -58,10 +58,19 @@ func parseGoTest(path string) ([]benchRow, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || !strings.HasPrefix(fields[0], "BenchmarkLifecycle/") {
+		if len(fields) < 4 {
 			continue
 		}
-		name := strings.TrimPrefix(fields[0], "BenchmarkLifecycle/")
+		var name string
+		switch {
+		case strings.HasPrefix(fields[0], "BenchmarkLifecycle/"):
+			name = strings.TrimPrefix(fields[0], "BenchmarkLifecycle/")
+		case strings.HasPrefix(fields[0], "BenchmarkManagerFloor/"):
+			// The floor: no storage work, as impl "floor" of backend "manager".
+			name = "manager/floor/" + strings.TrimPrefix(fields[0], "BenchmarkManagerFloor/")
+		default:
+			continue
+		}
 		cpu := 1
 		if i := strings.LastIndexByte(name, '-'); i > 0 {
 			if n, err := strconv.Atoi(name[i+1:]); err == nil {

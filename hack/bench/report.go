@@ -38,6 +38,9 @@ func (l lifecycle) backends() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, k := range l.order {
+		if k.Backend == "manager" {
+			continue
+		}
 		if !seen[k.Backend] {
 			seen[k.Backend] = true
 			out = append(out, k.Backend)
@@ -377,6 +380,28 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 		fmt.Fprintf(&b, "| gf StorageMemory (gcache) | %s | %s |\n", num(g.Metrics["B/session"]), num(g.Metrics["overhead-B/session"]))
 		fmt.Fprintf(&b, "| bare map | %s | 0 |\n", num(o.Metrics["B/session"]-o.Metrics["overhead-B/session"]))
 		break
+	}
+
+	// The floor.
+	var floor []string
+	for _, k := range l.order {
+		if k.Backend != "manager" || k.CPU != 1 {
+			continue
+		}
+		f := l.rows[k]["floor"]
+		o, g, ok := l.pair(rowKey{"memory-1k", k.Size, k.Mode, k.Variant, k.CPU})
+		if !ok {
+			continue
+		}
+		floor = append(floor, fmt.Sprintf("| %s | %s | %s (%s allocs) | %s (%s allocs) | %s (%s allocs) |", k.Size, k.Mode,
+			ns(f.Metrics["ns/op"]), num(f.Metrics["allocs/op"]), ns(o.Metrics["ns/op"]), num(o.Metrics["allocs/op"]),
+			ns(g.Metrics["ns/op"]), num(g.Metrics["allocs/op"])))
+	}
+	if len(floor) > 0 {
+		b.WriteString("\n## The floor under the memory rows\n\n")
+		b.WriteString("`BenchmarkManagerFloor` runs the same lifecycle through `gsession.Manager` on a storage that does nothing (one shared map, writes dropped): what gf's Session costs by itself, paid by every storage. Serial, 1 core, next to memory-1k.\n\n")
+		b.WriteString("| size | mode | floor | gfsession memory | gf memory |\n|---|---|---:|---:|---:|\n")
+		b.WriteString(strings.Join(floor, "\n") + "\n")
 	}
 
 	b.WriteString("\n## HTTP load, all rows\n\n")
