@@ -64,7 +64,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each HTTP load run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time before each HTTP load run")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "virtual users (connections, sessions) of each HTTP load run")
-	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime")
+	flag.StringVar(&o.benchtime, "benchtime", "500ms", "go test -benchtime")
 	flag.StringVar(&o.benchFilter, "bench", "BenchmarkLifecycle|BenchmarkManagerFloor", "go test -bench")
 	flag.StringVar(&o.cpu, "cpu", "1,2", "go test -cpu")
 	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
