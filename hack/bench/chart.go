@@ -84,8 +84,8 @@ func writeChart(path string, l lifecycle, h httpIndex) error {
 		text(img, reg, lx+22, 64, size, colText)
 		lx += 200
 	}
-	panel(img, image.Rect(70, 90, W-30, 520), "Session lifecycle, operations per second (go test, 1 core, serial): rw = load + 3 gets + 1 set + close, ro = without the set", life, reg, small)
-	panel(img, image.Rect(70, 570, W-30, 990), "HTTP requests per second through ghttp (GET: 3 session reads, POST: 1 session write); last groups: gfsession ÷ one raw Redis GET", web, reg, small)
+	panel(img, image.Rect(70, 90, W-70, 520), "Session lifecycle, operations per second (go test, 1 core, serial): rw = load + 3 gets + 1 set + close, ro = without the set", life, reg, small)
+	panel(img, image.Rect(70, 570, W-70, 990), "HTTP requests per second through ghttp (GET: 3 session reads, POST: 1 session write); last groups: gfsession ÷ one raw Redis GET", web, reg, small)
 
 	f, err := os.Create(path)
 	if err != nil {
@@ -145,7 +145,7 @@ func panel(img *image.RGBA, r image.Rectangle, title string, groups []group, reg
 		hline(img, x, x+6, y1, colOne)
 		hline(img, x, x+6, y1+1, colOne)
 	}
-	text(img, small, plot.Max.X-60, y1-4, "gf = 1", colOne)
+	text(img, small, plot.Max.X+6, y1+5, "gf = 1", colOne)
 	hline(img, plot.Min.X, plot.Max.X, plot.Max.Y, colText)
 }
 
