@@ -2,12 +2,15 @@ package gfsession
 
 import (
 	"reflect"
-	"runtime"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/gogf/gf/v2/container/gmap"
+)
+
+const (
+	trackerShards = 64  // power of two
+	trackerSlots  = 128 // loads remembered per shard
 )
 
 // loadTracker remembers, for each session map handed out by GetSession, which
@@ -15,52 +18,98 @@ import (
 // whole map back and can so tell what the request changed: the keys it set
 // or changed and the keys it removed. Backends that merge per key (memory,
 // redis-hash) write only those, so concurrent requests that touch different
-// keys of one session do not overwrite each other.
+// keys of one session do not overwrite each other; others keep what they
+// loaded along (creation time, user) in `extra`.
 //
-// Entries are keyed by a weak pointer to the map and vanish when the map is
-// garbage-collected, so a request that never closes its session leaks
-// nothing.
+// It is a ring of the most recent loads per shard (by session id), holding
+// the maps themselves, so that a map is recognised by identity and nothing
+// needs cleaning up: a load is forgotten once trackerSlots newer loads of
+// its shard have been made, i.e. with more than trackerShards*trackerSlots
+// (8192) requests in flight at once. A write whose load was forgotten is
+// treated as a write of a session nobody loaded: every key it holds is
+// written and none is deleted, so it can lose a key it removed but never
+// deletes another request's keys. At most that many maps are kept alive
+// after their requests ended.
 type loadTracker struct {
-	m sync.Map // weak.Pointer[gmap.StrAnyMap] -> *loaded
+	shards [trackerShards]trackerShard
+}
+
+type trackerShard struct {
+	mu    sync.Mutex
+	next  int
+	slots []trackerSlot // allocated on first use
+}
+
+type trackerSlot struct {
+	m *gmap.StrAnyMap
+	loaded
 }
 
 // loaded is a session's state as one request loaded it.
 type loaded struct {
 	id   string
 	base map[string]any // never mutated
-	// extra is backend data kept with the load (redis-hash keeps the stored
-	// bytes of every field here, to tell changed values by their encoding).
+	// extra is backend data kept with the load (creation time, user, ...).
 	extra any
+}
+
+func (t *loadTracker) shard(id string) *trackerShard {
+	return &t.shards[shardIndex(id)&(trackerShards-1)]
+}
+
+// find returns the index of the slot holding `m`, newest first, or -1.
+// The caller holds sh.mu.
+func (sh *trackerShard) find(m *gmap.StrAnyMap) int {
+	n := len(sh.slots)
+	for i := 1; i <= n; i++ {
+		j := (sh.next - i + n) % n
+		if sh.slots[j].m == m {
+			return j
+		}
+	}
+	return -1
 }
 
 // track records that `m` was loaded from session `id` holding `base`.
 func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
-	key := weak.Make(m)
-	t.m.Store(key, &loaded{id: id, base: base, extra: extra})
-	runtime.AddCleanup(m, func(key weak.Pointer[gmap.StrAnyMap]) { t.m.Delete(key) }, key)
+	sh := t.shard(id)
+	sh.mu.Lock()
+	if sh.slots == nil {
+		sh.slots = make([]trackerSlot, trackerSlots)
+	}
+	sh.slots[sh.next] = trackerSlot{m: m, loaded: loaded{id: id, base: base, extra: extra}}
+	sh.next = (sh.next + 1) % len(sh.slots)
+	sh.mu.Unlock()
 }
 
-// lookup returns what `m` was loaded as, if it was loaded from session `id`.
-func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) *loaded {
-	v, ok := t.m.Load(weak.Make(m))
-	if !ok {
-		return nil
+// lookup returns what `m` was loaded as, if it was loaded from session `id`
+// and is still remembered.
+func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, bool) {
+	sh := t.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.slots == nil {
+		return loaded{}, false
 	}
-	l := v.(*loaded)
-	if l.id != id {
-		return nil
+	if j := sh.find(m); j >= 0 && sh.slots[j].id == id {
+		return sh.slots[j].loaded, true
 	}
-	return l
+	return loaded{}, false
 }
 
 // retrack replaces what `m` is known to hold after it was written to `id`, so
 // a second write of the same map sends only what changed since the first.
 func (t *loadTracker) retrack(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
-	key := weak.Make(m)
-	if _, ok := t.m.Load(key); ok {
-		t.m.Store(key, &loaded{id: id, base: base, extra: extra})
-		return
+	sh := t.shard(id)
+	sh.mu.Lock()
+	if sh.slots != nil {
+		if j := sh.find(m); j >= 0 {
+			sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
+			sh.mu.Unlock()
+			return
+		}
 	}
+	sh.mu.Unlock()
 	t.track(m, id, base, extra)
 }
 
@@ -88,6 +137,20 @@ func sameValue(a, b any) bool {
 		return ok && x.Equal(y) && x.Location() == y.Location()
 	case nil:
 		return b == nil
+	}
+	if b == nil {
+		return false
+	}
+	// A map, slice or pointer handed back unchanged is the very same one (the
+	// memory storage shares values): identity settles it without a deep walk.
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if va.Type() == vb.Type() {
+		switch va.Kind() {
+		case reflect.Map, reflect.Slice, reflect.Pointer:
+			if va.Pointer() == vb.Pointer() && (va.Kind() == reflect.Pointer || va.Len() == vb.Len()) {
+				return true
+			}
+		}
 	}
 	return reflect.DeepEqual(a, b)
 }

@@ -17,6 +17,14 @@ const (
 	MaxSessionIdLength = 128
 )
 
+// sessionIdChars marks the bytes a session id may hold.
+var sessionIdChars = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	}
+	return t
+}()
+
 // NewSessionId returns a new session id of 192 bits from crypto/rand, encoded
 // as 32 characters of the URL- and cookie-safe base64 alphabet (A-Z a-z 0-9 - _).
 func NewSessionId() string {
@@ -39,10 +47,7 @@ func IsValidSessionId(id string) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
+		if !sessionIdChars[id[i]] {
 			return false
 		}
 	}

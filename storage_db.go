@@ -663,7 +663,7 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	data := sessionData.Map()
 	now := time.Now()
 	created := now
-	if l := s.tracker.lookup(sessionData, sessionId); l != nil {
+	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
 		if c, ok := l.extra.(time.Time); ok && !c.IsZero() {
 			created = c
 		}

@@ -307,7 +307,7 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		return nil
 	}
 	var prev fileLoaded
-	if l := s.tracker.lookup(sessionData, sessionId); l != nil {
+	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
 		prev, _ = l.extra.(fileLoaded)
 	}
 	cur := fileLoaded{created: prev.created, user: userOf(data, s.config.UserKey)}

@@ -177,19 +177,48 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
 	}
+	// What the request changed, worked out before taking the shard lock and
+	// without copying the request's map.
 	var (
 		base    map[string]any
-		written = sessionData.Map()
-		now     = time.Now().UnixNano()
-		sh      = s.shard(sessionId)
+		sets    []memoryKV
+		removed []string
 	)
-	if l := s.tracker.lookup(sessionData, sessionId); l != nil {
+	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
 		base = l.base
 	}
+	sessionData.RLockFunc(func(written map[string]any) {
+		kept := 0 // keys of base still in the session
+		for k, v := range written {
+			if old, ok := base[k]; ok {
+				kept++
+				if sameValue(old, v) {
+					continue
+				}
+			}
+			sets = append(sets, memoryKV{k, v})
+		}
+		if kept < len(base) {
+			for k := range base {
+				if _, ok := written[k]; !ok {
+					removed = append(removed, k)
+				}
+			}
+		}
+	})
+
+	now := time.Now().UnixNano()
+	sh := s.shard(sessionId)
 	sh.mu.Lock()
 	cur := sh.m[sessionId]
 	if cur != nil && !s.alive(cur, now) {
 		cur = nil
+	}
+	if cur != nil && len(sets) == 0 && len(removed) == 0 {
+		// Nothing changed: only the TTL restarts.
+		cur.expires.Store(s.expiry(cur.created, now, ttl))
+		sh.mu.Unlock()
+		return nil
 	}
 	var (
 		data    map[string]any
@@ -199,17 +228,13 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		created = cur.created
 		data = maps.Clone(cur.data)
 	} else {
-		data = make(map[string]any, len(written))
+		data = make(map[string]any, len(sets))
 	}
-	for k := range base {
-		if _, ok := written[k]; !ok {
-			delete(data, k)
-		}
+	for _, k := range removed {
+		delete(data, k)
 	}
-	for k, v := range written {
-		if old, ok := base[k]; !ok || !sameValue(old, v) {
-			data[k] = v
-		}
+	for _, kv := range sets {
+		data[kv.k] = kv.v
 	}
 	if len(data) == 0 {
 		s.deleteLocked(sh, sessionId)
@@ -233,6 +258,12 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	}
 	s.tracker.retrack(sessionData, sessionId, data, nil)
 	return nil
+}
+
+// memoryKV is one key a request set or changed.
+type memoryKV struct {
+	k string
+	v any
 }
 
 // evict removes sessions while there are more than MaxSessions, starting

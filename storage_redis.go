@@ -664,7 +664,7 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	}
 	r := s.r
 	var prev redisLoaded
-	if l := r.tracker.lookup(sessionData, sessionId); l != nil {
+	if l, ok := r.tracker.lookup(sessionData, sessionId); ok {
 		prev, _ = l.extra.(redisLoaded)
 	}
 	data := sessionData.Map()

@@ -276,7 +276,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		del     []any
 		newBase = make(map[string]any, len(written))
 	)
-	if l := r.tracker.lookup(sessionData, sessionId); l != nil {
+	if l, ok := r.tracker.lookup(sessionData, sessionId); ok {
 		base = l.base
 	}
 	for k, v := range written {
