@@ -147,7 +147,7 @@ func (s *StorageMemory) GetSession(ctx context.Context, sessionId string, ttl ti
 		return nil, nil
 	}
 	data := gmap.NewStrAnyMapFrom(maps.Clone(e.data), true)
-	s.tracker.track(data, sessionId, e.data, nil)
+	s.tracker.track(data, sessionId, e.data, e)
 	return data, nil
 }
 
@@ -177,36 +177,14 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
 	}
-	// What the request changed, worked out before taking the shard lock and
-	// without copying the request's map.
 	var (
-		base    map[string]any
-		sets    []memoryKV
-		removed []string
+		base   map[string]any
+		loaded *memoryEntry // the entry the request loaded, if known
 	)
 	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
 		base = l.base
+		loaded, _ = l.extra.(*memoryEntry)
 	}
-	sessionData.RLockFunc(func(written map[string]any) {
-		kept := 0 // keys of base still in the session
-		for k, v := range written {
-			if old, ok := base[k]; ok {
-				kept++
-				if sameValue(old, v) {
-					continue
-				}
-			}
-			sets = append(sets, memoryKV{k, v})
-		}
-		if kept < len(base) {
-			for k := range base {
-				if _, ok := written[k]; !ok {
-					removed = append(removed, k)
-				}
-			}
-		}
-	})
-
 	now := time.Now().UnixNano()
 	sh := s.shard(sessionId)
 	sh.mu.Lock()
@@ -214,27 +192,43 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if cur != nil && !s.alive(cur, now) {
 		cur = nil
 	}
-	if cur != nil && len(sets) == 0 && len(removed) == 0 {
-		// Nothing changed: only the TTL restarts.
-		cur.expires.Store(s.expiry(cur.created, now, ttl))
-		sh.mu.Unlock()
-		return nil
-	}
 	var (
 		data    map[string]any
 		created = now
 	)
 	if cur != nil {
 		created = cur.created
-		data = maps.Clone(cur.data)
+	}
+	if cur != nil && cur == loaded {
+		// Nobody wrote the session since this request loaded it (every
+		// write installs a new entry): the request's map is the new state.
+		sessionData.RLockFunc(func(written map[string]any) { data = maps.Clone(written) })
 	} else {
-		data = make(map[string]any, len(sets))
-	}
-	for _, k := range removed {
-		delete(data, k)
-	}
-	for _, kv := range sets {
-		data[kv.k] = kv.v
+		// Merge: apply only what the request changed to what is stored now.
+		if cur != nil {
+			data = maps.Clone(cur.data)
+		} else {
+			data = make(map[string]any)
+		}
+		sessionData.RLockFunc(func(written map[string]any) {
+			kept := 0 // keys of base still in the session
+			for k, v := range written {
+				if old, ok := base[k]; ok {
+					kept++
+					if sameValue(old, v) {
+						continue
+					}
+				}
+				data[k] = v
+			}
+			if kept < len(base) {
+				for k := range base {
+					if _, ok := written[k]; !ok {
+						delete(data, k)
+					}
+				}
+			}
+		})
 	}
 	if len(data) == 0 {
 		s.deleteLocked(sh, sessionId)
@@ -256,14 +250,8 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if !exists && s.config.MaxSessions > 0 {
 		s.evict(sessionId, now)
 	}
-	s.tracker.retrack(sessionData, sessionId, data, nil)
+	s.tracker.retrack(sessionData, sessionId, data, e)
 	return nil
-}
-
-// memoryKV is one key a request set or changed.
-type memoryKV struct {
-	k string
-	v any
 }
 
 // evict removes sessions while there are more than MaxSessions, starting
