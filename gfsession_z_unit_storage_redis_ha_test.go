@@ -97,7 +97,9 @@ func testRedisClusterAdmin(t *testing.T, cl *testredis.Cluster, client *gredis.R
 }
 
 func TestStorageRedis_Sentinel(t *testing.T) {
-	se := testredis.StartSentinel(t, 2)
+	// No failover may happen here: a 500ms down-after let a stalled -race run
+	// promote the replica mid-test and lose a write.
+	se := testredis.StartSentinel(t, 2, testredis.SentinelOptions{DownAfter: 10 * time.Second})
 	// gredis: MasterName plus the sentinel addresses make a failover client.
 	client := newGredis(t, &gredis.Config{Address: strings.Join(se.SentinelAddrs, ","), MasterName: se.MasterName})
 	for _, kind := range redisKinds {

@@ -542,7 +542,8 @@ func (c *Cluster) logTails() string {
 
 // Sentinel is a master (with persistence), one replica of it, and Sentinel
 // processes monitoring the master under MasterName with quorum 1,
-// down-after-milliseconds 500 and failover-timeout 2000.
+// down-after-milliseconds 500 (see SentinelOptions) and failover-timeout
+// 2000.
 //
 // Master and Replica keep naming the processes they were started as: after a
 // failover Replica is the master. Ask the sentinels ([Sentinel.MasterAddr],
@@ -559,12 +560,26 @@ type Sentinel struct {
 // DefaultMasterName is the name the sentinels monitor the master under.
 const DefaultMasterName = "mymaster"
 
+// SentinelOptions tunes StartSentinel.
+type SentinelOptions struct {
+	// DownAfter is how long the master may not answer before the sentinels
+	// fail over (down-after-milliseconds); 0 means 500ms, for failover tests.
+	// Tests that must not see a failover set it well above any stall of a
+	// loaded machine, e.g. 10s: with 500ms a starved -race run can make the
+	// sentinels promote the replica and lose an unreplicated write.
+	DownAfter time.Duration
+}
+
 // StartSentinel starts a master, a replica and sentinels Sentinel processes
 // (at least 1). It returns once the replica is in sync, every sentinel lists
 // the replica as healthy and every sentinel knows all the others, so that a
 // failover can start as soon as the master is gone.
-func StartSentinel(t testing.TB, sentinels int) *Sentinel {
+func StartSentinel(t testing.TB, sentinels int, opt ...SentinelOptions) *Sentinel {
 	t.Helper()
+	downAfter := 500 * time.Millisecond
+	if len(opt) > 0 && opt[0].DownAfter > 0 {
+		downAfter = opt[0].DownAfter
+	}
 	requireAvailable(t)
 	if sentinels < 1 {
 		t.Fatalf("testredis: StartSentinel needs at least 1 sentinel, got %d", sentinels)
@@ -584,10 +599,10 @@ func StartSentinel(t testing.TB, sentinels int) *Sentinel {
 	}
 
 	conf := fmt.Sprintf(`sentinel monitor %[1]s 127.0.0.1 %[2]d 1
-sentinel down-after-milliseconds %[1]s 500
+sentinel down-after-milliseconds %[1]s %[3]d
 sentinel failover-timeout %[1]s 2000
 sentinel parallel-syncs %[1]s 1
-`, se.MasterName, se.Master.Port)
+`, se.MasterName, se.Master.Port, downAfter.Milliseconds())
 	var (
 		wg   sync.WaitGroup
 		errs = make([]error, sentinels)
