@@ -80,7 +80,10 @@ func (e *envelope) encodeSession(id string, created time.Time, data map[string]a
 // decodeSession decodes what encodeSession wrote, and gf's legacy formats: a
 // JSON object (gf's StorageRedis) and 8 bytes little-endian milliseconds
 // followed by JSON, plain or AES-CBC with gf's default key (gf's
-// StorageFile). For a legacy blob `created` is the zero time.
+// StorageFile). For a legacy blob `created` is the zero time. With
+// cryptoKeys configured, only sealed data is accepted: legacy formats carry
+// no authentication, so accepting them would let anyone who can write to
+// the backend forge a session.
 func (e *envelope) decodeSession(id string, b []byte) (data map[string]any, created time.Time, err error) {
 	if len(b) >= headerSize && b[0] == magic0 && b[1] == 'G' && b[2] == 'S' {
 		data, created, err = e.decodeCurrent(id, b)
@@ -88,10 +91,13 @@ func (e *envelope) decodeSession(id string, b []byte) (data map[string]any, crea
 			return data, created, nil
 		}
 		// 1 in 2^24 legacy file blobs starts with these bytes by chance.
-		if legacy, lerr := decodeLegacy(b); lerr == nil {
+		if legacy, lerr := decodeLegacy(b); lerr == nil && e.keys == nil {
 			return legacy, time.Time{}, nil
 		}
 		return nil, time.Time{}, err
+	}
+	if e.keys != nil {
+		return nil, time.Time{}, errCorrupt("unsealed data refused: cryptoKeys are configured")
 	}
 	data, err = decodeLegacy(b)
 	return data, time.Time{}, err
@@ -180,9 +186,13 @@ func (e *envelope) encodeValue(id, key string, v any) ([]byte, error) {
 }
 
 // decodeValue decodes what encodeValue wrote. Anything else is a legacy
-// field written by gf's StorageRedisHashTable and comes back as a string.
+// field written by gf's StorageRedisHashTable and comes back as a string,
+// unless cryptoKeys are configured: then only sealed values are accepted.
 func (e *envelope) decodeValue(id, key string, b []byte) (any, error) {
 	if len(b) < 2 || b[0] != magic0 {
+		if e.keys != nil {
+			return nil, errCorrupt("unsealed value refused: cryptoKeys are configured")
+		}
 		return string(b), nil
 	}
 	flags := b[1]

@@ -209,6 +209,16 @@ func TestEnvelope_Legacy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ann", got["user"])
 
+	// With cryptoKeys, unauthenticated legacy data could be forged: refused.
+	sealing, err := newEnvelope("", [][]byte{randomKey(t)})
+	require.NoError(t, err)
+	_, _, err = sealing.decodeSession("sid", j)
+	assert.ErrorContains(t, err, "unsealed data refused")
+	_, _, err = sealing.decodeSession("sid", file)
+	assert.ErrorContains(t, err, "unsealed data refused")
+	_, err = sealing.decodeValue("sid", "k", []byte("42"))
+	assert.ErrorContains(t, err, "unsealed value refused")
+
 	for _, bad := range [][]byte{nil, {}, []byte("x"), []byte(`{"a":`), []byte(`[1]`), []byte("12345678not json")} {
 		_, _, err = e.decodeSession("sid", bad)
 		assert.Error(t, err, "%q", bad)
@@ -230,6 +240,10 @@ func TestEnvelope_Values(t *testing.T) {
 			assert.Error(t, err, "a sealed value moved to another key must not open")
 		}
 		v, err = e.decodeValue("sid", "legacy", []byte("42"))
+		if keys != nil {
+			assert.Error(t, err, "with cryptoKeys, gf's unsealed fields are refused")
+			continue
+		}
 		require.NoError(t, err)
 		assert.Equal(t, "42", v, "gf's hash storage wrote plain strings")
 	}
