@@ -318,7 +318,9 @@ func fillSessions(b *testing.B, st gsession.Storage, ids []string, keys, workers
 	// default GOGC).
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	start := time.Now()
-	defer func() { b.Logf("filled %d sessions of %d keys in %v", n, keys, time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		b.Logf("filled %d sessions of %d keys in %v", n, keys, time.Since(start).Round(time.Millisecond))
+	}()
 	var (
 		ctx  = context.Background()
 		m    = gsession.New(benchTTL, st)
