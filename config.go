@@ -82,22 +82,9 @@ func setField(f reflect.Value, value any) error {
 		f.SetInt(int64(d))
 		return nil
 	case keysType:
-		var encoded []string
-		switch v := value.(type) {
-		case string:
-			encoded = []string{v}
-		case []string:
-			encoded = v
-		case []any:
-			for _, item := range v {
-				s, ok := item.(string)
-				if !ok {
-					return gerror.Newf(`want a list of base64 strings, got an item of type %T`, item)
-				}
-				encoded = append(encoded, s)
-			}
-		default:
-			return gerror.Newf(`want a list of base64 strings, got %T`, value)
+		encoded, err := stringList(value, "base64 strings")
+		if err != nil {
+			return err
 		}
 		keys, err := ParseCryptoKeys(encoded)
 		if err != nil {
@@ -144,28 +131,37 @@ func setField(f reflect.Value, value any) error {
 		if f.Type().Elem().Kind() != reflect.String {
 			return gerror.Newf(`unsupported option type %s`, f.Type())
 		}
-		var list []string
-		switch v := value.(type) {
-		case string:
-			list = []string{v}
-		case []string:
-			list = v
-		case []any:
-			for _, item := range v {
-				s, ok := item.(string)
-				if !ok {
-					return gerror.Newf(`want a list of strings, got an item of type %T`, item)
-				}
-				list = append(list, s)
-			}
-		default:
-			return gerror.Newf(`want a list of strings, got %T`, value)
+		list, err := stringList(value, "strings")
+		if err != nil {
+			return err
 		}
 		f.Set(reflect.ValueOf(list))
 	default:
 		return gerror.Newf(`unsupported option type %s`, f.Type())
 	}
 	return nil
+}
+
+// stringList reads a list option: a single string or a list whose items
+// are all strings; `what` names the items in errors.
+func stringList(value any, what string) ([]string, error) {
+	switch v := value.(type) {
+	case string:
+		return []string{v}, nil
+	case []string:
+		return v, nil
+	case []any:
+		list := make([]string, 0, len(v))
+		for _, item := range v {
+			s, ok := item.(string)
+			if !ok {
+				return nil, gerror.Newf(`want a list of %s, got an item of type %T`, what, item)
+			}
+			list = append(list, s)
+		}
+		return list, nil
+	}
+	return nil, gerror.Newf(`want a list of %s, got %T`, what, value)
 }
 
 // parseDuration reads a duration option: a string with a unit, or a
