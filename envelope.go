@@ -91,8 +91,10 @@ func (e *envelope) decodeSession(id string, b []byte) (data map[string]any, crea
 			return data, created, nil
 		}
 		// 1 in 2^24 legacy file blobs starts with these bytes by chance.
-		if legacy, lerr := decodeLegacy(b); lerr == nil && e.keys == nil {
-			return legacy, time.Time{}, nil
+		if e.keys == nil {
+			if legacy, lerr := decodeLegacy(b); lerr == nil {
+				return legacy, time.Time{}, nil
+			}
 		}
 		return nil, time.Time{}, err
 	}
