@@ -113,6 +113,15 @@ func (t *loadTracker) retrack(m *gmap.StrAnyMap, id string, base map[string]any,
 	t.track(m, id, base, extra)
 }
 
+// loadedMeta is what the last-writer-wins backends (file, redis) keep of a
+// loaded session in the tracker's `extra`: its creation time, kept across
+// rewrites for MaxLifetime, and its user (the userKey value), to move the
+// user index entry when a write changes it.
+type loadedMeta struct {
+	created time.Time
+	user    string
+}
+
 // sameValue reports whether `a` and `b` are equal session values, so that a
 // key a request read but did not change is not written back.
 func sameValue(a, b any) bool {

@@ -252,7 +252,7 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		return nil, nil
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
-	s.tracker.track(m, sessionId, nil, fileLoaded{created: created, user: userOf(data, s.config.UserKey)})
+	s.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, s.config.UserKey)})
 	return m, nil
 }
 
@@ -306,11 +306,11 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		}
 		return nil
 	}
-	var prev fileLoaded
+	var prev loadedMeta
 	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
-		prev, _ = l.extra.(fileLoaded)
+		prev, _ = l.extra.(loadedMeta)
 	}
-	cur := fileLoaded{created: prev.created, user: userOf(data, s.config.UserKey)}
+	cur := loadedMeta{created: prev.created, user: userOf(data, s.config.UserKey)}
 	if cur.created.IsZero() {
 		cur.created = time.Now()
 	}
@@ -332,14 +332,6 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	}
 	s.tracker.retrack(sessionData, sessionId, nil, cur)
 	return nil
-}
-
-// fileLoaded is what StorageFile keeps of a loaded session in the
-// loadTracker: its creation time, kept across rewrites for MaxLifetime, and
-// its user, to move the index entry when the user changes.
-type fileLoaded struct {
-	created time.Time
-	user    string
 }
 
 // writeFile replaces the file at `path` with `b` atomically.

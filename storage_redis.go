@@ -635,17 +635,8 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 		return nil, nil
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
-	r.tracker.track(m, sessionId, nil, redisLoaded{created: created, user: userOf(data, r.userKey)})
+	r.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, r.userKey)})
 	return m, nil
-}
-
-// redisLoaded is what StorageRedis keeps of a loaded session in the
-// loadTracker: its creation time, kept across rewrites for MaxLifetime, and
-// its user (RedisConfig.UserKey), to update the user index when a write
-// changes it.
-type redisLoaded struct {
-	created time.Time
-	user    string
 }
 
 // SetSession stores the whole session with a TTL of `ttl` (capped by what
@@ -663,9 +654,9 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 		return errInvalidId(sessionId)
 	}
 	r := s.r
-	var prev redisLoaded
+	var prev loadedMeta
 	if l, ok := r.tracker.lookup(sessionData, sessionId); ok {
-		prev, _ = l.extra.(redisLoaded)
+		prev, _ = l.extra.(loadedMeta)
 	}
 	data := sessionData.Map()
 	del := func() error {
@@ -673,14 +664,14 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 			return err
 		}
 		r.unindexUser(ctx, prev.user, sessionId)
-		r.tracker.retrack(sessionData, sessionId, nil, redisLoaded{})
+		r.tracker.retrack(sessionData, sessionId, nil, loadedMeta{})
 		return nil
 	}
 	if len(data) == 0 {
 		return del()
 	}
 	now := time.Now()
-	cur := redisLoaded{created: prev.created, user: userOf(data, r.userKey)}
+	cur := loadedMeta{created: prev.created, user: userOf(data, r.userKey)}
 	if cur.created.IsZero() {
 		cur.created = now
 	}
