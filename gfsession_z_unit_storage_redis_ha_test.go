@@ -26,7 +26,7 @@ func TestStorageRedis_Cluster(t *testing.T) {
 	// gredis: several addresses (or Cluster: true) make a cluster client.
 	client := newGredis(t, &gredis.Config{Address: strings.Join(cl.Addrs, ","), Cluster: true})
 	for _, kind := range redisKinds {
-		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client) })
+		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client, true) })
 	}
 	// The sessions really are spread over the masters.
 	for _, node := range cl.Nodes {
@@ -103,7 +103,7 @@ func TestStorageRedis_Sentinel(t *testing.T) {
 	// gredis: MasterName plus the sentinel addresses make a failover client.
 	client := newGredis(t, &gredis.Config{Address: strings.Join(se.SentinelAddrs, ","), MasterName: se.MasterName})
 	for _, kind := range redisKinds {
-		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client) })
+		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client, true) })
 	}
 }
 

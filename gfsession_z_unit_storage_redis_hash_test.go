@@ -15,88 +15,115 @@ import (
 	"github.com/goframe-contrib/gfsession/internal/testredis"
 )
 
-// redisHashScriptCmds are the commands the hash storage's scripts run; they
-// show in commandstats but are not round trips.
-var redisHashScriptCmds = map[string]bool{
-	"hgetall": true, "hget": true, "hset": true, "hdel": true, "hlen": true, "pexpire": true, "del": true,
+// redisHashCmds are the commands the hash storage sends (in pipelines,
+// transactions and scripts) on a session's requests.
+var redisHashCmds = map[string]bool{
+	"hgetall": true, "hget": true, "hset": true, "hsetnx": true, "hdel": true, "hlen": true,
+	"pexpire": true, "del": true, "multi": true, "exec": true, "evalsha": true,
 }
 
 func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 	srv := testredis.Start(t)
-	client, counter := newRedisCountingClient(t, srv.Addr)
-	prefix := redisTestPrefix()
-	const ttl = time.Minute
-	m := gsession.New(ttl, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{Prefix: prefix}))
-
-	// Warm up: the connection, and both scripts (the first EVALSHA of a
-	// script on a server is answered NOSCRIPT and followed by EVAL).
-	warm := gfsession.NewSessionId()
-	redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("x", 1)) })
-	redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) })
-
-	id := gfsession.NewSessionId()
-	key := prefix + id
-	steps := []struct {
-		name       string
-		id         string
-		fn         func(s *gsession.Session)
-		roundTrips int
+	for _, adapter := range []struct {
+		name    string
+		client  func(t *testing.T, addr string) (*gredis.Redis, *redisRoundTrips)
+		scripts bool // every load and write is a script
 	}{
-		{"new session, never written", "", func(s *gsession.Session) {
-			_, err := s.Id()
-			require.NoError(t, err)
-		}, 0},
-		{"unknown id, read-only", id, func(s *gsession.Session) {
-			v, err := s.Get("user")
-			require.NoError(t, err)
-			require.Nil(t, v)
-		}, 1},
-		{"first write, 2 keys", id, func(s *gsession.Session) {
-			require.NoError(t, s.Set("user", "ann"))
-			require.NoError(t, s.Set("n", 1))
-		}, 2},
-		{"read-only, 10 Gets", id, func(s *gsession.Session) {
-			for i := 0; i < 10; i++ {
-				assert.Equal(t, "ann", s.MustGet("user").String())
+		{"go-redis adapter", newRedisCountingClient, false},
+		{"other adapter", newRedisOtherAdapterClient, true},
+	} {
+		t.Run(adapter.name, func(t *testing.T) {
+			client, counter := adapter.client(t, srv.Addr)
+			prefix := redisTestPrefix()
+			const ttl = time.Minute
+			m := gsession.New(ttl, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{Prefix: prefix}))
+
+			// Warm up: the connection, and the scripts (the first EVALSHA of
+			// a script on a server is answered NOSCRIPT and followed by EVAL).
+			warm := gfsession.NewSessionId()
+			redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("x", 1)) })
+			redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Remove("x")) })
+
+			id := gfsession.NewSessionId()
+			key := prefix + id
+			steps := []struct {
+				name       string
+				id         string
+				fn         func(s *gsession.Session)
+				roundTrips int
+				scripts    int // EVALSHA calls through gf's go-redis adapter
+			}{
+				{"new session, never written", "", func(s *gsession.Session) {
+					_, err := s.Id()
+					require.NoError(t, err)
+				}, 0, 0},
+				{"unknown id, read-only", id, func(s *gsession.Session) {
+					v, err := s.Get("user")
+					require.NoError(t, err)
+					require.Nil(t, v)
+				}, 1, 0},
+				{"first write, 2 keys", id, func(s *gsession.Session) {
+					require.NoError(t, s.Set("user", "ann"))
+					require.NoError(t, s.Set("n", 1))
+				}, 2, 0},
+				{"read-only, 10 Gets", id, func(s *gsession.Session) {
+					for i := 0; i < 10; i++ {
+						assert.Equal(t, "ann", s.MustGet("user").String())
+					}
+				}, 1, 0},
+				{"writing, 20 Sets and a Remove", id, func(s *gsession.Session) {
+					assert.Equal(t, 1, s.MustGet("n").Int())
+					for i := 0; i < 20; i++ {
+						require.NoError(t, s.Set(fmt.Sprintf("k%02d", i), i))
+					}
+					require.NoError(t, s.Remove("n"))
+				}, 2, 0},
+				{"Set of an unchanged value", id, func(s *gsession.Session) {
+					require.NoError(t, s.Set("user", "ann"))
+				}, 1, 0},
+				{"emptied", id, func(s *gsession.Session) {
+					data, err := s.Data()
+					require.NoError(t, err)
+					for k := range data {
+						require.NoError(t, s.Remove(k))
+					}
+				}, 2, 1},
 			}
-		}, 1},
-		{"writing, 20 Sets and a Remove", id, func(s *gsession.Session) {
-			assert.Equal(t, 1, s.MustGet("n").Int())
-			for i := 0; i < 20; i++ {
-				require.NoError(t, s.Set(fmt.Sprintf("k%02d", i), i))
+			for _, step := range steps {
+				redisResetStats(t, srv)
+				before := counter.calls.Load()
+				redisReq(t, m, step.id, step.fn)
+				stats := redisCommandStats(t, srv)
+				got := int(counter.calls.Load() - before)
+				assert.Equal(t, step.roundTrips, got, "%s: round trips", step.name)
+				scripts := step.scripts
+				if adapter.scripts {
+					scripts = step.roundTrips
+				}
+				assert.Equal(t, scripts, stats["evalsha"], "%s: EVALSHA calls", step.name)
+				for cmd := range stats {
+					assert.True(t, redisHashCmds[cmd], "%s: unexpected command %s", step.name, cmd)
+				}
+				t.Logf("redis-hash, %s: %d round trip(s); commandstats %v", step.name, got, stats)
+				if step.name == "first write, 2 keys" || step.name == "writing, 20 Sets and a Remove" {
+					p := redisPTTL(t, srv, key)
+					assert.True(t, p > 0 && p <= ttl.Milliseconds(), "%s: PTTL %d", step.name, p)
+				}
 			}
-			require.NoError(t, s.Remove("n"))
-		}, 2},
-		{"Set of an unchanged value", id, func(s *gsession.Session) {
-			require.NoError(t, s.Set("user", "ann"))
-		}, 1},
-		{"emptied", id, func(s *gsession.Session) {
-			data, err := s.Data()
-			require.NoError(t, err)
-			for k := range data {
-				require.NoError(t, s.Remove(k))
-			}
-		}, 2},
+			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "an emptied session must be deleted")
+			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+warm), "an emptied session must be deleted")
+		})
 	}
-	for _, step := range steps {
-		redisResetStats(t, srv)
-		before := counter.calls.Load()
-		redisReq(t, m, step.id, step.fn)
-		stats := redisCommandStats(t, srv)
-		got := int(counter.calls.Load() - before)
-		assert.Equal(t, step.roundTrips, got, "%s: round trips", step.name)
-		assert.Equal(t, step.roundTrips, stats["evalsha"], "%s: EVALSHA calls", step.name)
-		for cmd := range stats {
-			assert.True(t, cmd == "evalsha" || redisHashScriptCmds[cmd], "%s: unexpected top-level command %s", step.name, cmd)
-		}
-		t.Logf("redis-hash, %s: %d round trip(s); commandstats %v", step.name, got, stats)
-		if step.name == "first write, 2 keys" || step.name == "writing, 20 Sets and a Remove" {
-			p := redisPTTL(t, srv, key)
-			assert.True(t, p > 0 && p <= ttl.Milliseconds(), "%s: PTTL %d", step.name, p)
-		}
-	}
-	assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "an emptied session must be deleted")
 	assert.EqualValues(t, 0, srv.MustDo(t, "DBSIZE"), "a session never written must create no key")
+}
+
+// TestStorageRedisHash_OtherAdapter runs the conformance suite through a
+// gredis adapter other than gf's go-redis one, where the storage uses Lua
+// scripts instead of pipelines and transactions.
+func TestStorageRedisHash_OtherAdapter(t *testing.T) {
+	srv := testredis.Start(t)
+	client, _ := newRedisOtherAdapterClient(t, srv.Addr)
+	runRedisConformance(t, gfsession.TypeRedisHash, client, false)
 }
 
 func TestStorageRedisHash_ReservedField(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -66,8 +67,9 @@ func redisTestPrefix() string {
 }
 
 // runRedisConformance runs storagetest on the backend `kind` through
-// `client` (standalone, cluster or sentinel).
-func runRedisConformance(t *testing.T, kind string, client *gredis.Redis) {
+// `client` (standalone, cluster or sentinel). `admin` adds the Admin
+// subtests, which need gf's go-redis adapter.
+func runRedisConformance(t *testing.T, kind string, client *gredis.Redis, admin bool) {
 	prefix := redisTestPrefix()
 	ctx := context.Background()
 	newStorage := func(t *testing.T, config gfsession.RedisConfig) gsession.Storage {
@@ -93,10 +95,12 @@ func runRedisConformance(t *testing.T, kind string, client *gredis.Redis) {
 			require.NoError(t, err)
 		}),
 	}
-	opts = append(opts, storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
-		// A prefix of its own, so that Count is exact.
-		return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: userKey})
-	}))
+	if admin {
+		opts = append(opts, storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
+			// A prefix of its own, so that Count is exact.
+			return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: userKey})
+		}))
+	}
 	if kind == gfsession.TypeRedisHash {
 		opts = append(opts, storagetest.MergesKeys())
 	}
@@ -109,7 +113,7 @@ func TestStorageRedis_Conformance(t *testing.T) {
 	srv := testredis.Start(t)
 	client := newGredis(t, &gredis.Config{Address: srv.Addr})
 	for _, kind := range redisKinds {
-		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client) })
+		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client, true) })
 	}
 }
 
@@ -168,22 +172,56 @@ func redisResetStats(t *testing.T, srv *testredis.Server) {
 	srv.MustDo(t, "CONFIG", "RESETSTAT")
 }
 
-// redisCountingAdapter counts the round trips (Do calls) a gredis client makes.
-type redisCountingAdapter struct {
-	gredis.Adapter
+// redisRoundTrips counts the round trips a go-redis client makes, as a
+// go-redis hook: a command, a pipeline or a MULTI/EXEC transaction counts
+// once.
+type redisRoundTrips struct {
 	calls atomic.Int64
 }
 
-func (a *redisCountingAdapter) Do(ctx context.Context, command string, args ...any) (*gvar.Var, error) {
-	a.calls.Add(1)
-	return a.Adapter.Do(ctx, command, args...)
+func (c *redisRoundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *redisRoundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.calls.Add(1)
+		return next(ctx, cmd)
+	}
 }
 
-func newRedisCountingClient(t *testing.T, addr string) (*gredis.Redis, *redisCountingAdapter) {
+func (c *redisRoundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.calls.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// newRedisCountingClient returns a gredis client of its own on `addr` and
+// the counter of its round trips.
+func newRedisCountingClient(t *testing.T, addr string) (*gredis.Redis, *redisRoundTrips) {
 	t.Helper()
-	inner := newGredis(t, &gredis.Config{Address: addr})
-	counter := &redisCountingAdapter{Adapter: inner.GetAdapter()}
-	client, err := gredis.NewWithAdapter(counter)
+	client := newGredis(t, &gredis.Config{Address: addr})
+	raw, ok := client.GetAdapter().Client().(redis.UniversalClient)
+	require.True(t, ok, "gf's go-redis adapter")
+	counter := &redisRoundTrips{}
+	raw.AddHook(counter)
+	return client, counter
+}
+
+// redisOtherAdapter stands for a gredis adapter other than gf's go-redis
+// one: it hides the go-redis client, so the storages can use nothing but
+// gredis.Redis.Do (no pipelines, no transactions).
+type redisOtherAdapter struct {
+	gredis.Adapter
+}
+
+func (redisOtherAdapter) Client() gredis.RedisRawClient { return nil }
+
+// newRedisOtherAdapterClient is newRedisCountingClient through
+// redisOtherAdapter.
+func newRedisOtherAdapterClient(t *testing.T, addr string) (*gredis.Redis, *redisRoundTrips) {
+	t.Helper()
+	inner, counter := newRedisCountingClient(t, addr)
+	client, err := gredis.NewWithAdapter(redisOtherAdapter{Adapter: inner.GetAdapter()})
 	require.NoError(t, err)
 	return client, counter
 }
@@ -540,64 +578,71 @@ func TestStorageRedis_CloseLeavesCallersClient(t *testing.T) {
 	}
 }
 
-func TestStorageRedis_CommandsVsGf(t *testing.T) {
-	// Commands per request, side by side with gf's built-in storages of the
-	// same kind on the same server (gf's StorageRedis refreshes TTLs from a
-	// 10 s timer, which is not counted here).
+func TestStorageRedis_RoundTripsVsGf(t *testing.T) {
+	// Round trips per request, side by side with gf's built-in storages of
+	// the same kind on the same server (gf's StorageRedis refreshes TTLs
+	// from a 10 s timer, which is not counted here). Each storage has a
+	// client of its own, whose round trips a go-redis hook counts.
 	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
 	prefix := redisTestPrefix()
+	newStorage := func(mk func(c *gredis.Redis) gsession.Storage) func() (gsession.Storage, *redisRoundTrips) {
+		return func() (gsession.Storage, *redisRoundTrips) {
+			client, counter := newRedisCountingClient(t, srv.Addr)
+			return mk(client), counter
+		}
+	}
 	storages := []struct {
 		name string
-		st   gsession.Storage
+		mk   func() (gsession.Storage, *redisRoundTrips)
 	}{
-		{"gf StorageRedis", gsession.NewStorageRedis(client, prefix+"gf:")},
-		{"gfsession redis", newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: prefix + "kv:"})},
-		{"gf StorageRedisHashTable", gsession.NewStorageRedisHashTable(client, prefix+"gfh:")},
-		{"gfsession redis-hash", newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{Prefix: prefix + "h:"})},
+		{"gf StorageRedis", newStorage(func(c *gredis.Redis) gsession.Storage { return gsession.NewStorageRedis(c, prefix+"gf:") })},
+		{"gfsession redis", newStorage(func(c *gredis.Redis) gsession.Storage {
+			return newRedisStorage(t, gfsession.TypeRedis, c, gfsession.RedisConfig{Prefix: prefix + "kv:"})
+		})},
+		{"gf StorageRedisHashTable", newStorage(func(c *gredis.Redis) gsession.Storage {
+			return gsession.NewStorageRedisHashTable(c, prefix+"gfh:")
+		})},
+		{"gfsession redis-hash", newStorage(func(c *gredis.Redis) gsession.Storage {
+			return newRedisStorage(t, gfsession.TypeRedisHash, c, gfsession.RedisConfig{Prefix: prefix + "h:"})
+		})},
 	}
-	total := func(stats map[string]int, roundTrips bool) int {
-		n := 0
-		for cmd, calls := range stats {
-			if roundTrips && redisHashScriptCmds[cmd] && stats["evalsha"] > 0 {
-				continue // run inside a script, not a round trip
-			}
-			n += calls
-		}
-		return n
-	}
-	results := map[string][2]int{}
+	results := map[string][2]int64{}
 	for _, s := range storages {
-		m := gsession.New(time.Hour, s.st)
+		st, counter := s.mk()
+		m := gsession.New(time.Hour, st)
 		id := gfsession.NewSessionId()
 		redisReq(t, m, id, func(s *gsession.Session) {
 			require.NoError(t, s.SetMap(map[string]any{"a": "1", "b": "2", "c": "3"}))
 		})
-		redisReq(t, m, id, func(s *gsession.Session) { _ = s.MustGet("a") }) // warm up scripts
+		redisReq(t, m, id, func(s *gsession.Session) { _ = s.MustGet("a") }) // warm up
 		redisResetStats(t, srv)
+		before := counter.calls.Load()
 		redisReq(t, m, id, func(s *gsession.Session) {
 			for _, k := range []string{"a", "b", "c"} {
 				require.Equal(t, "1", s.MustGet("a").String(), k)
 			}
 		})
-		read := redisCommandStats(t, srv)
+		read, readStats := counter.calls.Load()-before, redisCommandStats(t, srv)
 		redisResetStats(t, srv)
+		before = counter.calls.Load()
 		redisReq(t, m, id, func(s *gsession.Session) {
 			for i, k := range []string{"a", "b", "c"} {
 				_ = s.MustGet(k)
 				require.NoError(t, s.Set(k, fmt.Sprint(i+10)))
 			}
 		})
-		write := redisCommandStats(t, srv)
-		results[s.name] = [2]int{total(read, true), total(write, true)}
+		write, writeStats := counter.calls.Load()-before, redisCommandStats(t, srv)
+		results[s.name] = [2]int64{read, write}
 		t.Logf("%-26s read-only (3 Gets): %d round trips %v; writing (3 Gets, 3 Sets): %d round trips %v",
-			s.name, total(read, true), read, total(write, true), write)
+			s.name, read, readStats, write, writeStats)
 	}
 	for _, pair := range [][2]string{{"gfsession redis", "gf StorageRedis"}, {"gfsession redis-hash", "gf StorageRedisHashTable"}} {
 		ours, gf := results[pair[0]], results[pair[1]]
 		assert.LessOrEqual(t, ours[0], gf[0], "%s read-only vs %s", pair[0], pair[1])
 		assert.LessOrEqual(t, ours[1], gf[1], "%s writing vs %s", pair[0], pair[1])
 	}
+	assert.Equal(t, [2]int64{1, 2}, results["gfsession redis"])
+	assert.Equal(t, [2]int64{1, 2}, results["gfsession redis-hash"])
 }
 
 // ---------------------------------------------------------------------------
@@ -709,7 +754,7 @@ func TestStorageRedis_UserIndexRoundTrips(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			type run struct {
 				m       *gsession.Manager
-				counter *redisCountingAdapter
+				counter *redisRoundTrips
 			}
 			newRun := func(userKey string) run {
 				client, counter := newRedisCountingClient(t, srv.Addr)

@@ -93,8 +93,13 @@ type RedisConfig struct {
 // redisStore is what StorageRedis and StorageRedisHash share: the client,
 // the key layout, the envelope and the ownership of the client.
 type redisStore struct {
-	backend      string // TypeRedis or TypeRedisHash, for errors and logs
-	client       *gredis.Redis
+	backend string // TypeRedis or TypeRedisHash, for errors and logs
+	client  *gredis.Redis
+	// raw is the go-redis client under `client` when gf's go-redis adapter
+	// (contrib/nosql/redis) made it, as g.Redis and gredis.New do; nil with
+	// another adapter. It serves what gredis.Redis.Do cannot: pipelines,
+	// transactions and SCAN on every master of a Cluster.
+	raw          redis.UniversalClient
 	prefix       string
 	maxLifetime  time.Duration
 	userKey      string        // RedisConfig.UserKey
@@ -139,9 +144,14 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 	case indexTTL == 0:
 		indexTTL = DefaultRedisUserIndexTTL
 	}
+	var raw redis.UniversalClient
+	if a := client.GetAdapter(); a != nil {
+		raw, _ = a.Client().(redis.UniversalClient)
+	}
 	return &redisStore{
 		backend:      backend,
 		client:       client,
+		raw:          raw,
 		prefix:       prefix,
 		maxLifetime:  c.MaxLifetime,
 		userKey:      c.UserKey,
@@ -339,12 +349,8 @@ func (r *redisStore) reindexUser(ctx context.Context, id, from, to string, write
 // go-redis adapter (gf's contrib/nosql/redis, what g.Redis and gredis.New
 // make); with another adapter it fails with CodeNotSupported.
 func (r *redisStore) scan(ctx context.Context, keyType string, fn func(id string) bool) error {
-	var raw gredis.RedisRawClient
-	if a := r.client.GetAdapter(); a != nil {
-		raw = a.Client()
-	}
 	var nodes []redis.UniversalClient
-	switch c := raw.(type) {
+	switch c := r.raw.(type) {
 	case *redis.ClusterClient:
 		var mu sync.Mutex
 		err := c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
@@ -360,7 +366,7 @@ func (r *redisStore) scan(ctx context.Context, keyType string, fn func(id string
 		nodes = []redis.UniversalClient{c}
 	default:
 		return gerror.NewCodef(gcode.CodeNotSupported,
-			"gfsession: %s storage: Count and Range need a gredis client of gf's go-redis adapter (contrib/nosql/redis), got %T", r.backend, raw)
+			"gfsession: %s storage: Count and Range need a gredis client of gf's go-redis adapter (contrib/nosql/redis), got adapter %T", r.backend, r.client.GetAdapter())
 	}
 	match := globEscape(r.prefix) + "*"
 	for _, node := range nodes {

@@ -10,6 +10,7 @@ import (
 	"github.com/gogf/gf/v2/database/gredis"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/redis/go-redis/v9"
 )
 
 // hashCreatedField is the reserved hash field holding a session's creation
@@ -109,19 +110,24 @@ return 1
 // StorageRedisHash keeps each session as one Redis hash, one field per
 // session key, each value in the envelope's single-value form (keeping its
 // Go type, optionally sealed with CryptoKeys). It works on standalone Redis,
-// Sentinel and Cluster (one key per command, Lua scripts with that one key)
-// and needs Redis 6.0 or newer.
+// Sentinel and Cluster (every pipeline, transaction and script touches one
+// key) and needs Redis 6.0 or newer.
 //
 // Round trips: GetSession loads the whole hash and restarts its TTL in one
-// script call (EVALSHA, with an EVAL fallback the first time a server sees
-// the script), so a request that only reads costs one round trip however
-// many Get calls it makes (UpdateTTL is a no-op). SetSession writes only
-// what the request changed: the keys it set or changed (HSET) and the keys
-// it removed (HDEL), with the TTL (PEXPIRE), in one script call; a session
-// that ends up empty is deleted. A request that changed nothing costs no
-// write at all, and a new session that is never written creates no key.
-// Every key gets its TTL in the same atomic script that writes its fields:
-// a crash never leaves a key without a TTL. TTLs are in milliseconds.
+// round trip (a pipeline of HGETALL and PEXPIRE), so a request that only
+// reads costs one round trip however many Get calls it makes (UpdateTTL is
+// a no-op). SetSession writes only what the request changed: the keys it
+// set or changed (HSET) and the keys it removed (HDEL), with the TTL
+// (PEXPIRE), in one MULTI/EXEC transaction; a write that only removes keys
+// is one Lua script, which deletes the session when it ends up empty. A
+// request that changed nothing costs no write at all, and a new session
+// that is never written creates no key. Every key gets its TTL in the same
+// transaction or script that writes its fields: a crash never leaves a key
+// without a TTL. TTLs are in milliseconds. Pipelines and transactions need
+// gf's go-redis adapter (contrib/nosql/redis, what g.Redis and gredis.New
+// make); through another gredis adapter, loads and writes are one Lua
+// script call each (EVALSHA, with an EVAL fallback the first time a server
+// sees a script), still one round trip.
 //
 // Concurrent requests of one session that write different keys all
 // survive (per-key merge); of two requests writing the same key, the last
@@ -196,30 +202,29 @@ func (s *StorageRedisHash) New(ctx context.Context, ttl time.Duration) (string, 
 // MaxLifetime (its key is then deleted), holds no readable key, or
 // `sessionId` is not a valid id (nothing is sent to Redis). Redis errors are
 // returned.
+//
+// Through gf's go-redis adapter the round trip is a pipeline of HGETALL and
+// PEXPIRE; in the last `ttl` of a session's MaxLifetime a second PEXPIRE
+// caps the TTL at what is left. Through another adapter it is one Lua script.
 func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
 	r := s.r
-	v, err := r.eval(ctx, hashLoadScript, sessionId,
-		millis(ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField)
-	if err != nil {
+	fields, created, err := s.load(ctx, sessionId, ttl)
+	if err != nil || len(fields) == 0 {
 		return nil, err
 	}
-	list := v.Strings()
-	if len(list) < 2 {
-		return nil, nil
-	}
 	var (
-		data = make(map[string]any, len(list)/2)
-		base = make(map[string]any, len(list)/2)
+		data = make(map[string]any, len(fields))
+		base = make(map[string]any, len(fields))
 	)
-	for i := 0; i+1 < len(list); i += 2 {
-		key, ok := hashKey(list[i])
+	for field, raw := range fields {
+		key, ok := hashKey(field)
 		if !ok {
 			continue
 		}
-		stored := []byte(list[i+1])
+		stored := []byte(raw)
 		value, err := r.env.decodeValue(sessionId, key, stored)
 		if err != nil {
 			g.Log().Warningf(ctx, `gfsession: %s: session %q: key %q dropped: %v`, r.backend, sessionId, key, err)
@@ -237,8 +242,86 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		return nil, nil
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
-	r.tracker.track(m, sessionId, base, nil)
+	r.tracker.track(m, sessionId, base, loadedMeta{created: created})
 	return m, nil
+}
+
+// load returns the fields of session `id`'s hash, reserved ones included,
+// and its creation time (zero when the hash has none, as gf's hashes), and
+// restarts the hash's TTL at `ttl`, capped by MaxLifetime. It returns no
+// fields for a missing hash and for one past MaxLifetime, which it deletes.
+func (s *StorageRedisHash) load(ctx context.Context, id string, ttl time.Duration) (map[string]string, time.Time, error) {
+	r := s.r
+	if r.raw == nil {
+		return s.loadScript(ctx, id, ttl)
+	}
+	key := r.key(id)
+	var all *redis.MapStringStringCmd
+	_, err := r.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, key)
+		p.PExpire(ctx, key, pxDuration(ttl))
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, r.wrap(err, "HGETALL", id)
+	}
+	fields := all.Val()
+	if len(fields) == 0 {
+		return nil, time.Time{}, nil
+	}
+	created := hashCreated(fields)
+	if r.maxLifetime <= 0 || created.IsZero() {
+		return fields, created, nil
+	}
+	switch left := lifetimeLeft(created, r.maxLifetime, ttl, time.Now()); {
+	case left <= 0:
+		// Delete it, or reads of the dead session would keep sliding its TTL.
+		if _, err := r.do(ctx, id, "DEL", key); err != nil {
+			return nil, time.Time{}, err
+		}
+		return nil, time.Time{}, nil
+	case left < ttl:
+		if _, err := r.do(ctx, id, "PEXPIRE", key, millis(left)); err != nil {
+			return nil, time.Time{}, err
+		}
+	}
+	return fields, created, nil
+}
+
+// loadScript is load through an adapter other than gf's go-redis one: one
+// script call (hashLoadScript), which also enforces MaxLifetime.
+func (s *StorageRedisHash) loadScript(ctx context.Context, id string, ttl time.Duration) (map[string]string, time.Time, error) {
+	r := s.r
+	v, err := r.eval(ctx, hashLoadScript, id,
+		millis(ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	list := v.Strings()
+	if len(list) < 2 {
+		return nil, time.Time{}, nil
+	}
+	fields := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		fields[list[i]] = list[i+1]
+	}
+	return fields, hashCreated(fields), nil
+}
+
+// hashCreated returns the creation time kept in the reserved field of the
+// hash `fields`, or the zero time when there is none or it is unreadable.
+func hashCreated(fields map[string]string) time.Time {
+	ms, err := strconv.ParseInt(fields[hashCreatedField], 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// pxDuration returns `d` rounded up to whole milliseconds, at least 1 (see
+// millis), for go-redis' PEXPIRE.
+func pxDuration(d time.Duration) time.Duration {
+	return time.Duration(millis(d)) * time.Millisecond
 }
 
 // immutableValue reports whether `v` cannot be changed in place.
@@ -255,10 +338,16 @@ func immutableValue(v any) bool {
 // GetSession loaded it: keys set or changed are written, keys removed are
 // deleted, keys left alone keep whatever a concurrent request stored
 // meanwhile; the TTL restarts at `ttl` (never beyond MaxLifetime). All of it
-// is one atomic script call; nothing is sent when nothing changed. A session
+// is one atomic round trip; nothing is sent when nothing changed. A session
 // that ends up empty is deleted. A map that GetSession did not load (a new
 // session, RegenerateId) is written whole, key by key. An invalid
 // `sessionId` is an error and sends nothing.
+//
+// Through gf's go-redis adapter a write that sets keys is one MULTI/EXEC
+// transaction of HSET, HDEL, HSETNX of the creation time and PEXPIRE (it
+// cannot leave the session empty); a write that only removes keys is one Lua
+// script, which also deletes the hash when nothing else is left in it.
+// Through another adapter every write is that script.
 //
 // With a UserKey, a write that changes the session's user key (from what
 // GetSession loaded; for a map it did not load, from none) also updates the
@@ -270,14 +359,14 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	}
 	r := s.r
 	var (
+		d       = hashDelta{ttl: ttl}
 		base    map[string]any
 		written = sessionData.Map()
-		set     []any
-		del     []any
 		newBase = make(map[string]any, len(written))
 	)
 	if l, ok := r.tracker.lookup(sessionData, sessionId); ok {
 		base = l.base
+		d.created = l.extra.(loadedMeta).created
 	}
 	for k, v := range written {
 		if old, ok := base[k]; ok && sameValue(old, v) {
@@ -288,7 +377,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		if err != nil {
 			return err
 		}
-		set = append(set, hashField(k), stored)
+		d.set = append(d.set, hashField(k), stored)
 		newBase[k] = v
 		if !immutableValue(v) {
 			if c, err := r.env.decodeValue(sessionId, k, stored); err == nil {
@@ -298,38 +387,92 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	}
 	for k := range base {
 		if _, ok := written[k]; !ok {
-			del = append(del, hashField(k))
+			d.del = append(d.del, hashField(k))
 		}
 	}
-	if len(set) == 0 && len(del) == 0 {
+	if len(d.set) == 0 && len(d.del) == 0 {
 		// Nothing changed; GetSession already restarted the TTL.
 		return nil
 	}
-	args := make([]any, 0, 5+len(set)+len(del))
-	args = append(args, millis(ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(set)/2)
-	args = append(args, set...)
-	args = append(args, del...)
 	var (
 		from   = userOf(base, r.userKey)
 		to     = userOf(written, r.userKey)
-		stored int
+		stored bool
 	)
-	err := r.reindexUser(ctx, sessionId, from, to, func() error {
-		v, err := r.eval(ctx, hashWriteScript, sessionId, args...)
-		if err == nil {
-			stored = v.Int()
-		}
+	err := r.reindexUser(ctx, sessionId, from, to, func() (err error) {
+		stored, err = s.write(ctx, sessionId, d)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if stored != 1 && from == to {
+	if !stored && from == to {
 		// Deleted: empty, or past its lifetime.
 		r.unindexUser(ctx, from, sessionId)
 	}
-	r.tracker.retrack(sessionData, sessionId, newBase, nil)
+	r.tracker.retrack(sessionData, sessionId, newBase, loadedMeta{created: d.created})
 	return nil
+}
+
+// hashDelta is what one request changed in a session hash.
+type hashDelta struct {
+	set     []any         // field, value, field, value...
+	del     []string      // fields removed
+	created time.Time     // creation time as loaded; zero: unknown or new
+	ttl     time.Duration // the idle TTL to restart
+}
+
+// write applies `d` to session `id`'s hash in one round trip (see
+// SetSession) and reports whether the session is stored: false when it
+// ended up empty or past MaxLifetime, and was deleted.
+func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (bool, error) {
+	r := s.r
+	if r.raw == nil || len(d.set) == 0 {
+		// No transaction through this adapter, or a write that removes keys
+		// only: the script deletes the session if it ends up empty.
+		return s.writeScript(ctx, id, d)
+	}
+	now := time.Now()
+	created := d.created
+	if created.IsZero() {
+		created = now
+	}
+	ttl := lifetimeLeft(created, r.maxLifetime, d.ttl, now)
+	if ttl <= 0 {
+		// The session ran out of lifetime during this request.
+		_, err := r.do(ctx, id, "DEL", r.key(id))
+		return false, err
+	}
+	key := r.key(id)
+	_, err := r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, d.set...)
+		if len(d.del) > 0 {
+			p.HDel(ctx, key, d.del...)
+		}
+		p.HSetNX(ctx, key, hashCreatedField, now.UnixMilli())
+		p.PExpire(ctx, key, pxDuration(ttl))
+		return nil
+	})
+	if err != nil {
+		return false, r.wrap(err, "MULTI", id)
+	}
+	return true, nil
+}
+
+// writeScript applies `d` to session `id`'s hash with hashWriteScript.
+func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDelta) (bool, error) {
+	r := s.r
+	args := make([]any, 0, 5+len(d.set)+len(d.del))
+	args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(d.set)/2)
+	args = append(args, d.set...)
+	for _, f := range d.del {
+		args = append(args, f)
+	}
+	v, err := r.eval(ctx, hashWriteScript, id, args...)
+	if err != nil {
+		return false, err
+	}
+	return v.Int() == 1, nil
 }
 
 // UpdateTTL does nothing and returns nil: GetSession already restarted the
