@@ -110,6 +110,9 @@ func (binaryCodec) encode(dst []byte, v any) ([]byte, error) {
 
 func (binaryCodec) decode(b []byte) (any, error) {
 	d := binaryDecoder{b: b}
+	if len(b) <= maxSharedDecode {
+		d.s = string(b)
+	}
 	v, err := d.value(0)
 	if err != nil {
 		return nil, err
@@ -283,8 +286,17 @@ func encodeReflect(dst []byte, v any, depth int) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
+// maxSharedDecode is the largest encoded value whose decoded strings share
+// one copy of it (binaryDecoder.s): one allocation instead of one per key
+// and string. Past it each string is copied on its own, so that a short
+// string kept from a large session does not keep the whole of it alive.
+const maxSharedDecode = 16 << 10
+
 type binaryDecoder struct {
 	b []byte
+	// s, when not empty, holds the bytes of b as a string: decoded strings
+	// are slices of it rather than copies.
+	s string
 	i int
 }
 
@@ -332,7 +344,10 @@ func (d *binaryDecoder) bytes() ([]byte, error) {
 
 func (d *binaryDecoder) string() (string, error) {
 	b, err := d.bytes()
-	return string(b), err
+	if err != nil || d.s == "" {
+		return string(b), err
+	}
+	return d.s[d.i-len(b) : d.i], nil
 }
 
 func (d *binaryDecoder) fixed(n int) ([]byte, error) {
