@@ -259,7 +259,7 @@ func TestStorageFile_AtomicWrites(t *testing.T) {
 	t.Logf("%d writes, %d concurrent reads, all whole", writes, reads.Load())
 }
 
-func TestStorageFile_UpdateTTLTouchesMetadataOnly(t *testing.T) {
+func TestStorageFile_ReadTouchesMetadataOnly(t *testing.T) {
 	const ttl = time.Minute
 	var (
 		ctx = context.Background()
@@ -285,13 +285,14 @@ func TestStorageFile_UpdateTTLTouchesMetadataOnly(t *testing.T) {
 	require.NoError(t, sess.Close())
 	after, err := os.Stat(path)
 	require.NoError(t, err)
-	assert.WithinDuration(t, time.Now(), after.ModTime(), 5*time.Second, "UpdateTTL must move the mtime to now")
-	assert.True(t, os.SameFile(before, after), "UpdateTTL must not replace the file")
+	assert.WithinDuration(t, time.Now(), after.ModTime(), 5*time.Second, "a read must move the mtime to now")
+	assert.True(t, os.SameFile(before, after), "a read must not replace the file")
 	got, err := os.ReadFile(path)
 	require.NoError(t, err)
-	assert.Equal(t, content, got, "UpdateTTL must not rewrite the content")
+	assert.Equal(t, content, got, "a read must not rewrite the content")
 
-	// An expired session is not brought back.
+	// An expired session is not brought back: UpdateTTL does nothing, and
+	// a read removes the file.
 	past = time.Now().Add(-2 * ttl)
 	require.NoError(t, os.Chtimes(path, past, past))
 	require.NoError(t, s.UpdateTTL(ctx, id, ttl))
@@ -516,7 +517,7 @@ func TestStorageFile_AdminFolderScan(t *testing.T) {
 	assert.ErrorIs(t, s.Range(cancelled, func(string) bool { return true }), context.Canceled)
 }
 
-func TestStorageFile_UpdateTTLSlack(t *testing.T) {
+func TestStorageFile_ReadTouchSlack(t *testing.T) {
 	ctx := context.Background()
 	s := newFile(t, gfsession.FileConfig{})
 	tests := []struct {
@@ -536,7 +537,9 @@ func TestStorageFile_UpdateTTLSlack(t *testing.T) {
 			require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), tt.ttl))
 			mtime := time.Now().Add(-tt.age)
 			require.NoError(t, os.Chtimes(sessionFile(s, id), mtime, mtime))
-			require.NoError(t, s.UpdateTTL(ctx, id, tt.ttl))
+			data, err := s.GetSession(ctx, id, tt.ttl)
+			require.NoError(t, err)
+			require.NotNil(t, data)
 			fi, err := os.Stat(sessionFile(s, id))
 			require.NoError(t, err)
 			assert.Equal(t, tt.touched, !fi.ModTime().Equal(mtime))

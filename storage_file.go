@@ -207,9 +207,12 @@ func (s *StorageFile) New(ctx context.Context, ttl time.Duration) (string, error
 // GetSession returns the session's data, or nil when the session file does
 // not exist, has not been written or refreshed for longer than `ttl`, has
 // outlived MaxLifetime, holds corrupt data or data sealed with an unknown key
-// (logged), or `sessionId` is not a valid id. An expired file is removed. It
-// does not move the TTL: gf calls UpdateTTL or SetSession when the request
-// ends. Errors are only those of the file system, naming the file.
+// (logged), or `sessionId` is not a valid id. An expired file is removed.
+// A session it returns has its idle TTL restarted at `ttl`: the file's
+// modification time is set to now, unless it was set less than
+// min(`ttl`/64, 1s) ago (so a busy session costs no metadata write per
+// request, and may expire that much early). Errors are only those of the
+// file system, naming the file.
 func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
@@ -250,6 +253,13 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	}
 	if len(data) == 0 {
 		return nil, nil
+	}
+	// Restart the idle TTL here rather than in UpdateTTL: the file was just
+	// stat'ed, so a read-only request costs no second stat.
+	if now.Sub(fi.ModTime()) >= min(ttl/64, time.Second) {
+		if err = os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, gerror.Wrapf(err, `gfsession: file: touch session file %q`, path)
+		}
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
 	s.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, s.config.UserKey)})
@@ -382,36 +392,10 @@ func syncDir(dir string) error {
 	return err
 }
 
-// UpdateTTL restarts the idle TTL of an existing session by setting its
-// file's modification time to now; the content is not touched. A file
-// touched less than min(`ttl`/64, 1s) ago is left alone, so a busy session
-// costs one stat per request instead of a metadata write (it may so expire
-// that much early). A missing or already expired session (idle for longer
-// than `ttl`) is not an error and is not brought back. MaxLifetime is
-// enforced when the session is read.
+// UpdateTTL does nothing and returns nil: GetSession already restarted the
+// TTL when it loaded the session (gf calls UpdateTTL only for a session it
+// loaded and did not change), which saves a stat per request.
 func (s *StorageFile) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
-	if !IsValidSessionId(sessionId) {
-		return nil
-	}
-	s.noteTTL(ttl)
-	path := s.sessionPath(sessionId)
-	fi, err := os.Lstat(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return gerror.Wrapf(err, `gfsession: file: stat session file %q`, path)
-	}
-	now := time.Now()
-	if !fi.Mode().IsRegular() || fi.ModTime().Add(ttl).Before(now) {
-		return nil
-	}
-	if now.Sub(fi.ModTime()) < min(ttl/64, time.Second) {
-		return nil
-	}
-	if err = os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return gerror.Wrapf(err, `gfsession: file: touch session file %q`, path)
-	}
 	return nil
 }
 
