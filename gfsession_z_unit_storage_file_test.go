@@ -80,17 +80,34 @@ func TestStorageFile_Modes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), "session file mode")
 
-	// The write went through a temporary file that is gone.
+	// The write went through a temporary file, in a sub-folder of its own,
+	// that is gone.
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	require.Len(t, entries, 1)
-	assert.Equal(t, id+".session", entries[0].Name())
+	require.Len(t, entries, 2)
+	assert.Equal(t, ".tmp", entries[0].Name())
+	assert.True(t, entries[0].IsDir())
+	assert.Equal(t, id+".session", entries[1].Name())
+	fi, err = os.Stat(filepath.Join(dir, ".tmp"))
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm(), "temporary folder mode")
+	entries, err = os.ReadDir(filepath.Join(dir, ".tmp"))
+	require.NoError(t, err)
+	assert.Empty(t, entries)
 
 	// A session with no keys left is deleted.
 	sess = m.New(context.Background(), id)
 	require.NoError(t, sess.Remove("user"))
 	require.NoError(t, sess.Close())
 	assert.NoFileExists(t, sessionFile(s, id))
+
+	// The temporary folder removed under the storage is made again.
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, ".tmp")))
+	sess = m.New(context.Background(), id)
+	require.NoError(t, sess.Set("n", 1))
+	require.NoError(t, sess.Close())
+	assert.DirExists(t, filepath.Join(dir, ".tmp"))
+	assert.FileExists(t, sessionFile(s, id))
 }
 
 // listing returns every path under `root` with its mode and, for files, size,
@@ -157,6 +174,9 @@ func TestStorageFile_HostileIdsStayInFolder(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	for _, e := range entries {
+		if e.Name() == ".tmp" && e.IsDir() {
+			continue // the temporary folder
+		}
 		assert.True(t, gfsession.IsValidSessionId(strings.TrimSuffix(e.Name(), ".session")), "unexpected file %q", e.Name())
 	}
 }
@@ -358,11 +378,15 @@ func TestStorageFile_Cleaner(t *testing.T) {
 		require.NoError(t, os.Chtimes(path, mtime, mtime))
 		return path
 	}
+	require.NoError(t, os.Mkdir(filepath.Join(dir, ".tmp"), 0o700))
 	var (
 		stalePath = put(stale+".session", time.Hour)
-		oldTemp   = put(".gfsession-123.tmp", 2*time.Minute)
-		newTemp   = put(".gfsession-456.tmp", 0)
-		foreign   = []string{put("notes.txt", time.Hour), put("a.b.session", time.Hour), put(".hidden", time.Hour)}
+		oldTemp   = put(".tmp/.gfsession-123.tmp", 2*time.Minute)
+		newTemp   = put(".tmp/.gfsession-456.tmp", 0)
+		foreign   = []string{
+			put("notes.txt", time.Hour), put("a.b.session", time.Hour), put(".hidden", time.Hour),
+			put(".gfsession-789.tmp", time.Hour), put(".tmp/notes.txt", time.Hour),
+		}
 	)
 	s := newFile(t, gfsession.FileConfig{Path: dir, CleanupInterval: 50 * time.Millisecond})
 
