@@ -20,6 +20,8 @@ type machine struct {
 	Load            string `json:"load_before"`
 	LoadAfterGoTest string `json:"load_after_gotest"`
 	LoadAfterHTTP   string `json:"load_after_http"`
+	// Minutes is how long the whole run (go test and HTTP) took.
+	Minutes int `json:"minutes,omitempty"`
 }
 
 func describeMachine() machine {

@@ -17,7 +17,8 @@
 //     client (the physical limit of the Redis rows) and one touching no
 //     session; Redis rows run against a private redis-server this program
 //     starts (found on PATH) and count commands with INFO commandstats.
-//     Results go to results/http.json;
+//     Every case runs -rounds times (3), the rounds interleaved, and the
+//     median run of each case is kept. Results go to results/http.json;
 //  3. the report: docs/benchmarks.md, docs/benchmarks.png and the block
 //     between <!-- BENCHMARKS --> and <!-- /BENCHMARKS --> in README.md.
 //
@@ -36,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +58,7 @@ type options struct {
 	skipHTTP    bool
 	only        string
 	cpuProfile  string
+	rounds      int
 }
 
 func main() {
@@ -70,6 +73,7 @@ func main() {
 	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
 	flag.BoolVar(&o.skipHTTP, "skip-http", false, "reuse results/http.json")
 	flag.StringVar(&o.only, "only", "", "HTTP cases whose backend/impl/size/endpoint contains this (for trying out)")
+	flag.IntVar(&o.rounds, "rounds", 3, "HTTP rounds: every case runs this many times, interleaved, and its median run (by req/s) is reported")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP runs (server and load generator) to this file")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -100,6 +104,7 @@ func run(ctx context.Context, o options) error {
 	goTestArgs := []string{"test", "-run", "^$", "-bench", o.benchFilter, "-benchmem",
 		"-cpu", o.cpu, "-benchtime", o.benchtime, "-timeout", "60m", "."}
 
+	start := time.Now()
 	var m machine
 	if o.skipGoTest && o.skipHTTP {
 		if err := readJSON(machinePath, &m); err != nil {
@@ -147,22 +152,37 @@ func run(ctx context.Context, o options) error {
 			}
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
-		m.HTTP = fmt.Sprintf("%d connections (one session each), %v warm-up, %v measured per run", o.concurrency, o.warmup, o.duration)
-		var out []httpResult
+		if o.rounds < 1 {
+			o.rounds = 1
+		}
+		m.HTTP = fmt.Sprintf("%d connections (one session each), %v warm-up, %v measured per run, %d rounds (the median run of each case)",
+			o.concurrency, o.warmup, o.duration, o.rounds)
+		var cases []httpCase
 		for _, c := range httpCases() {
-			if o.only != "" && !strings.Contains(c.Backend+"/"+c.Impl+"/"+c.Size+"/"+c.Endpoint, o.only) {
-				continue
+			if o.only == "" || strings.Contains(c.Backend+"/"+c.Impl+"/"+c.Size+"/"+c.Endpoint, o.only) {
+				cases = append(cases, c)
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
+		}
+		// Every round runs every case once, so that a slow spell of the
+		// machine hits all cases alike rather than a few in a row.
+		runs := make([][]httpResult, len(cases))
+		for round := 1; round <= o.rounds; round++ {
+			for i, c := range cases {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r, err := env.runHTTP(ctx, c, o.concurrency, o.warmup, o.duration)
+				if err != nil {
+					log.Printf("%s/%s/%s/%s: %v", c.Backend, c.Impl, c.Size, c.Endpoint, err)
+				}
+				log.Printf("round %d/%d  %-10s %-9s %-7s %-4s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  cmds/req %5.2f  redis CPU µs/req %6.1f  errors %d",
+					round, o.rounds, c.Backend, c.Impl, c.Size, c.Endpoint, r.RPS, r.P50, r.P99, r.CmdsPerReq, r.RedisCPU, r.Errors)
+				runs[i] = append(runs[i], r)
 			}
-			r, err := env.runHTTP(ctx, c, o.concurrency, o.warmup, o.duration)
-			if err != nil {
-				log.Printf("%s/%s/%s/%s: %v", c.Backend, c.Impl, c.Size, c.Endpoint, err)
-			}
-			log.Printf("%-10s %-9s %-7s %-4s %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  cmds/req %5.2f  redis CPU µs/req %6.1f  errors %d",
-				c.Backend, c.Impl, c.Size, c.Endpoint, r.RPS, r.P50, r.P99, r.CmdsPerReq, r.RedisCPU, r.Errors)
-			out = append(out, r)
+		}
+		var out []httpResult
+		for _, rs := range runs {
+			out = append(out, medianRun(rs))
 		}
 		if err := writeJSON(httpPath, out); err != nil {
 			return err
@@ -184,6 +204,14 @@ func run(ctx context.Context, o options) error {
 		}
 		if m.RedisVersion == "" {
 			m.RedisVersion = redisServerVersion()
+		}
+		if !o.skipGoTest && !o.skipHTTP && o.only == "" {
+			m.Minutes = int(time.Since(start).Minutes() + 0.5)
+		} else {
+			var old machine
+			if readJSON(machinePath, &old) == nil {
+				m.Minutes = old.Minutes
+			}
 		}
 		if err := writeJSON(machinePath, m); err != nil {
 			return err
@@ -251,4 +279,12 @@ func shellJoin(args []string) string {
 
 func mkdirTemp(parent, name string) (string, error) {
 	return os.MkdirTemp(parent, name+"-")
+}
+
+// medianRun returns the run of one case with the median requests per
+// second (the lower middle one of an even number).
+func medianRun(rs []httpResult) httpResult {
+	sorted := append([]httpResult(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].RPS < sorted[j].RPS })
+	return sorted[(len(sorted)-1)/2]
 }
