@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -96,5 +97,36 @@ func parseGoTest(path string) ([]benchRow, error) {
 		}
 		rows = append(rows, r)
 	}
-	return rows, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return medianRows(rows), nil
+}
+
+// medianRows keeps, of the rows a `go test -count N` run repeats, the one
+// with the median ns/op (the lower middle one of an even number), in the
+// order each row first appeared.
+func medianRows(rows []benchRow) []benchRow {
+	type id struct {
+		k    rowKey
+		impl string
+	}
+	var (
+		order []id
+		runs  = map[id][]benchRow{}
+	)
+	for _, r := range rows {
+		k := id{r.key(), r.Impl}
+		if _, ok := runs[k]; !ok {
+			order = append(order, k)
+		}
+		runs[k] = append(runs[k], r)
+	}
+	out := make([]benchRow, 0, len(order))
+	for _, k := range order {
+		rs := runs[k]
+		sort.SliceStable(rs, func(i, j int) bool { return rs[i].Metrics["ns/op"] < rs[j].Metrics["ns/op"] })
+		out = append(out, rs[(len(rs)-1)/2])
+	}
+	return out
 }

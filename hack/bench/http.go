@@ -42,6 +42,9 @@ type httpResult struct {
 	CmdsPerReq  float64 `json:"cmds_per_req"`         // -1 without Redis
 	RedisCPU    float64 `json:"redis_cpu_us_per_req"` // redis-server CPU time per request (INFO cpu), µs
 	Concurrency int     `json:"concurrency"`
+	// RoundsRPS holds the requests per second of every round, in round
+	// order; the other fields are those of the median round.
+	RoundsRPS []float64 `json:"rounds_rps,omitempty"`
 }
 
 const (

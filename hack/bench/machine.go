@@ -20,8 +20,9 @@ type machine struct {
 	Load            string `json:"load_before"`
 	LoadAfterGoTest string `json:"load_after_gotest"`
 	LoadAfterHTTP   string `json:"load_after_http"`
-	// Minutes is how long the whole run (go test and HTTP) took.
-	Minutes int `json:"minutes,omitempty"`
+	// GoTestMinutes and HTTPMinutes are how long each part of the run took.
+	GoTestMinutes float64 `json:"gotest_minutes,omitempty"`
+	HTTPMinutes   float64 `json:"http_minutes,omitempty"`
 }
 
 func describeMachine() machine {

@@ -5,9 +5,11 @@
 //
 // It runs, in order:
 //
-//  1. `go test -run '^$' -bench BenchmarkLifecycle -benchmem -cpu 1,2` in the
-//     module root (the session lifecycle through gsession.Manager, see
-//     gfsession_z_bench_test.go); its output goes to results/lifecycle.txt;
+//  1. `go test -run '^$' -bench BenchmarkLifecycle -benchmem -cpu 1,2
+//     -count 3` in the module root (the session lifecycle through
+//     gsession.Manager, see gfsession_z_bench_test.go; the median of the
+//     three runs of each row is reported); its output goes to
+//     results/lifecycle.txt;
 //  2. an HTTP load run: for each storage (memory, file, redis, redis-hash;
 //     gfsession and gf) a real ghttp server on 127.0.0.1 with a read-only
 //     endpoint (GET: 3 session reads) and a writing one (POST: 1 session
@@ -38,6 +40,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +55,7 @@ type options struct {
 	warmup      time.Duration
 	concurrency int
 	benchtime   string
+	count       int
 	benchFilter string
 	cpu         string
 	skipGoTest  bool
@@ -67,7 +71,8 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each HTTP load run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time before each HTTP load run")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "virtual users (connections, sessions) of each HTTP load run")
-	flag.StringVar(&o.benchtime, "benchtime", "500ms", "go test -benchtime")
+	flag.StringVar(&o.benchtime, "benchtime", "300ms", "go test -benchtime")
+	flag.IntVar(&o.count, "count", 3, "go test -count: every benchmark runs this many times (whole passes, one after the other) and its median run is reported")
 	flag.StringVar(&o.benchFilter, "bench", "BenchmarkLifecycle|BenchmarkManagerFloor", "go test -bench")
 	flag.StringVar(&o.cpu, "cpu", "1,2", "go test -cpu")
 	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
@@ -102,9 +107,8 @@ func run(ctx context.Context, o options) error {
 	machinePath := filepath.Join(results, "machine.json")
 
 	goTestArgs := []string{"test", "-run", "^$", "-bench", o.benchFilter, "-benchmem",
-		"-cpu", o.cpu, "-benchtime", o.benchtime, "-timeout", "60m", "."}
+		"-cpu", o.cpu, "-benchtime", o.benchtime, "-count", strconv.Itoa(o.count), "-timeout", "90m", "."}
 
-	start := time.Now()
 	var m machine
 	if o.skipGoTest && o.skipHTTP {
 		if err := readJSON(machinePath, &m); err != nil {
@@ -118,13 +122,16 @@ func run(ctx context.Context, o options) error {
 		m.GoTestCommand = "go " + shellJoin(goTestArgs)
 		m.Load = loadAvg()
 		log.Printf("go %s", strings.Join(goTestArgs, " "))
+		started := time.Now()
 		if err := runGoTest(ctx, root, goTestArgs, lifecyclePath, os.Stdout); err != nil {
 			return err
 		}
+		m.GoTestMinutes = time.Since(started).Minutes()
 		m.LoadAfterGoTest = loadAvg()
 	}
 
 	if !o.skipHTTP {
+		started := time.Now()
 		srv, err := startRedis(ctx)
 		if err != nil {
 			return err
@@ -187,6 +194,7 @@ func run(ctx context.Context, o options) error {
 		if err := writeJSON(httpPath, out); err != nil {
 			return err
 		}
+		m.HTTPMinutes = time.Since(started).Minutes()
 		m.LoadAfterHTTP = loadAvg()
 	}
 	if !(o.skipGoTest && o.skipHTTP) {
@@ -205,13 +213,13 @@ func run(ctx context.Context, o options) error {
 		if m.RedisVersion == "" {
 			m.RedisVersion = redisServerVersion()
 		}
-		if !o.skipGoTest && !o.skipHTTP && o.only == "" {
-			m.Minutes = int(time.Since(start).Minutes() + 0.5)
-		} else {
-			var old machine
-			if readJSON(machinePath, &old) == nil {
-				m.Minutes = old.Minutes
-			}
+		var old machine
+		_ = readJSON(machinePath, &old)
+		if o.skipGoTest {
+			m.GoTestMinutes = old.GoTestMinutes
+		}
+		if o.skipHTTP || o.only != "" {
+			m.HTTPMinutes = old.HTTPMinutes
 		}
 		if err := writeJSON(machinePath, m); err != nil {
 			return err
@@ -286,5 +294,10 @@ func mkdirTemp(parent, name string) (string, error) {
 func medianRun(rs []httpResult) httpResult {
 	sorted := append([]httpResult(nil), rs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].RPS < sorted[j].RPS })
-	return sorted[(len(sorted)-1)/2]
+	m := sorted[(len(sorted)-1)/2]
+	m.RoundsRPS = nil
+	for _, r := range rs {
+		m.RoundsRPS = append(m.RoundsRPS, r.RPS)
+	}
+	return m
 }

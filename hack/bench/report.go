@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -129,7 +130,26 @@ func (h httpIndex) ratio(backend, size, ep string) float64 {
 	if !ok1 || !ok2 {
 		return math.NaN()
 	}
-	return o.RPS / g.RPS
+	return pairedRatio(o, g)
+}
+
+// pairedRatio returns the requests per second of `a` ÷ those of `b`: the
+// median of the ratios of their runs in the same round when both have
+// them (a slow spell of the machine hits both sides of a round alike),
+// else the ratio of their median runs.
+func pairedRatio(a, b httpResult) float64 {
+	if len(a.RoundsRPS) == 0 || len(a.RoundsRPS) != len(b.RoundsRPS) {
+		return a.RPS / b.RPS
+	}
+	ratios := make([]float64, len(a.RoundsRPS))
+	for i := range ratios {
+		ratios[i] = a.RoundsRPS[i] / b.RoundsRPS[i]
+	}
+	sort.Float64s(ratios)
+	if n := len(ratios); n%2 == 0 {
+		return (ratios[n/2-1] + ratios[n/2]) / 2
+	}
+	return ratios[len(ratios)/2]
 }
 
 func (h httpIndex) vsLimit(size string, backend string) float64 {
@@ -138,7 +158,7 @@ func (h httpIndex) vsLimit(size string, backend string) float64 {
 	if !ok1 || !ok2 {
 		return math.NaN()
 	}
-	return o.RPS / l.RPS
+	return pairedRatio(o, l)
 }
 
 var (
@@ -421,9 +441,9 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 	}
 
 	b.WriteString("\n## HTTP load, all rows\n\n")
-	b.WriteString("One ghttp server per row on 127.0.0.1 (access log off), the storage set with `SetSessionStorage`, `SessionMaxAge` 1h. Each connection is a virtual user with its own pre-logged-in session cookie and sends requests back to back over keep-alive. GET /read: `r.Session.Get` of 3 keys; POST /write: `r.Session.Set` of 1 key to a new value; limit: one raw `GET` through the same gredis client (of a value the size of gfsession's Redis session), no session; ghttp: a handler touching no session, the ceiling of the server itself. cmds/req from `INFO commandstats` deltas over the measured window, redis-server CPU per request from `INFO cpu` deltas.\n\n")
-	b.WriteString("| backend | size | endpoint | impl | req/s | p50 | p99 | Redis cmds/req | redis-server CPU µs/req | ours/gf | ours/limit |\n")
-	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("One ghttp server per row on 127.0.0.1 (access log off), the storage set with `SetSessionStorage`, `SessionMaxAge` 1h. Each connection is a virtual user with its own pre-logged-in session cookie and sends requests back to back over keep-alive. GET /read: `r.Session.Get` of 3 keys; POST /write: `r.Session.Set` of 1 key to a new value; limit: one raw `GET` through the same gredis client (of a value the size of gfsession's Redis session), no session; ghttp: a handler touching no session, the ceiling of the server itself. cmds/req from `INFO commandstats` deltas over the measured window, redis-server CPU per request from `INFO cpu` deltas. Every case ran in each round; req/s, p50, p99 and the Redis columns are those of its median round, and the ratios are the median of the per-round ratios (ours and gf, or ours and the limit, of the same round).\n\n")
+	b.WriteString("| backend | size | endpoint | impl | req/s | req/s per round | p50 | p99 | Redis cmds/req | redis-server CPU µs/req | ours/gf | ours/limit |\n")
+	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range hr {
 		ratio, lim := "", ""
 		if r.Impl == ours {
@@ -441,8 +461,12 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 		if r.Errors > 0 {
 			errs = fmt.Sprintf(" (%d errors)", r.Errors)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s |\n", r.Backend, r.Size, r.Endpoint, r.Impl,
-			num(r.RPS), errs, ns(r.P50*1e3), ns(r.P99*1e3), cmds, usec, ratio, lim)
+		var rounds []string
+		for _, v := range r.RoundsRPS {
+			rounds = append(rounds, num(v))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s |\n", r.Backend, r.Size, r.Endpoint, r.Impl,
+			num(r.RPS), errs, strings.Join(rounds, " / "), ns(r.P50*1e3), ns(r.P99*1e3), cmds, usec, ratio, lim)
 	}
 
 	if a, err := os.ReadFile(filepath.Join(root, "hack", "bench", "analysis.md")); err == nil {
@@ -493,8 +517,8 @@ func updateReadme(path string, m machine, summary string, targets []target) erro
 		fmt.Fprintf(&blk, "- %s %s — %s\n", mark, t.name, t.detail)
 	}
 	took := ""
-	if m.Minutes > 0 {
-		took = fmt.Sprintf("; the whole run took %d minutes here", m.Minutes)
+	if total := m.GoTestMinutes + m.HTTPMinutes; total > 0 {
+		took = fmt.Sprintf("; the whole run took about %.0f minutes here", total)
 	}
 	fmt.Fprintf(&blk, "\nReproduce (starts its own redis-server on 127.0.0.1%s):\n\n```sh\ncd hack/bench && go run .\n```\n", took)
 	blk.WriteString(end)
