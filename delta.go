@@ -120,6 +120,7 @@ func (t *loadTracker) retrack(m *gmap.StrAnyMap, id string, base map[string]any,
 type loadedMeta struct {
 	created time.Time
 	user    string
+	legacy  bool // file: read from gf's layout, to be removed once rewritten
 }
 
 // sameValue reports whether `a` and `b` are equal session values, so that a

@@ -122,3 +122,6 @@ func TestStorageMemory_ForgottenLoad(t *testing.T) {
 	assert.Equal(t, 4, got.Get("d"))
 	assert.Equal(t, 2, got.Get("b"))
 }
+
+// FileSessionPath is StorageFile.sessionPath, for the external tests.
+func FileSessionPath(s *StorageFile, id string) string { return s.sessionPath(id) }

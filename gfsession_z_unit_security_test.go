@@ -74,13 +74,13 @@ func TestSecurity_EndToEnd(t *testing.T) {
 		_, id := call(t, http.MethodPost, base+"/counter", planted)
 		require.NotEmpty(t, id, "an id the storage never issued must be replaced")
 		assert.NotEqual(t, planted, id)
-		assert.NoFileExists(t, filepath.Join(dir, planted+".session"))
+		assert.NoFileExists(t, gfsession.FileSessionPath(storage, planted))
 		_, id = call(t, http.MethodPost, base+"/login?user=victim", planted)
 		require.NotEmpty(t, id)
 		assert.NotEqual(t, planted, id, "the server must not adopt a client-chosen id")
 		body, _ := call(t, http.MethodGet, base+"/me", planted)
 		assert.Empty(t, body["user"], "the planted id is not logged in")
-		assert.NoFileExists(t, filepath.Join(dir, planted+".session"))
+		assert.NoFileExists(t, gfsession.FileSessionPath(storage, planted))
 	})
 
 	t.Run("hostile ids", func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestSecurity_EndToEnd(t *testing.T) {
 	t.Run("tampered sealed session", func(t *testing.T) {
 		_, id := call(t, http.MethodPost, base+"/login?user=mallory", "")
 		require.NotEmpty(t, id)
-		path := filepath.Join(dir, id+".session")
+		path := gfsession.FileSessionPath(storage, id)
 		blob, err := os.ReadFile(path)
 		require.NoError(t, err)
 		assert.NotContains(t, string(blob), "mallory", "a sealed session file must not show its content")

@@ -36,7 +36,7 @@ func newFile(t *testing.T, config gfsession.FileConfig) *gfsession.StorageFile {
 }
 
 func sessionFile(s *gfsession.StorageFile, id string) string {
-	return filepath.Join(s.Path(), id+".session")
+	return gfsession.FileSessionPath(s, id)
 }
 
 func TestStorageFile_Conformance(t *testing.T) {
@@ -80,20 +80,26 @@ func TestStorageFile_Modes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), "session file mode")
 
-	// The write went through a temporary file, in a sub-folder of its own,
-	// that is gone.
+	// The session file is in its sub-folder, every sub-folder is 0700, and
+	// the write went through a temporary file that is gone.
+	assert.Equal(t, filepath.Join(dir, filepath.Base(filepath.Dir(sessionFile(s, id))), id+".session"), sessionFile(s, id))
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	require.Len(t, entries, 2)
-	assert.Equal(t, ".tmp", entries[0].Name())
-	assert.True(t, entries[0].IsDir())
-	assert.Equal(t, id+".session", entries[1].Name())
-	fi, err = os.Stat(filepath.Join(dir, ".tmp"))
-	require.NoError(t, err)
-	assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm(), "temporary folder mode")
-	entries, err = os.ReadDir(filepath.Join(dir, ".tmp"))
-	require.NoError(t, err)
-	assert.Empty(t, entries)
+	require.Len(t, entries, 64)
+	files := 0
+	for _, e := range entries {
+		require.True(t, e.IsDir(), e.Name())
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm(), "sub-folder mode")
+		inside, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		for _, f := range inside {
+			assert.Equal(t, id+".session", f.Name(), "only the session file is left")
+			files++
+		}
+	}
+	assert.Equal(t, 1, files)
 
 	// A session with no keys left is deleted.
 	sess = m.New(context.Background(), id)
@@ -101,12 +107,11 @@ func TestStorageFile_Modes(t *testing.T) {
 	require.NoError(t, sess.Close())
 	assert.NoFileExists(t, sessionFile(s, id))
 
-	// The temporary folder removed under the storage is made again.
-	require.NoError(t, os.RemoveAll(filepath.Join(dir, ".tmp")))
+	// A sub-folder removed under the storage is made again.
+	require.NoError(t, os.RemoveAll(filepath.Dir(sessionFile(s, id))))
 	sess = m.New(context.Background(), id)
 	require.NoError(t, sess.Set("n", 1))
 	require.NoError(t, sess.Close())
-	assert.DirExists(t, filepath.Join(dir, ".tmp"))
 	assert.FileExists(t, sessionFile(s, id))
 }
 
@@ -201,7 +206,10 @@ func TestStorageFile_ReadsGfStorageFile(t *testing.T) {
 			require.NotNil(t, data, "a session written by gf's StorageFile must be read")
 			assert.Equal(t, map[string]any{"user": "ann", "uid": int64(1) << 60, "roles": []any{"admin"}}, data.Map())
 
-			// The next change rewrites it in the current format, readable again.
+			// The next change rewrites it in the current format and layout,
+			// readable again, and removes gf's file.
+			legacy := filepath.Join(dir, id+".session")
+			require.FileExists(t, legacy)
 			m := gsession.New(time.Hour, s)
 			sess := m.New(ctx, id)
 			require.NoError(t, sess.Set("more", true))
@@ -209,10 +217,24 @@ func TestStorageFile_ReadsGfStorageFile(t *testing.T) {
 			b, err := os.ReadFile(sessionFile(s, id))
 			require.NoError(t, err)
 			assert.Equal(t, []byte{0xF5, 'G', 'S'}, b[:3])
+			assert.NoFileExists(t, legacy, "gf's file must go once the session is rewritten")
 			data, err = s.GetSession(ctx, id, time.Hour)
 			require.NoError(t, err)
 			assert.Equal(t, "ann", data.Get("user"))
 			assert.Equal(t, true, data.Get("more"))
+			n, err := s.Count(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+
+			// A gf file next to a session in the current layout (a failed
+			// removal) is not counted twice, and RemoveAll removes both.
+			require.NoError(t, os.WriteFile(legacy, []byte("x"), 0o600))
+			n, err = s.Count(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+			require.NoError(t, s.RemoveAll(ctx, id))
+			assert.NoFileExists(t, legacy)
+			assert.NoFileExists(t, sessionFile(s, id))
 		})
 	}
 }
@@ -378,21 +400,25 @@ func TestStorageFile_Cleaner(t *testing.T) {
 		require.NoError(t, os.Chtimes(path, mtime, mtime))
 		return path
 	}
-	require.NoError(t, os.Mkdir(filepath.Join(dir, ".tmp"), 0o700))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "00"), 0o700))
+	staleSharded := storagetest.NewId()
 	var (
-		stalePath = put(stale+".session", time.Hour)
-		oldTemp   = put(".tmp/.gfsession-123.tmp", 2*time.Minute)
-		newTemp   = put(".tmp/.gfsession-456.tmp", 0)
+		stalePath = put(stale+".session", time.Hour) // gf's layout
+		oldTemp   = put("00/.gfsession-123.tmp", 2*time.Minute)
+		newTemp   = put("00/.gfsession-456.tmp", 0)
 		foreign   = []string{
 			put("notes.txt", time.Hour), put("a.b.session", time.Hour), put(".hidden", time.Hour),
-			put(".gfsession-789.tmp", time.Hour), put(".tmp/notes.txt", time.Hour),
+			put("00/notes.txt", time.Hour),
 		}
 	)
 	s := newFile(t, gfsession.FileConfig{Path: dir, CleanupInterval: 50 * time.Millisecond})
+	staleShardedPath := sessionFile(s, staleSharded)
+	put(filepath.Join(filepath.Base(filepath.Dir(staleShardedPath)), staleSharded+".session"), time.Hour)
 
 	// Before any call the storage knows no TTL: only leftover temp files go.
 	require.Eventually(t, func() bool { return !fileExists(oldTemp) }, 5*time.Second, 10*time.Millisecond)
 	assert.FileExists(t, stalePath, "the cleaner removed a session before knowing any TTL")
+	assert.FileExists(t, staleShardedPath, "the cleaner removed a session before knowing any TTL")
 	assert.FileExists(t, newTemp, "the cleaner removed a temp file of a write in progress")
 
 	// Once called with a TTL, files idle for longer go; live ones stay.
@@ -401,7 +427,7 @@ func TestStorageFile_Cleaner(t *testing.T) {
 	sess := m.New(ctx, live)
 	require.NoError(t, sess.Set("k", "v"))
 	require.NoError(t, sess.Close())
-	require.Eventually(t, func() bool { return !fileExists(stalePath) }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return !fileExists(stalePath) && !fileExists(staleShardedPath) }, 5*time.Second, 10*time.Millisecond)
 	assert.FileExists(t, sessionFile(s, live))
 	assert.FileExists(t, newTemp)
 	for _, path := range foreign {
