@@ -413,6 +413,7 @@ func (s *StorageFile) writeFile(path string, b []byte) (err error) {
 			_ = os.Remove(tmp.Name())
 		}
 	}()
+	preallocate(tmp, int64(len(b)))
 	if _, err = tmp.Write(b); err != nil {
 		return gerror.Wrapf(err, `gfsession: file: write %q`, tmp.Name())
 	}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package gfsession
+
+import "os"
+
+// preallocate does nothing outside Linux (see storage_file_linux.go).
+func preallocate(f *os.File, size int64) {}
