@@ -72,7 +72,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time before each HTTP load run")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "virtual users (connections, sessions) of each HTTP load run")
 	flag.StringVar(&o.benchtime, "benchtime", "300ms", "go test -benchtime")
-	flag.IntVar(&o.count, "count", 3, "go test -count: every benchmark runs this many times (whole passes, one after the other) and its median run is reported")
+	flag.IntVar(&o.count, "count", 3, "go test -count: every benchmark runs this many times in a row and its median run is reported")
 	flag.StringVar(&o.benchFilter, "bench", "BenchmarkLifecycle|BenchmarkManagerFloor", "go test -bench")
 	flag.StringVar(&o.cpu, "cpu", "1,2", "go test -cpu")
 	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
@@ -277,7 +277,7 @@ func writeJSON(path string, v any) error {
 func shellJoin(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " ^$*'\"") {
+		if a == "" || strings.ContainsAny(a, " ^$*'\"|&;<>()") {
 			a = "'" + a + "'"
 		}
 		q[i] = a
