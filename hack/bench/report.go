@@ -378,13 +378,7 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 	b.WriteString("## Summary\n\n")
 	b.WriteString(summary)
 	b.WriteString("\n## Targets (issue 4)\n\n")
-	for _, t := range targets {
-		mark := "✅"
-		if !t.ok {
-			mark = "❌"
-		}
-		fmt.Fprintf(&b, "- %s **%s** — %s\n", mark, t.name, t.detail)
-	}
+	writeTargets(&b, targets)
 
 	b.WriteString("\n## Session lifecycle, all rows\n\n")
 	b.WriteString("`BenchmarkLifecycle/<backend>/<impl>/<size>/<mode>/<serial|parallel>` in `gfsession_z_bench_test.go` and `gfsession_z_bench_<backend>_test.go`. Each operation picks one of 1024 pre-filled sessions at random. memory-1k / memory-1M: that many live sessions in the storage (the others 1-key); file-100k: 100,000 session files in the folder, written once per run. serial: one goroutine; parallel: `b.RunParallel` with GOMAXPROCS goroutines (cpu). Columns hold gfsession / gf. miss/op counts reads that found nothing although the session was there (gf's file storage truncates a file before rewriting it, so concurrent readers can see an empty session). cmds/op: Redis commands per operation from `INFO commandstats` deltas; rt/op: Redis round trips per operation, counted by a TCP proxy in a separate untimed pass (a pipeline or a Lua script counts once); redis CPU µs/op: CPU time redis-server used per operation (`INFO cpu` deltas; it includes the per-round-trip cost of the event loop and syscalls, not only command execution).\n\n")
@@ -488,6 +482,17 @@ func writeReport(root string, m machine, rows []benchRow, hr []httpResult) error
 	return updateReadme(filepath.Join(root, "README.md"), m, summary, targets)
 }
 
+// writeTargets writes `targets` as a markdown list, each marked met or not.
+func writeTargets(b *strings.Builder, targets []target) {
+	for _, t := range targets {
+		mark := "✅"
+		if !t.ok {
+			mark = "❌"
+		}
+		fmt.Fprintf(b, "- %s **%s** — %s\n", mark, t.name, t.detail)
+	}
+}
+
 // updateReadme replaces the block between the BENCHMARKS markers.
 func updateReadme(path string, m machine, summary string, targets []target) error {
 	const start, end = "<!-- BENCHMARKS -->", "<!-- /BENCHMARKS -->"
@@ -509,13 +514,7 @@ func updateReadme(path string, m machine, summary string, targets []target) erro
 	blk.WriteString("![gfsession ÷ gf](docs/benchmarks.png)\n\n")
 	blk.WriteString(summary)
 	blk.WriteString("\nTargets of issue 4, judged on these figures (what limits each missed one: [below](#what-limits-the-missed-targets) and in [docs/benchmarks.md](docs/benchmarks.md)):\n\n")
-	for _, t := range targets {
-		mark := "✅"
-		if !t.ok {
-			mark = "❌"
-		}
-		fmt.Fprintf(&blk, "- %s %s — %s\n", mark, t.name, t.detail)
-	}
+	writeTargets(&blk, targets)
 	took := ""
 	if total := m.GoTestMinutes + m.HTTPMinutes; total > 0 {
 		took = fmt.Sprintf("; the whole run took about %.0f minutes here", total)
