@@ -366,7 +366,8 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	)
 	if l, ok := r.tracker.lookup(sessionData, sessionId); ok {
 		base = l.base
-		d.created = l.extra.(loadedMeta).created
+		meta, _ := l.extra.(loadedMeta)
+		d.created = meta.created
 	}
 	for k, v := range written {
 		if old, ok := base[k]; ok && sameValue(old, v) {
