@@ -117,13 +117,16 @@ func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 	assert.EqualValues(t, 0, srv.MustDo(t, "DBSIZE"), "a session never written must create no key")
 }
 
-// TestStorageRedisHash_OtherAdapter runs the conformance suite through a
-// gredis adapter other than gf's go-redis one, where the storage uses Lua
-// scripts instead of pipelines and transactions.
-func TestStorageRedisHash_OtherAdapter(t *testing.T) {
+// TestStorageRedis_OtherAdapter runs the conformance suite through a gredis
+// adapter other than gf's go-redis one, where the storages use nothing but
+// gredis.Redis.Do (redis-hash: Lua scripts instead of pipelines and
+// transactions).
+func TestStorageRedis_OtherAdapter(t *testing.T) {
 	srv := testredis.Start(t)
 	client, _ := newRedisOtherAdapterClient(t, srv.Addr)
-	runRedisConformance(t, gfsession.TypeRedisHash, client, false)
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client, false) })
+	}
 }
 
 func TestStorageRedisHash_ReservedField(t *testing.T) {
