@@ -596,3 +596,20 @@ func TestStorageFile_ReadTouchSlack(t *testing.T) {
 		})
 	}
 }
+
+// TestStorageFile_ShortFileReadsAsNoSession checks that a session file cut
+// short (by hand, or a gf file rewritten while it is read) reads as no
+// session, not as an error.
+func TestStorageFile_ShortFileReadsAsNoSession(t *testing.T) {
+	ctx := context.Background()
+	s := newFile(t, gfsession.FileConfig{})
+	for _, keep := range []int{0, 1, 10} {
+		id := storagetest.NewId()
+		require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"k": "a value"}, true), time.Hour))
+		path := sessionFile(s, id)
+		require.NoError(t, os.Truncate(path, int64(keep)))
+		data, err := s.GetSession(ctx, id, time.Hour)
+		require.NoError(t, err, "keep %d bytes", keep)
+		assert.Nil(t, data, "keep %d bytes", keep)
+	}
+}

@@ -286,8 +286,11 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		s.removeIfSame(path, fi)
 		return nil, nil
 	}
-	b, err := readFile(f, fi.Size())
-	if err != nil {
+	// One read of the size fstat gave: a session file is never changed in
+	// place (writes rename a new file over it), so that is all of it. A
+	// shorter file (one of gf's, rewritten meanwhile) reads as corrupt.
+	b := make([]byte, fi.Size())
+	if _, err = io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return nil, gerror.Wrapf(err, `gfsession: file: read session file %q`, path)
 	}
 	data, created, err := s.envelope.decodeSession(sessionId, b)
@@ -312,24 +315,6 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	m := gmap.NewStrAnyMapFrom(data, true)
 	s.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, s.config.UserKey), legacy: legacy})
 	return m, nil
-}
-
-// readFile reads `f` to its end, `size` bytes if nothing changes it meanwhile.
-func readFile(f *os.File, size int64) ([]byte, error) {
-	b := make([]byte, 0, size+1) // +1: EOF is seen without growing
-	for {
-		n, err := f.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
 }
 
 // removeIfSame removes the file at `path` if it still is the file `fi`
