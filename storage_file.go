@@ -225,6 +225,18 @@ func (s *StorageFile) sessionPath(id string) string {
 	return filepath.Join(s.dir, fileShard(id), id+fileSuffix)
 }
 
+// sessionFolders returns the folders holding session files: first the
+// folder itself, which holds gf's layout, then the sub-folders. A
+// sub-folder that does not exist (yet, or any more) holds no session.
+func (s *StorageFile) sessionFolders() []string {
+	dirs := make([]string, 0, 1+fileShards)
+	dirs = append(dirs, s.dir)
+	for _, shard := range fileShardNames {
+		dirs = append(dirs, filepath.Join(s.dir, shard))
+	}
+	return dirs
+}
+
 // legacyPath returns where gf's own StorageFile keeps session `id`:
 // "<Path>/<id>.session", read as a fallback so that a site switching from gf
 // keeps its sessions. A session read from there moves to sessionPath on its
@@ -487,12 +499,8 @@ func (s *StorageFile) sweep(now time.Time) error {
 			return true
 		})
 	}
-	// The folder itself holds files of gf's layout.
-	if err := sweepDir(s.dir); err != nil {
-		return err
-	}
-	for _, shard := range fileShardNames {
-		if err := sweepDir(filepath.Join(s.dir, shard)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for i, dir := range s.sessionFolders() {
+		if err := sweepDir(dir); err != nil && !(i > 0 && errors.Is(err, fs.ErrNotExist)) {
 			return err
 		}
 	}
@@ -601,11 +609,7 @@ func (s *StorageFile) rangeLive(ctx context.Context, fn func(id string) bool) er
 			return more
 		})
 	}
-	dirs := append([]string{s.dir}, fileShardNames[:]...)
-	for i, dir := range dirs {
-		if i > 0 {
-			dir = filepath.Join(s.dir, dir)
-		}
+	for i, dir := range s.sessionFolders() {
 		err := visit(dir, i == 0)
 		if err != nil && !(i > 0 && errors.Is(err, fs.ErrNotExist)) {
 			return gerror.Wrapf(err, `gfsession: file: read folder %q`, dir)
