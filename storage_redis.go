@@ -276,6 +276,12 @@ func millis(d time.Duration) int64 {
 	return ms
 }
 
+// pxDuration returns `d` rounded up to whole milliseconds, at least 1 (see
+// millis), for go-redis' expiry arguments.
+func pxDuration(d time.Duration) time.Duration {
+	return time.Duration(millis(d)) * time.Millisecond
+}
+
 // removeAll deletes the key of session `id`.
 func (r *redisStore) removeAll(ctx context.Context, id string) error {
 	if !IsValidSessionId(id) {

@@ -318,12 +318,6 @@ func hashCreated(fields map[string]string) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// pxDuration returns `d` rounded up to whole milliseconds, at least 1 (see
-// millis), for go-redis' PEXPIRE.
-func pxDuration(d time.Duration) time.Duration {
-	return time.Duration(millis(d)) * time.Millisecond
-}
-
 // immutableValue reports whether `v` cannot be changed in place.
 func immutableValue(v any) bool {
 	switch v.(type) {
