@@ -1,11 +1,11 @@
 package gfsession
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/gogf/gf/v2/container/gvar"
@@ -47,7 +47,10 @@ func errCorrupt(reason string) error {
 type valueCodec interface {
 	id() byte
 	encode(dst []byte, v any) ([]byte, error)
-	decode(b []byte) (any, error)
+	// decode takes the stored form as a string: backends read strings
+	// (go-redis replies) or make one copy of what they read, and decoded
+	// strings can then share it instead of being copied one by one.
+	decode(s string) (any, error)
 }
 
 func codecByName(name string) (valueCodec, error) {
@@ -108,16 +111,13 @@ func (binaryCodec) encode(dst []byte, v any) ([]byte, error) {
 	return encodeBinary(dst, v, 0)
 }
 
-func (binaryCodec) decode(b []byte) (any, error) {
-	d := binaryDecoder{b: b}
-	if len(b) <= maxSharedDecode {
-		d.s = string(b)
-	}
+func (binaryCodec) decode(s string) (any, error) {
+	d := binaryDecoder{s: s, share: len(s) <= maxSharedDecode}
 	v, err := d.value(0)
 	if err != nil {
 		return nil, err
 	}
-	if d.i != len(d.b) {
+	if d.i != len(d.s) {
 		return nil, errCorrupt("trailing bytes")
 	}
 	return v, nil
@@ -286,35 +286,47 @@ func encodeReflect(dst []byte, v any, depth int) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// maxSharedDecode is the largest encoded value whose decoded strings share
-// one copy of it (binaryDecoder.s): one allocation instead of one per key
-// and string. Past it each string is copied on its own, so that a short
-// string kept from a large session does not keep the whole of it alive.
+// maxSharedDecode is the largest encoded value whose decoded strings are
+// slices of it: no allocation per key and string. Past it each string is
+// copied on its own, so that a short string kept from a large session does
+// not keep the whole of it alive.
 const maxSharedDecode = 16 << 10
 
+// binaryDecoder reads the binary codec from a string. It never writes to
+// what it reads.
 type binaryDecoder struct {
-	b []byte
-	// s, when not empty, holds the bytes of b as a string: decoded strings
-	// are slices of it rather than copies.
-	s string
-	i int
+	s     string
+	i     int
+	share bool // decoded strings may be slices of s
 }
 
+// uvarint reads an unsigned varint as encoding/binary writes it.
 func (d *binaryDecoder) uvarint() (uint64, error) {
-	v, n := binary.Uvarint(d.b[d.i:])
-	if n <= 0 {
-		return 0, errCorrupt("bad uvarint")
+	var v uint64
+	for shift := uint(0); d.i < len(d.s) && shift < 64; shift += 7 {
+		c := d.s[d.i]
+		d.i++
+		if c < 0x80 {
+			if shift == 63 && c > 1 {
+				break // overflows 64 bits
+			}
+			return v | uint64(c)<<shift, nil
+		}
+		v |= uint64(c&0x7f) << shift
 	}
-	d.i += n
-	return v, nil
+	return 0, errCorrupt("bad uvarint")
 }
 
+// varint reads a zig-zag signed varint as encoding/binary writes it.
 func (d *binaryDecoder) varint() (int64, error) {
-	v, n := binary.Varint(d.b[d.i:])
-	if n <= 0 {
-		return 0, errCorrupt("bad varint")
+	u, err := d.uvarint()
+	if err != nil {
+		return 0, err
 	}
-	d.i += n
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
+	}
 	return v, nil
 }
 
@@ -326,37 +338,42 @@ func (d *binaryDecoder) length(min int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n > uint64(len(d.b)-d.i)/uint64(min) {
+	if n > uint64(len(d.s)-d.i)/uint64(min) {
 		return 0, errCorrupt("length beyond end of data")
 	}
 	return int(n), nil
 }
 
-func (d *binaryDecoder) bytes() ([]byte, error) {
+// raw reads a length-prefixed run of bytes, as a slice of s.
+func (d *binaryDecoder) raw() (string, error) {
 	n, err := d.length(1)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	b := d.b[d.i : d.i+n]
+	r := d.s[d.i : d.i+n]
 	d.i += n
-	return b, nil
+	return r, nil
 }
 
 func (d *binaryDecoder) string() (string, error) {
-	b, err := d.bytes()
-	if err != nil || d.s == "" {
-		return string(b), err
+	r, err := d.raw()
+	if err != nil || d.share {
+		return r, err
 	}
-	return d.s[d.i-len(b) : d.i], nil
+	return strings.Clone(r), nil
 }
 
-func (d *binaryDecoder) fixed(n int) ([]byte, error) {
-	if len(d.b)-d.i < n {
-		return nil, errCorrupt("unexpected end of data")
+// fixed reads the next `n` bytes as a big-endian unsigned integer (n <= 8).
+func (d *binaryDecoder) fixed(n int) (uint64, error) {
+	if len(d.s)-d.i < n {
+		return 0, errCorrupt("unexpected end of data")
 	}
-	b := d.b[d.i : d.i+n]
+	var v uint64
+	for _, c := range []byte(d.s[d.i : d.i+n]) {
+		v = v<<8 | uint64(c)
+	}
 	d.i += n
-	return b, nil
+	return v, nil
 }
 
 func (d *binaryDecoder) time() (time.Time, error) {
@@ -393,10 +410,10 @@ func (d *binaryDecoder) value(depth int) (any, error) {
 	if depth > maxDepth {
 		return nil, errCorrupt("nested too deep")
 	}
-	if d.i >= len(d.b) {
+	if d.i >= len(d.s) {
 		return nil, errCorrupt("unexpected end of data")
 	}
-	tag := d.b[d.i]
+	tag := d.s[d.i]
 	d.i++
 	switch tag {
 	case tagNil:
@@ -438,25 +455,25 @@ func (d *binaryDecoder) value(depth int) (any, error) {
 		}
 		return v, nil
 	case tagFloat32:
-		b, err := d.fixed(4)
+		u, err := d.fixed(4)
 		if err != nil {
 			return nil, err
 		}
-		return math.Float32frombits(binary.BigEndian.Uint32(b)), nil
+		return math.Float32frombits(uint32(u)), nil
 	case tagFloat64:
-		b, err := d.fixed(8)
+		u, err := d.fixed(8)
 		if err != nil {
 			return nil, err
 		}
-		return math.Float64frombits(binary.BigEndian.Uint64(b)), nil
+		return math.Float64frombits(u), nil
 	case tagString:
 		return d.string()
 	case tagBytes:
-		b, err := d.bytes()
+		r, err := d.raw()
 		if err != nil {
 			return nil, err
 		}
-		return bytes.Clone(b), nil
+		return []byte(r), nil
 	case tagTime, tagGTime:
 		t, err := d.time()
 		if err != nil {
@@ -507,7 +524,7 @@ func (d *binaryDecoder) value(depth int) (any, error) {
 		}
 		return l, nil
 	case tagJSON:
-		b, err := d.bytes()
+		b, err := d.raw()
 		if err != nil {
 			return nil, err
 		}
@@ -533,17 +550,17 @@ func (jsonCodec) encode(dst []byte, v any) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-func (jsonCodec) decode(b []byte) (any, error) { return decodeJSON(b) }
+func (jsonCodec) decode(s string) (any, error) { return decodeJSON(s) }
 
 // decodeJSON decodes JSON into plain maps, slices, strings, bools and
 // numbers, with integral numbers as int64 (uint64 above its range) instead of
 // float64, so ids and counters keep their precision. It never builds any
 // other type.
-func decodeJSON(b []byte) (any, error) { return decodeJSONAt(b, 0) }
+func decodeJSON(s string) (any, error) { return decodeJSONAt(s, 0) }
 
 // decodeJSONAt is decodeJSON for JSON found at nesting `depth`.
-func decodeJSONAt(b []byte, depth int) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
+func decodeJSONAt(s string, depth int) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {

@@ -77,22 +77,23 @@ func (e *envelope) encodeSession(id string, created time.Time, data map[string]a
 	return e.keys.seal(buf, plain, aad), nil
 }
 
-// decodeSession decodes what encodeSession wrote, and gf's legacy formats: a
-// JSON object (gf's StorageRedis) and 8 bytes little-endian milliseconds
-// followed by JSON, plain or AES-CBC with gf's default key (gf's
+// decodeSession decodes `stored`, what encodeSession wrote, and gf's legacy
+// formats: a JSON object (gf's StorageRedis) and 8 bytes little-endian
+// milliseconds followed by JSON, plain or AES-CBC with gf's default key (gf's
 // StorageFile). For a legacy blob `created` is the zero time. With
 // cryptoKeys configured, only sealed data is accepted: legacy formats carry
 // no authentication, so accepting them would let anyone who can write to
-// the backend forge a session.
-func (e *envelope) decodeSession(id string, b []byte) (data map[string]any, created time.Time, err error) {
-	if len(b) >= headerSize && b[0] == magic0 && b[1] == 'G' && b[2] == 'S' {
-		data, created, err = e.decodeCurrent(id, b)
+// the backend forge a session. Decoded strings may share the memory of
+// `stored`.
+func (e *envelope) decodeSession(id string, stored string) (data map[string]any, created time.Time, err error) {
+	if len(stored) >= headerSize && stored[0] == magic0 && stored[1] == 'G' && stored[2] == 'S' {
+		data, created, err = e.decodeCurrent(id, stored)
 		if err == nil {
 			return data, created, nil
 		}
 		// 1 in 2^24 legacy file blobs starts with these bytes by chance.
 		if e.keys == nil {
-			if legacy, lerr := decodeLegacy(b); lerr == nil {
+			if legacy, lerr := decodeLegacy([]byte(stored)); lerr == nil {
 				return legacy, time.Time{}, nil
 			}
 		}
@@ -101,31 +102,36 @@ func (e *envelope) decodeSession(id string, b []byte) (data map[string]any, crea
 	if e.keys != nil {
 		return nil, time.Time{}, errCorrupt("unsealed data refused: cryptoKeys are configured")
 	}
-	data, err = decodeLegacy(b)
+	data, err = decodeLegacy([]byte(stored))
 	return data, time.Time{}, err
 }
 
-func (e *envelope) decodeCurrent(id string, b []byte) (map[string]any, time.Time, error) {
-	if b[3] != envelopeVersion {
+func (e *envelope) decodeCurrent(id string, stored string) (map[string]any, time.Time, error) {
+	if stored[3] != envelopeVersion {
 		return nil, time.Time{}, errCorrupt("unknown envelope version")
 	}
-	flags := b[4]
+	flags := stored[4]
 	codec := codecById(flags & flagCodecMask)
 	if codec == nil || flags&^(flagCodecMask|flagSealed) != 0 {
 		return nil, time.Time{}, errCorrupt("unknown envelope flags")
 	}
-	created := time.UnixMilli(int64(binary.BigEndian.Uint64(b[5:headerSize])))
-	payload := b[headerSize:]
+	var ms uint64
+	for _, c := range []byte(stored[5:headerSize]) {
+		ms = ms<<8 | uint64(c)
+	}
+	created := time.UnixMilli(int64(ms))
+	payload := stored[headerSize:]
 	if flags&flagSealed != 0 {
 		if e.keys == nil {
 			return nil, time.Time{}, errCorrupt("session is sealed but no cryptoKeys are configured")
 		}
 		aad := make([]byte, 0, headerSize+len(id))
-		aad = append(append(aad, b[:headerSize]...), id...)
-		var err error
-		if payload, err = e.keys.open(payload, aad); err != nil {
+		aad = append(append(aad, stored[:headerSize]...), id...)
+		plain, err := e.keys.open([]byte(payload), aad)
+		if err != nil {
 			return nil, time.Time{}, err
 		}
+		payload = string(plain)
 	} else if e.keys != nil {
 		return nil, time.Time{}, errCorrupt("session is not sealed but cryptoKeys are configured")
 	}
@@ -143,26 +149,26 @@ func (e *envelope) decodeCurrent(id string, b []byte) (map[string]any, time.Time
 // decodeLegacy reads the formats gf's own storages write.
 func decodeLegacy(b []byte) (map[string]any, error) {
 	if len(b) > 0 && b[0] == '{' {
-		if m, err := decodeJSONObject(b); err == nil {
+		if m, err := decodeJSONObject(string(b)); err == nil {
 			return m, nil
 		}
 	}
 	if len(b) > 8 {
 		body := b[8:]
 		if body[0] == '{' {
-			return decodeJSONObject(body)
+			return decodeJSONObject(string(body))
 		}
 		if len(body)%16 == 0 {
 			if plain, err := gaes.Decrypt(body, gsession.DefaultStorageFileCryptoKey); err == nil && len(plain) > 0 && plain[0] == '{' {
-				return decodeJSONObject(plain)
+				return decodeJSONObject(string(plain))
 			}
 		}
 	}
 	return nil, errCorrupt("unknown format")
 }
 
-func decodeJSONObject(b []byte) (map[string]any, error) {
-	v, err := decodeJSON(b)
+func decodeJSONObject(s string) (map[string]any, error) {
+	v, err := decodeJSON(s)
 	if err != nil {
 		return nil, err
 	}
@@ -187,30 +193,32 @@ func (e *envelope) encodeValue(id, key string, v any) ([]byte, error) {
 	return e.keys.seal(buf, plain, valueAAD(buf, id, key)), nil
 }
 
-// decodeValue decodes what encodeValue wrote. Anything else is a legacy
-// field written by gf's StorageRedisHashTable and comes back as a string,
-// unless cryptoKeys are configured: then only sealed values are accepted.
-func (e *envelope) decodeValue(id, key string, b []byte) (any, error) {
-	if len(b) < 2 || b[0] != magic0 {
+// decodeValue decodes `stored`, what encodeValue wrote. Anything else is a
+// legacy field written by gf's StorageRedisHashTable and comes back as the
+// string itself, unless cryptoKeys are configured: then only sealed values
+// are accepted. Decoded strings may share the memory of `stored`.
+func (e *envelope) decodeValue(id, key string, stored string) (any, error) {
+	if len(stored) < 2 || stored[0] != magic0 {
 		if e.keys != nil {
 			return nil, errCorrupt("unsealed value refused: cryptoKeys are configured")
 		}
-		return string(b), nil
+		return stored, nil
 	}
-	flags := b[1]
+	flags := stored[1]
 	codec := codecById(flags & flagCodecMask)
 	if codec == nil || flags&^(flagCodecMask|flagSealed) != 0 {
 		return nil, errCorrupt("unknown value flags")
 	}
-	payload := b[2:]
+	payload := stored[2:]
 	if flags&flagSealed != 0 {
 		if e.keys == nil {
 			return nil, errCorrupt("value is sealed but no cryptoKeys are configured")
 		}
-		var err error
-		if payload, err = e.keys.open(payload, valueAAD(b[:2], id, key)); err != nil {
+		plain, err := e.keys.open([]byte(payload), valueAAD([]byte(stored[:2]), id, key))
+		if err != nil {
 			return nil, err
 		}
+		payload = string(plain)
 	} else if e.keys != nil {
 		return nil, errCorrupt("value is not sealed but cryptoKeys are configured")
 	}

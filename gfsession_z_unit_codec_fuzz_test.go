@@ -106,7 +106,7 @@ func FuzzDecodeSession(f *testing.F) {
 	)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, e := range []*envelope{plain, sealed} {
-			data, created, err := e.decodeSession(fuzzSessionId, b)
+			data, created, err := e.decodeSession(fuzzSessionId, string(b))
 			if err != nil {
 				continue
 			}
@@ -117,7 +117,7 @@ func FuzzDecodeSession(f *testing.F) {
 			if err != nil {
 				t.Fatalf("sealed=%v: accepted %#v but cannot re-encode it: %v", e.keys != nil, data, err)
 			}
-			data2, created2, err := e.decodeSession(fuzzSessionId, again)
+			data2, created2, err := e.decodeSession(fuzzSessionId, string(again))
 			if err != nil {
 				t.Fatalf("sealed=%v: re-encoded session does not decode: %v", e.keys != nil, err)
 			}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gogf/gf/v2/crypto/gaes"
 	"github.com/gogf/gf/v2/encoding/gbinary"
@@ -44,7 +46,7 @@ func TestBinaryCodec_Types(t *testing.T) {
 	}
 	b, err := binaryCodec{}.encode(nil, in)
 	require.NoError(t, err)
-	out, err := binaryCodec{}.decode(b)
+	out, err := binaryCodec{}.decode(string(b))
 	require.NoError(t, err)
 	m := out.(map[string]any)
 	for k, v := range in {
@@ -73,7 +75,7 @@ func TestBinaryCodec_Types(t *testing.T) {
 	}
 	b, err = binaryCodec{}.encode(nil, typed)
 	require.NoError(t, err)
-	out, err = binaryCodec{}.decode(b)
+	out, err = binaryCodec{}.decode(string(b))
 	require.NoError(t, err)
 	m = out.(map[string]any)
 	assert.True(t, gt.Equal(m["gtime"].(*gtime.Time)))
@@ -99,20 +101,20 @@ func TestBinaryCodec_Limits(t *testing.T) {
 
 	// A length far beyond the data must fail without allocating it.
 	huge := []byte{tagList, 0xff, 0xff, 0xff, 0xff, 0x0f}
-	_, err = binaryCodec{}.decode(huge)
+	_, err = binaryCodec{}.decode(string(huge))
 	assert.Error(t, err)
-	_, err = binaryCodec{}.decode([]byte{tagString, 5, 'a'})
+	_, err = binaryCodec{}.decode(string([]byte{tagString, 5, 'a'}))
 	assert.Error(t, err)
-	_, err = binaryCodec{}.decode([]byte{tagTrue, tagTrue})
+	_, err = binaryCodec{}.decode(string([]byte{tagTrue, tagTrue}))
 	assert.Error(t, err, "trailing bytes")
-	_, err = binaryCodec{}.decode([]byte{200})
+	_, err = binaryCodec{}.decode(string([]byte{200}))
 	assert.Error(t, err, "unknown tag")
-	_, err = binaryCodec{}.decode(bytes.Repeat([]byte{tagList, 1}, maxDepth+2))
+	_, err = binaryCodec{}.decode(string(bytes.Repeat([]byte{tagList, 1}, maxDepth+2)))
 	assert.Error(t, err, "nesting beyond maxDepth is refused on decode")
 }
 
 func TestJSONCodec_Numbers(t *testing.T) {
-	v, err := jsonCodec{}.decode([]byte(`{"i":9007199254740993,"u":18446744073709551615,"f":1.5,"n":-3,"l":[1,2.5]}`))
+	v, err := jsonCodec{}.decode(`{"i":9007199254740993,"u":18446744073709551615,"f":1.5,"n":-3,"l":[1,2.5]}`)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{
 		"i": int64(9007199254740993), "u": uint64(math.MaxUint64), "f": 1.5, "n": int64(-3), "l": []any{int64(1), 2.5},
@@ -132,7 +134,7 @@ func TestEnvelope_RoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			blob, err := e.encodeSession("id1", created, data)
 			require.NoError(t, err)
-			got, gotCreated, err := e.decodeSession("id1", blob)
+			got, gotCreated, err := e.decodeSession("id1", string(blob))
 			require.NoError(t, err, "%s sealed=%v", codec, sealed)
 			assert.True(t, created.Equal(gotCreated))
 			assert.Equal(t, "ann", got["user"])
@@ -142,15 +144,15 @@ func TestEnvelope_RoundTrip(t *testing.T) {
 			}
 			if sealed {
 				assert.NotContains(t, string(blob), "ann", "sealed data must not show the plain text")
-				_, _, err = e.decodeSession("id2", blob)
+				_, _, err = e.decodeSession("id2", string(blob))
 				assert.Error(t, err, "a sealed blob copied to another session id must not open")
 				tampered := bytes.Clone(blob)
 				tampered[len(tampered)-1] ^= 1
-				_, _, err = e.decodeSession("id1", tampered)
+				_, _, err = e.decodeSession("id1", string(tampered))
 				assert.Error(t, err, "tampered data must not open")
 				tampered = bytes.Clone(blob)
 				tampered[6] ^= 1 // created-at is authenticated too
-				_, _, err = e.decodeSession("id1", tampered)
+				_, _, err = e.decodeSession("id1", string(tampered))
 				assert.Error(t, err)
 			}
 		}
@@ -166,22 +168,22 @@ func TestEnvelope_KeyRotation(t *testing.T) {
 
 	rotated, err := newEnvelope("", [][]byte{newKey, oldKey})
 	require.NoError(t, err)
-	got, _, err := rotated.decodeSession("sid", blob)
+	got, _, err := rotated.decodeSession("sid", string(blob))
 	require.NoError(t, err)
 	assert.Equal(t, "v", got["k"])
 
 	other, err := newEnvelope("", [][]byte{otherKey})
 	require.NoError(t, err)
-	_, _, err = other.decodeSession("sid", blob)
+	_, _, err = other.decodeSession("sid", string(blob))
 	assert.ErrorContains(t, err, "no crypto key opens")
 
 	plain, err := newEnvelope("", nil)
 	require.NoError(t, err)
-	_, _, err = plain.decodeSession("sid", blob)
+	_, _, err = plain.decodeSession("sid", string(blob))
 	assert.ErrorContains(t, err, "no cryptoKeys")
 	plainBlob, err := plain.encodeSession("sid", time.Now(), map[string]any{"k": "v"})
 	require.NoError(t, err)
-	_, _, err = rotated.decodeSession("sid", plainBlob)
+	_, _, err = rotated.decodeSession("sid", string(plainBlob))
 	assert.ErrorContains(t, err, "not sealed", "with keys configured, unsealed data is refused: it could be forged")
 }
 
@@ -191,36 +193,36 @@ func TestEnvelope_Legacy(t *testing.T) {
 	j := []byte(`{"user":"ann","id":9007199254740993}`)
 
 	// gf's StorageRedis: a JSON blob.
-	got, created, err := e.decodeSession("sid", j)
+	got, created, err := e.decodeSession("sid", string(j))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"user": "ann", "id": int64(9007199254740993)}, got)
 	assert.True(t, created.IsZero())
 
 	// gf's StorageFile: 8 bytes little-endian milliseconds + JSON.
 	file := append(gbinary.EncodeInt64(time.Now().UnixMilli()), j...)
-	got, _, err = e.decodeSession("sid", file)
+	got, _, err = e.decodeSession("sid", string(file))
 	require.NoError(t, err)
 	assert.Equal(t, "ann", got["user"])
 
 	// gf's StorageFile with its crypto enabled: AES with gf's public default key.
 	sealed, err := gaes.Encrypt(j, gsession.DefaultStorageFileCryptoKey)
 	require.NoError(t, err)
-	got, _, err = e.decodeSession("sid", append(gbinary.EncodeInt64(time.Now().UnixMilli()), sealed...))
+	got, _, err = e.decodeSession("sid", string(append(gbinary.EncodeInt64(time.Now().UnixMilli()), sealed...)))
 	require.NoError(t, err)
 	assert.Equal(t, "ann", got["user"])
 
 	// With cryptoKeys, unauthenticated legacy data could be forged: refused.
 	sealing, err := newEnvelope("", [][]byte{randomKey(t)})
 	require.NoError(t, err)
-	_, _, err = sealing.decodeSession("sid", j)
+	_, _, err = sealing.decodeSession("sid", string(j))
 	assert.ErrorContains(t, err, "unsealed data refused")
-	_, _, err = sealing.decodeSession("sid", file)
+	_, _, err = sealing.decodeSession("sid", string(file))
 	assert.ErrorContains(t, err, "unsealed data refused")
-	_, err = sealing.decodeValue("sid", "k", []byte("42"))
+	_, err = sealing.decodeValue("sid", "k", "42")
 	assert.ErrorContains(t, err, "unsealed value refused")
 
 	for _, bad := range [][]byte{nil, {}, []byte("x"), []byte(`{"a":`), []byte(`[1]`), []byte("12345678not json")} {
-		_, _, err = e.decodeSession("sid", bad)
+		_, _, err = e.decodeSession("sid", string(bad))
 		assert.Error(t, err, "%q", bad)
 	}
 }
@@ -232,14 +234,14 @@ func TestEnvelope_Values(t *testing.T) {
 		require.NoError(t, err)
 		b, err := e.encodeValue("sid", "user", int64(7))
 		require.NoError(t, err)
-		v, err := e.decodeValue("sid", "user", b)
+		v, err := e.decodeValue("sid", "user", string(b))
 		require.NoError(t, err)
 		assert.Equal(t, int64(7), v)
 		if keys != nil {
-			_, err = e.decodeValue("sid", "other", b)
+			_, err = e.decodeValue("sid", "other", string(b))
 			assert.Error(t, err, "a sealed value moved to another key must not open")
 		}
-		v, err = e.decodeValue("sid", "legacy", []byte("42"))
+		v, err = e.decodeValue("sid", "legacy", "42")
 		if keys != nil {
 			assert.Error(t, err, "with cryptoKeys, gf's unsealed fields are refused")
 			continue
@@ -347,8 +349,65 @@ func TestDecodeConfig(t *testing.T) {
 
 func TestFixNumbers_Depth(t *testing.T) {
 	deep := strings.Repeat("[", maxDepth+5) + strings.Repeat("]", maxDepth+5)
-	_, err := decodeJSON([]byte(deep))
+	_, err := decodeJSON(deep)
 	assert.Error(t, err)
 	var v any
 	require.NoError(t, json.Unmarshal([]byte(`{"a":1}`), &v))
+}
+
+// The decoder reads varints itself (from a string): it must accept exactly
+// what encoding/binary accepts, and read the same value.
+func TestBinaryDecoder_VarintsMatchEncodingBinary(t *testing.T) {
+	values := []uint64{0, 1, 127, 128, 255, 300, 1<<14 - 1, 1 << 14, 1<<32 - 1, 1 << 32, 1<<63 - 1, 1 << 63, math.MaxUint64}
+	for _, u := range values {
+		d := binaryDecoder{s: string(binary.AppendUvarint(nil, u))}
+		got, err := d.uvarint()
+		require.NoError(t, err, u)
+		assert.Equal(t, u, got)
+		assert.Equal(t, len(d.s), d.i, "uvarint %d read to its end", u)
+
+		i := int64(u)
+		d = binaryDecoder{s: string(binary.AppendVarint(nil, i))}
+		gotI, err := d.varint()
+		require.NoError(t, err, i)
+		assert.Equal(t, i, gotI)
+	}
+	malformed := [][]byte{
+		{},
+		{0x80},
+		bytes.Repeat([]byte{0xff}, 10), // no end within 10 bytes
+		append(bytes.Repeat([]byte{0xff}, 9), 0x02),  // 10th byte overflows 64 bits
+		append(bytes.Repeat([]byte{0x80}, 10), 0x01), // 11 bytes
+	}
+	for _, b := range malformed {
+		_, n := binary.Uvarint(b)
+		require.LessOrEqual(t, n, 0, "encoding/binary accepts %x", b)
+		d := binaryDecoder{s: string(b)}
+		_, err := d.uvarint()
+		assert.Error(t, err, "%x", b)
+	}
+}
+
+// Decoded strings of a small stored value are slices of it (no allocation
+// per string); those of a large one are copies, so that keeping one short
+// string does not keep the whole stored value alive.
+func TestBinaryCodec_StringsShareSmallInput(t *testing.T) {
+	// inside reports whether `sub`'s bytes lie in `s`'s memory.
+	inside := func(s, sub string) bool {
+		p, start := uintptr(unsafe.Pointer(unsafe.StringData(sub))), uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return p >= start && p < start+uintptr(len(s))
+	}
+	for _, tc := range []struct {
+		pad    int
+		shared bool
+	}{{0, true}, {maxSharedDecode, false}} {
+		b, err := binaryCodec{}.encode(nil, map[string]any{"pad": strings.Repeat("x", tc.pad), "a": "alpha"})
+		require.NoError(t, err)
+		stored := string(b)
+		v, err := binaryCodec{}.decode(stored)
+		require.NoError(t, err)
+		a := v.(map[string]any)["a"].(string)
+		assert.Equal(t, "alpha", a)
+		assert.Equal(t, tc.shared, inside(stored, a), "stored value of %d bytes", len(stored))
+	}
 }

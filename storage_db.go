@@ -631,7 +631,7 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 	if rec.IsEmpty() {
 		return nil, nil
 	}
-	data, created, err := s.env.decodeSession(sessionId, rec["data"].Bytes())
+	data, created, err := s.env.decodeSession(sessionId, rec["data"].String())
 	if err != nil {
 		logDropped(ctx, TypeDB, sessionId, err)
 		return nil, nil

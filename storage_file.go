@@ -305,7 +305,7 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	if _, err = io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return nil, gerror.Wrapf(err, `gfsession: file: read session file %q`, path)
 	}
-	data, created, err := s.envelope.decodeSession(sessionId, b)
+	data, created, err := s.envelope.decodeSession(sessionId, string(b))
 	if err != nil {
 		logDropped(ctx, TypeFile, sessionId, err)
 		return nil, nil
@@ -680,7 +680,7 @@ func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, erro
 			b, err = os.ReadFile(path)
 		}
 		if err == nil {
-			data, _, derr := s.envelope.decodeSession(id, b)
+			data, _, derr := s.envelope.decodeSession(id, string(b))
 			if derr == nil && userOf(data, s.config.UserKey) == userId {
 				if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return n, gerror.Wrapf(err, `gfsession: file: remove session file %q`, path)

@@ -197,25 +197,26 @@ func (r *redisStore) do(ctx context.Context, id, cmd string, args ...any) (*gvar
 }
 
 // getex returns the value of session `id`'s key and restarts its TTL at
-// `ttl` (GETEX PX), or nil when there is no such key. Through gf's go-redis
+// `ttl` (GETEX PX), or "" when there is no such key. Through gf's go-redis
 // adapter it calls go-redis directly, which spares gredis' reply
-// conversion on the hottest command of the storage.
-func (r *redisStore) getex(ctx context.Context, id string, ttl time.Duration) ([]byte, error) {
+// conversion on the hottest command of the storage, and returns the reply
+// string itself: the decoded session's strings share it, no copy is made.
+func (r *redisStore) getex(ctx context.Context, id string, ttl time.Duration) (string, error) {
 	if r.raw == nil {
 		v, err := r.do(ctx, id, "GETEX", r.key(id), "PX", millis(ttl))
 		if err != nil || v == nil || v.IsNil() {
-			return nil, err
+			return "", err
 		}
-		return v.Bytes(), nil
+		return v.String(), nil
 	}
-	b, err := r.raw.GetEx(ctx, r.key(id), pxDuration(ttl)).Bytes()
+	s, err := r.raw.GetEx(ctx, r.key(id), pxDuration(ttl)).Result()
 	if err == redis.Nil {
-		return nil, nil
+		return "", nil
 	}
 	if err != nil {
-		return nil, r.wrap(err, "GETEX", id)
+		return "", r.wrap(err, "GETEX", id)
 	}
-	return b, nil
+	return s, nil
 }
 
 // redisScript is a Lua script run with EVALSHA, falling back to EVAL (which
@@ -791,10 +792,10 @@ func (s *StorageRedis) DestroyUser(ctx context.Context, userId string) (int, err
 			if err != nil {
 				return false, err
 			}
-			if v == nil || v.IsNil() || len(v.Bytes()) == 0 {
+			if v == nil || v.IsNil() || v.String() == "" {
 				return false, nil
 			}
-			b := v.Bytes()
+			b := v.String()
 			data, created, err := r.env.decodeSession(id, b)
 			if err != nil || userOf(data, r.userKey) != userId {
 				return false, nil

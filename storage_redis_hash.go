@@ -224,8 +224,7 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		if !ok {
 			continue
 		}
-		stored := []byte(raw)
-		value, err := r.env.decodeValue(sessionId, key, stored)
+		value, err := r.env.decodeValue(sessionId, key, raw)
 		if err != nil {
 			g.Log().Warningf(ctx, `gfsession: %s: session %q: key %q dropped: %v`, r.backend, sessionId, key, err)
 			continue
@@ -235,7 +234,7 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		if !immutableValue(value) {
 			// The handler may change a map or slice in place and set it
 			// again: keep an independent copy to tell that it changed.
-			base[key], _ = r.env.decodeValue(sessionId, key, stored)
+			base[key], _ = r.env.decodeValue(sessionId, key, raw)
 		}
 	}
 	if len(data) == 0 {
@@ -375,7 +374,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		d.set = append(d.set, hashField(k), stored)
 		newBase[k] = v
 		if !immutableValue(v) {
-			if c, err := r.env.decodeValue(sessionId, k, stored); err == nil {
+			if c, err := r.env.decodeValue(sessionId, k, string(stored)); err == nil {
 				newBase[k] = c
 			}
 		}
@@ -539,7 +538,7 @@ func (s *StorageRedisHash) DestroyUser(ctx context.Context, userId string) (int,
 			if len(got) != 2 || got[0] == "" {
 				return false, nil
 			}
-			user, err := r.env.decodeValue(id, r.userKey, []byte(got[0]))
+			user, err := r.env.decodeValue(id, r.userKey, got[0])
 			if err != nil || userOf(map[string]any{r.userKey: user}, r.userKey) != userId {
 				return false, nil
 			}
