@@ -1,10 +1,14 @@
 package gfsession
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/gogf/gf/v2/database/gdb"
+	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/lib/pq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -33,4 +37,23 @@ func TestStorageDB_UserId(t *testing.T) {
 	assert.Equal(t, h, dbUserId(long))
 	assert.NotEqual(t, h, dbUserId(long+"x"))
 	assert.True(t, strings.HasPrefix(dbUserId("\xff"), "sha256:"))
+}
+
+// A deadlock victim or a serialization failure is run again (exec); any
+// other error is not.
+func TestStorageDB_RolledBack(t *testing.T) {
+	for name, tc := range map[string]struct {
+		err  error
+		want bool
+	}{
+		"mysql deadlock":    {&mysql.MySQLError{Number: 1213, SQLState: [5]byte{'4', '0', '0', '0', '1'}, Message: "Deadlock found when trying to get lock; try restarting transaction"}, true},
+		"mysql duplicate":   {&mysql.MySQLError{Number: 1062, SQLState: [5]byte{'2', '3', '0', '0', '0'}, Message: "Duplicate entry"}, false},
+		"pgsql deadlock":    {&pq.Error{Code: "40P01", Message: "deadlock detected"}, true},
+		"pgsql serializing": {&pq.Error{Code: "40001", Message: "could not serialize access"}, true},
+		"pgsql unique":      {&pq.Error{Code: "23505", Message: "duplicate key value"}, false},
+		"other":             {errors.New("connection refused"), false},
+	} {
+		wrapped := gerror.Wrap(tc.err, "gdb") // as gdb returns it
+		assert.Equal(t, tc.want, rolledBack(wrapped), name)
+	}
 }

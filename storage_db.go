@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -421,9 +422,22 @@ func bounded[T any](ctx context.Context, timeout time.Duration, f func(ctx conte
 	}
 }
 
+// dbExecTries is how often exec runs a statement that the database rolled
+// back as a deadlock victim or a serialization failure.
+const dbExecTries = 3
+
+// exec runs one statement. Every statement of this storage is a single
+// autocommit statement, so one the database rolled back as a deadlock
+// victim (MySQL/MariaDB 1213, PostgreSQL 40P01) or a serialization failure
+// (40001) is run again, up to dbExecTries times: a request refreshing its
+// session while the cleaner deletes expired rows next to it in the expiry
+// index must not fail for that.
 func (s *StorageDB) exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	return bounded(ctx, s.config.Timeout, func(ctx context.Context) (int64, error) {
 		res, err := s.db.Exec(ctx, sql, args...)
+		for try := 1; err != nil && try < dbExecTries && rolledBack(err) && ctx.Err() == nil; try++ {
+			res, err = s.db.Exec(ctx, sql, args...)
+		}
 		if err != nil {
 			return 0, driverError(err)
 		}
@@ -443,6 +457,20 @@ func (s *StorageDB) query(ctx context.Context, sql string, args ...any) (gdb.Rec
 		}
 		return rec, nil
 	})
+}
+
+// rolledBack reports whether `err` says the database rolled the statement
+// back as a deadlock victim or a serialization failure: SQLSTATE 40001 or
+// 40P01, read from lib/pq's SQLState method or from the "Error 1213
+// (40001)" form of go-sql-driver/mysql's message (the drivers are the
+// user's imports, not this module's).
+func rolledBack(err error) bool {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		code := st.SQLState()
+		return code == "40001" || code == "40P01"
+	}
+	return strings.Contains(err.Error(), " (40001): ")
 }
 
 // driverError drops gdb's rendering of the statement with its arguments
