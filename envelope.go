@@ -115,11 +115,7 @@ func (e *envelope) decodeCurrent(id string, stored string) (map[string]any, time
 	if codec == nil || flags&^(flagCodecMask|flagSealed) != 0 {
 		return nil, time.Time{}, errCorrupt("unknown envelope flags")
 	}
-	var ms uint64
-	for _, c := range []byte(stored[5:headerSize]) {
-		ms = ms<<8 | uint64(c)
-	}
-	created := time.UnixMilli(int64(ms))
+	created := time.UnixMilli(int64(binary.BigEndian.Uint64([]byte(stored[5:headerSize]))))
 	payload := stored[headerSize:]
 	if flags&flagSealed != 0 {
 		if e.keys == nil {

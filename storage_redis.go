@@ -792,10 +792,13 @@ func (s *StorageRedis) DestroyUser(ctx context.Context, userId string) (int, err
 			if err != nil {
 				return false, err
 			}
-			if v == nil || v.IsNil() || v.String() == "" {
+			if v == nil || v.IsNil() {
 				return false, nil
 			}
 			b := v.String()
+			if b == "" {
+				return false, nil
+			}
 			data, created, err := r.env.decodeSession(id, b)
 			if err != nil || userOf(data, r.userKey) != userId {
 				return false, nil
