@@ -4,13 +4,15 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/gogf/gf/v2/container/gmap"
 )
 
 const (
-	trackerShards = 64  // power of two
-	trackerSlots  = 128 // loads remembered per shard
+	trackerShards   = 64      // power of two
+	trackerSlots    = 64      // slots per shard to start with, and the growth step
+	trackerMaxSlots = 1 << 14 // slots per shard at most (1M in all)
 )
 
 // loadTracker remembers, for each session map handed out by GetSession, which
@@ -21,27 +23,31 @@ const (
 // keys of one session do not overwrite each other; others keep what they
 // loaded along (creation time, user) in `extra`.
 //
-// It is a ring of the most recent loads per shard (by session id), holding
-// the maps themselves, so that a map is recognised by identity and nothing
-// needs cleaning up: a load is forgotten once trackerSlots newer loads of
-// its shard have been made, i.e. with more than trackerShards*trackerSlots
-// (8192) requests in flight at once. A write whose load was forgotten is
-// treated as a write of a session nobody loaded: every key it holds is
-// written and none is deleted, so it can lose a key it removed but never
-// deletes another request's keys. At most that many maps are kept alive
-// after their requests ended.
+// A load is remembered for as long as its map is reachable: gf's Session
+// holds the map for as long as the request can still write it (a Session
+// may be closed, changed and closed again), and the tracker holds it only
+// through a weak pointer. Each shard (by session id) is a ring of slots;
+// a new load takes the next slot whose map has been garbage collected, and
+// the ring grows when every map in it is still in use. Only with more than
+// trackerShards*trackerMaxSlots maps of one shard in use at once is a load
+// forgotten. A write whose load was forgotten is treated as a write of a
+// session nobody loaded: every key it holds is written and none is deleted,
+// so it can lose a key it removed but never deletes another request's keys.
+//
+// What a load keeps (`base`, `extra`) stays in its slot until the slot is
+// reused; the maps themselves are not kept alive.
 type loadTracker struct {
 	shards [trackerShards]trackerShard
 }
 
 type trackerShard struct {
 	mu    sync.Mutex
-	next  int
+	next  int           // where the search for a free slot starts
 	slots []trackerSlot // allocated on first use
 }
 
 type trackerSlot struct {
-	m *gmap.StrAnyMap
+	m weak.Pointer[gmap.StrAnyMap] // zero or collected: the slot is free
 	loaded
 }
 
@@ -57,28 +63,48 @@ func (t *loadTracker) shard(id string) *trackerShard {
 	return &t.shards[shardIndex(id)&(trackerShards-1)]
 }
 
-// find returns the index of the slot holding `m`, newest first, or -1.
-// The caller holds sh.mu.
+// find returns the index of the slot holding `m`, most recent loads first,
+// or -1. The caller holds sh.mu.
 func (sh *trackerShard) find(m *gmap.StrAnyMap) int {
 	n := len(sh.slots)
 	for i := 1; i <= n; i++ {
 		j := (sh.next - i + n) % n
-		if sh.slots[j].m == m {
+		if sh.slots[j].m.Value() == m {
 			return j
 		}
 	}
 	return -1
 }
 
+// free returns the index of a slot whose map is gone, searching from where
+// the last search stopped, and grows the ring when every map in it is still
+// reachable. At trackerMaxSlots it reuses the next slot regardless, which
+// forgets that load. The caller holds sh.mu.
+func (sh *trackerShard) free() int {
+	n := len(sh.slots)
+	for i := 0; i < n; i++ {
+		j := sh.next
+		sh.next = (j + 1) % n
+		if sh.slots[j].m.Value() == nil {
+			return j
+		}
+	}
+	if n >= trackerMaxSlots {
+		j := sh.next
+		sh.next = (j + 1) % n
+		return j
+	}
+	sh.slots = append(sh.slots, make([]trackerSlot, trackerSlots)...)
+	sh.next = n + 1
+	return n
+}
+
 // track records that `m` was loaded from session `id` holding `base`.
 func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
+	w := weak.Make(m)
 	sh := t.shard(id)
 	sh.mu.Lock()
-	if sh.slots == nil {
-		sh.slots = make([]trackerSlot, trackerSlots)
-	}
-	sh.slots[sh.next] = trackerSlot{m: m, loaded: loaded{id: id, base: base, extra: extra}}
-	sh.next = (sh.next + 1) % len(sh.slots)
+	sh.slots[sh.free()] = trackerSlot{m: w, loaded: loaded{id: id, base: base, extra: extra}}
 	sh.mu.Unlock()
 }
 
@@ -88,9 +114,6 @@ func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, bool) {
 	sh := t.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.slots == nil {
-		return loaded{}, false
-	}
 	if j := sh.find(m); j >= 0 && sh.slots[j].id == id {
 		return sh.slots[j].loaded, true
 	}
@@ -102,12 +125,10 @@ func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, bool) {
 func (t *loadTracker) retrack(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
 	sh := t.shard(id)
 	sh.mu.Lock()
-	if sh.slots != nil {
-		if j := sh.find(m); j >= 0 {
-			sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
-			sh.mu.Unlock()
-			return
-		}
+	if j := sh.find(m); j >= 0 {
+		sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
+		sh.mu.Unlock()
+		return
 	}
 	sh.mu.Unlock()
 	t.track(m, id, base, extra)

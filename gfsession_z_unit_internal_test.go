@@ -2,6 +2,7 @@ package gfsession
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -86,41 +87,87 @@ func TestLoadTracker(t *testing.T) {
 	l, _ = tr.lookup(m1, "id1")
 	assert.Equal(t, map[string]any{"a": 2}, l.base)
 
-	// A load is forgotten after trackerSlots newer loads of its shard.
-	for i := 0; i < trackerSlots; i++ {
-		tr.track(gmap.NewStrAnyMap(true), "id1", nil, nil)
-	}
-	_, ok = tr.lookup(m1, "id1")
-	assert.False(t, ok)
+	runtime.KeepAlive(m2)
 }
 
-// TestStorageMemory_ForgottenLoad checks the safe side of a forgotten load:
-// the write keeps every key it holds and deletes nothing it cannot prove the
-// request removed.
-func TestStorageMemory_ForgottenLoad(t *testing.T) {
+// TestLoadTracker_RemembersLiveMaps checks that a load is remembered for as
+// long as its map is in use, however many loads come after it (a slow
+// logout request must still delete the keys it removed), and that the slots
+// of collected maps are reused rather than the ring growing without end.
+func TestLoadTracker_RemembersLiveMaps(t *testing.T) {
+	var tr loadTracker
+	inUse := gmap.NewStrAnyMap(true)
+	tr.track(inUse, "id1", map[string]any{"user": "alice"}, nil)
+	for round := 0; round < 4; round++ {
+		// Many short requests of the same shard, their maps dropped at once.
+		for i := 0; i < 4*trackerSlots; i++ {
+			tr.track(gmap.NewStrAnyMap(true), "id1", nil, nil)
+		}
+		runtime.GC()
+	}
+	l, ok := tr.lookup(inUse, "id1")
+	require.True(t, ok, "a map still in use is never forgotten")
+	assert.Equal(t, map[string]any{"user": "alice"}, l.base)
+
+	sh := tr.shard("id1")
+	runtime.GC()
+	sh.mu.Lock()
+	size := len(sh.slots)
+	sh.mu.Unlock()
+	for i := 0; i < size-1; i++ {
+		tr.track(gmap.NewStrAnyMap(true), "id1", nil, nil)
+	}
+	sh.mu.Lock()
+	assert.Equal(t, size, len(sh.slots), "slots of collected maps are reused")
+	sh.mu.Unlock()
+	runtime.KeepAlive(inUse)
+}
+
+// TestStorageMemory_UntrackedMap checks the safe side of a write whose load
+// is unknown (a map the storage did not hand out, or a load forgotten with
+// more than a million maps in use): the write keeps every key it holds and
+// deletes nothing it cannot prove the request removed.
+func TestStorageMemory_UntrackedMap(t *testing.T) {
 	s := NewStorageMemory(MemoryConfig{CleanupInterval: -1})
 	ctx := context.Background()
 	id := NewSessionId()
 	require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"a": 1, "b": 2}, true), time.Minute))
-	loadedA, err := s.GetSession(ctx, id, time.Minute)
-	require.NoError(t, err)
-	// Another request adds "c" meanwhile.
+	// Another request adds "c".
 	other, err := s.GetSession(ctx, id, time.Minute)
 	require.NoError(t, err)
 	other.Set("c", 3)
 	require.NoError(t, s.SetSession(ctx, id, other, time.Minute))
-	// Flood the tracker so that the first request's load is forgotten.
-	for i := 0; i < trackerShards*trackerSlots; i++ {
-		s.tracker.track(gmap.NewStrAnyMap(true), id, nil, nil)
-	}
-	loadedA.Remove("a")
-	loadedA.Set("d", 4)
-	require.NoError(t, s.SetSession(ctx, id, loadedA, time.Minute))
+	// A map holding what a request loaded before "c", without its load.
+	untracked := gmap.NewStrAnyMapFrom(map[string]any{"b": 2, "d": 4}, true)
+	require.NoError(t, s.SetSession(ctx, id, untracked, time.Minute))
 	got, err := s.GetSession(ctx, id, time.Minute)
 	require.NoError(t, err)
-	assert.Equal(t, 3, got.Get("c"), "another request's key survives")
-	assert.Equal(t, 4, got.Get("d"))
-	assert.Equal(t, 2, got.Get("b"))
+	assert.Equal(t, map[string]any{"a": 1, "b": 2, "c": 3, "d": 4}, got.Map())
+}
+
+// TestStorageMemory_SlowRequestRemovesKey is a logout that runs while
+// thousands of other requests come and go: the key it removes is deleted.
+func TestStorageMemory_SlowRequestRemovesKey(t *testing.T) {
+	s := NewStorageMemory(MemoryConfig{CleanupInterval: -1})
+	ctx := context.Background()
+	id := NewSessionId()
+	require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"user": "alice", "theme": "dark"}, true), time.Minute))
+	logout, err := s.GetSession(ctx, id, time.Minute)
+	require.NoError(t, err)
+	for i := 0; i < 2*trackerShards*trackerSlots; i++ {
+		if i%trackerSlots == 0 {
+			runtime.GC()
+		}
+		short, err := s.GetSession(ctx, id, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.UpdateTTL(ctx, id, time.Minute))
+		_ = short
+	}
+	logout.Remove("user")
+	require.NoError(t, s.SetSession(ctx, id, logout, time.Minute))
+	got, err := s.GetSession(ctx, id, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"theme": "dark"}, got.Map())
 }
 
 // FileSessionPath is StorageFile.sessionPath, for the external tests.
