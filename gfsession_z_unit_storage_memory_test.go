@@ -63,3 +63,29 @@ func TestStorageMemory_Sweeper(t *testing.T) {
 		return n == 0
 	}, 5*time.Second, 10*time.Millisecond, "the sweeper must free expired sessions")
 }
+
+// TestStorageMemory_ExpiresNotDuringRequest is a session whose idle TTL
+// would run out while a slow request that loaded it is still working: the
+// load restarts the TTL, so the request's write keeps the whole session.
+func TestStorageMemory_ExpiresNotDuringRequest(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	m := gsession.New(ttl, newMemory(t, gfsession.MemoryConfig{CleanupInterval: -1}))
+	ctx := context.Background()
+	id := storagetest.NewId()
+	login := m.New(ctx, id)
+	require.NoError(t, login.SetMap(map[string]any{"user": "alice"}))
+	require.NoError(t, login.Close())
+
+	time.Sleep(ttl * 2 / 3) // idle, but not for a whole TTL
+	slow := m.New(ctx, id)
+	user, err := slow.Get("user")
+	require.NoError(t, err)
+	require.Equal(t, "alice", user.String())
+	time.Sleep(ttl * 2 / 3) // the request's own work, past the first TTL
+	require.NoError(t, slow.Set("page", "/x"))
+	require.NoError(t, slow.Close())
+
+	data, err := m.New(ctx, id).Data()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"user": "alice", "page": "/x"}, data)
+}

@@ -132,8 +132,10 @@ func (s *StorageMemory) New(ctx context.Context, ttl time.Duration) (string, err
 
 // GetSession returns a copy of the session's data, or nil when the session
 // does not exist, has been idle for longer than its TTL, has outlived
-// MaxLifetime, or `sessionId` is not a valid id. It does not move the TTL:
-// gf calls UpdateTTL when the request ends.
+// MaxLifetime, or `sessionId` is not a valid id. It restarts the idle TTL at
+// `ttl` (never beyond MaxLifetime), so a session cannot expire while a
+// request that loaded it is still running; gf's UpdateTTL or SetSession
+// restarts it again when the request ends.
 func (s *StorageMemory) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
@@ -145,6 +147,12 @@ func (s *StorageMemory) GetSession(ctx context.Context, sessionId string, ttl ti
 	now := time.Now().UnixNano()
 	if e == nil || !s.alive(e, now) {
 		return nil, nil
+	}
+	for next := s.expiry(e.created, now, ttl); ; {
+		exp := e.expires.Load()
+		if next <= exp || e.expires.CompareAndSwap(exp, next) {
+			break
+		}
 	}
 	data := gmap.NewStrAnyMapFrom(maps.Clone(e.data), true)
 	s.tracker.track(data, sessionId, e.data, e)
@@ -195,14 +203,21 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	var (
 		data    map[string]any
 		created = now
+		// What the request's map holds from now on, and the entry that
+		// holds exactly that: the next write of the same map (gf writes
+		// again when a closed Session is changed and closed again) is a
+		// delta from here.
+		nextBase map[string]any
+		fast     = cur != nil && cur == loaded
 	)
 	if cur != nil {
 		created = cur.created
 	}
-	if cur != nil && cur == loaded {
+	if fast {
 		// Nobody wrote the session since this request loaded it (every
 		// write installs a new entry): the request's map is the new state.
 		sessionData.RLockFunc(func(written map[string]any) { data = maps.Clone(written) })
+		nextBase = data
 	} else {
 		// Merge: apply only what the request changed to what is stored now.
 		if cur != nil {
@@ -211,6 +226,9 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 			data = make(map[string]any)
 		}
 		sessionData.RLockFunc(func(written map[string]any) {
+			// The stored session now also holds other requests' keys,
+			// which this map does not: its next write must merge again.
+			nextBase = maps.Clone(written)
 			kept := 0 // keys of base still in the session
 			for k, v := range written {
 				if old, ok := base[k]; ok {
@@ -233,6 +251,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if len(data) == 0 {
 		s.deleteLocked(sh, sessionId)
 		sh.mu.Unlock()
+		s.tracker.retrack(sessionData, sessionId, nextBase, nil)
 		return nil
 	}
 	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey)}
@@ -250,7 +269,11 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if !exists && s.config.MaxSessions > 0 {
 		s.evict(sessionId, now)
 	}
-	s.tracker.retrack(sessionData, sessionId, data, e)
+	nextLoaded := e
+	if !fast {
+		nextLoaded = nil // never the stored entry: the next write merges
+	}
+	s.tracker.retrack(sessionData, sessionId, nextBase, nextLoaded)
 	return nil
 }
 

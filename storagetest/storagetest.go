@@ -119,6 +119,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) gsession.Storage, opts ...O
 		{"MaxLifetime", testMaxLifetime},
 		{"Isolation", testIsolation},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"CloseAgain", testCloseAgain},
 		{"Remove", testRemove},
 		{"RemoveAll", testRemoveAll},
 		{"RegenerateId", testRegenerateId},
@@ -456,6 +457,33 @@ func testConcurrentWriters(t *testing.T, newStorage func(t *testing.T) gsession.
 		assert.Equal(t, n, found, "lost updates: %d of %d concurrent writes of different keys survive", found, n)
 	} else {
 		assert.GreaterOrEqual(t, found, 1, "last writer wins, but no writer's key survived")
+	}
+}
+
+// testCloseAgain checks a Session that is closed, changed and closed again,
+// as a long-lived one may be (gf writes it at every Close once it is dirty):
+// each write sends its own changes, its removals included, and with
+// MergesKeys leaves alone the keys another request wrote in between.
+func testCloseAgain(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *options) {
+	m := gsession.New(time.Minute, newStorage(t))
+	id := NewId()
+	write(t, m, id, map[string]any{"a": "1", "user": "alice"})
+	s := m.New(context.Background(), id)
+	v, err := s.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "1", v.String())
+	write(t, m, id, map[string]any{"b": "2"}) // another request
+	require.NoError(t, s.Set("c", "3"))
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Remove("user"))
+	require.NoError(t, s.Close())
+
+	data := readAll(t, m, id)
+	assert.Equal(t, "1", fmt.Sprint(data["a"]))
+	assert.Equal(t, "3", fmt.Sprint(data["c"]))
+	assert.NotContains(t, data, "user", "the key removed before the second Close is still there")
+	if o.mergesKeys {
+		assert.Equal(t, "2", fmt.Sprint(data["b"]), "the second Close lost another request's key")
 	}
 }
 
