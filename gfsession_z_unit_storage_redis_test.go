@@ -993,3 +993,41 @@ func TestStorageRedis_AdminErrors(t *testing.T) {
 		t.Logf("%s, Count on a dead server: %v", kind, err)
 	}
 }
+
+// TestStorageRedis_OtherTypeUnderPrefix switches a site from one Redis
+// storage to the other with the same prefix: a session of the other kind
+// reads as no session (logged), without an error on every request, and the
+// next login under that id works.
+func TestStorageRedis_OtherTypeUnderPrefix(t *testing.T) {
+	srv := testredis.Start(t)
+	goRedis := newGredis(t, &gredis.Config{Address: srv.Addr})
+	other, _ := newRedisOtherAdapterClient(t, srv.Addr)
+	for _, c := range []struct {
+		name         string
+		client       *gredis.Redis
+		before, read string
+	}{
+		{"hash reads kv", goRedis, gfsession.TypeRedis, gfsession.TypeRedisHash},
+		{"hash reads kv, other adapter", other, gfsession.TypeRedis, gfsession.TypeRedisHash},
+		{"kv reads hash", goRedis, gfsession.TypeRedisHash, gfsession.TypeRedis},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prefix := redisTestPrefix()
+			config := gfsession.RedisConfig{Prefix: prefix}
+			before := gsession.New(time.Minute, newRedisStorage(t, c.before, c.client, config))
+			after := gsession.New(time.Minute, newRedisStorage(t, c.read, c.client, config))
+			id := gfsession.NewSessionId()
+			redisReq(t, before, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+
+			s := after.New(context.Background(), id)
+			v, err := s.Get("user")
+			require.NoError(t, err, "a key of the other type must not fail every request")
+			assert.True(t, v.IsNil())
+			require.NoError(t, s.Set("user", "bob"))
+			require.NoError(t, s.Close(), "the next login under the id must work")
+			redisReq(t, after, id, func(s *gsession.Session) {
+				assert.Equal(t, "bob", s.MustGet("user").String())
+			})
+		})
+	}
+}

@@ -219,6 +219,13 @@ func (r *redisStore) getex(ctx context.Context, id string, ttl time.Duration) (s
 	return s, nil
 }
 
+// isWrongType reports whether `err` is Redis refusing a command on a key of
+// another type (WRONGTYPE), as when the key-value and the hash storage share
+// a prefix.
+func isWrongType(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "WRONGTYPE")
+}
+
 // redisScript is a Lua script run with EVALSHA, falling back to EVAL (which
 // also caches it) when the server does not know it yet (NOSCRIPT: a new or
 // restarted server, a failed-over replica, another cluster node).
@@ -632,8 +639,10 @@ func (s *StorageRedis) New(ctx context.Context, ttl time.Duration) (string, erro
 // GETEX command. It returns nil, and no error, when the session does not
 // exist, has expired, has outlived MaxLifetime (its key is then deleted), or
 // `sessionId` is not a valid id (nothing is sent to Redis). Stored data that
-// cannot be decoded (corrupt, sealed with an unknown key) also reads as nil,
-// logged through gf's logger. Redis errors are returned.
+// cannot be decoded (corrupt, sealed with an unknown key) and a key of
+// another type (WRONGTYPE: a hash storage's session under the same prefix)
+// also read as nil, logged through gf's logger; the next write replaces
+// them. Redis errors are returned.
 //
 // GETEX restarts the key's TTL before the creation time is known, so near
 // the end of MaxLifetime the key may outlive the cap by up to `ttl`; the
@@ -644,6 +653,12 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 	}
 	r := s.r
 	b, err := r.getex(ctx, sessionId, ttl)
+	if isWrongType(err) {
+		// Another kind of key under the prefix (a session of the hash
+		// storage, say): unreadable here, and replaced by the next write.
+		logDropped(ctx, r.backend, sessionId, err)
+		return nil, nil
+	}
 	if err != nil || len(b) == 0 {
 		return nil, err
 	}

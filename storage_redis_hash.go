@@ -199,9 +199,9 @@ func (s *StorageRedisHash) New(ctx context.Context, ttl time.Duration) (string, 
 // GetSession loads the whole session and restarts its idle TTL at `ttl`
 // (never beyond MaxLifetime), in one round trip. It returns nil, and no
 // error, when the session does not exist, has expired, has outlived
-// MaxLifetime (its key is then deleted), holds no readable key, or
-// `sessionId` is not a valid id (nothing is sent to Redis). Redis errors are
-// returned.
+// MaxLifetime (its key is then deleted), holds no readable key, is not a
+// hash (the key is logged and deleted), or `sessionId` is not a valid id
+// (nothing is sent to Redis). Redis errors are returned.
 //
 // Through gf's go-redis adapter the round trip is a pipeline of HGETALL and
 // PEXPIRE; in the last `ttl` of a session's MaxLifetime a second PEXPIRE
@@ -212,6 +212,16 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	}
 	r := s.r
 	fields, created, err := s.load(ctx, sessionId, ttl)
+	if isWrongType(err) {
+		// Not a hash (a session of the key-value storage under the same
+		// prefix, say). The load restarted its TTL and every write would
+		// fail on it, so the id would never work again: delete it.
+		logDropped(ctx, r.backend, sessionId, err)
+		if _, err := r.do(ctx, sessionId, "DEL", r.key(sessionId)); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
 	if err != nil || len(fields) == 0 {
 		return nil, err
 	}
