@@ -295,9 +295,10 @@ const maxSharedDecode = 16 << 10
 // binaryDecoder reads the binary codec from a string. It never writes to
 // what it reads.
 type binaryDecoder struct {
-	s     string
-	i     int
-	share bool // decoded strings may be slices of s
+	s       string
+	i       int
+	share   bool // decoded strings may be slices of s
+	claimed int  // items of all maps and lists so far (see count)
 }
 
 // uvarint reads an unsigned varint as encoding/binary writes it.
@@ -342,6 +343,22 @@ func (d *binaryDecoder) length(min int) (int, error) {
 		return 0, errCorrupt("length beyond end of data")
 	}
 	return int(n), nil
+}
+
+// count reads the number of items of a map or list, each taking at least
+// `min` bytes. Besides what length checks, the items claimed by all the
+// maps and lists of the input together may not outnumber its bytes (each
+// item has a byte of its own): nested headers, each claiming the bytes
+// left, cannot make the decoder allocate far more than the input's size.
+func (d *binaryDecoder) count(min int) (int, error) {
+	n, err := d.length(min)
+	if err != nil {
+		return 0, err
+	}
+	if d.claimed += n; d.claimed > len(d.s) {
+		return 0, errCorrupt("more items than the data holds")
+	}
+	return n, nil
 }
 
 // raw reads a length-prefixed run of bytes, as a slice of s.
@@ -484,7 +501,7 @@ func (d *binaryDecoder) value(depth int) (any, error) {
 		}
 		return t, nil
 	case tagMap:
-		n, err := d.length(2)
+		n, err := d.count(2)
 		if err != nil {
 			return nil, err
 		}
@@ -500,7 +517,7 @@ func (d *binaryDecoder) value(depth int) (any, error) {
 		}
 		return m, nil
 	case tagList:
-		n, err := d.length(1)
+		n, err := d.count(1)
 		if err != nil {
 			return nil, err
 		}
@@ -512,7 +529,7 @@ func (d *binaryDecoder) value(depth int) (any, error) {
 		}
 		return l, nil
 	case tagStrings:
-		n, err := d.length(1)
+		n, err := d.count(1)
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,27 @@ func TestBinaryCodec_Limits(t *testing.T) {
 	assert.Error(t, err, "unknown tag")
 	_, err = binaryCodec{}.decode(string(bytes.Repeat([]byte{tagList, 1}, maxDepth+2)))
 	assert.Error(t, err, "nesting beyond maxDepth is refused on decode")
+}
+
+// TestBinaryCodec_NestedHeadersDoNotAmplify decodes nested list headers that
+// each claim nearly all the bytes left: refused before the decoder has
+// allocated more than a small multiple of the input.
+func TestBinaryCodec_NestedHeadersDoNotAmplify(t *testing.T) {
+	const size = 64 << 10
+	var b []byte
+	for i := 0; i < maxDepth-1; i++ {
+		b = append(b, tagList)
+		b = binary.AppendUvarint(b, uint64(size-len(b)-3))
+	}
+	b = append(b, bytes.Repeat([]byte{0xff}, size-len(b))...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := binaryCodec{}.decode(string(b))
+	runtime.ReadMemStats(&after)
+	require.Error(t, err)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	assert.Less(t, allocated, uint64(32*size), "decoding %d corrupt bytes allocated %d", size, allocated)
 }
 
 func TestJSONCodec_Numbers(t *testing.T) {
