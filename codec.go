@@ -1,6 +1,7 @@
 package gfsession
 
 import (
+	"encoding"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -230,10 +231,11 @@ func encodeBinary(dst []byte, v any, depth int) ([]byte, error) {
 
 // encodeReflect handles what the fast switch does not: typed maps and slices
 // are walked (so their elements keep their types), everything else
-// (structs, types with MarshalJSON) is stored as JSON.
+// (structs, types with MarshalJSON, arrays with MarshalText such as a UUID,
+// which would otherwise come back as a list of numbers) is stored as JSON.
 func encodeReflect(dst []byte, v any, depth int) ([]byte, error) {
 	rv := reflect.ValueOf(v)
-	if _, ok := v.(json.Marshaler); !ok {
+	if _, ok := v.(json.Marshaler); !ok && !textArray(rv, v) {
 		switch rv.Kind() {
 		case reflect.Pointer:
 			if rv.IsNil() {
@@ -284,6 +286,16 @@ func encodeReflect(dst []byte, v any, depth int) ([]byte, error) {
 	}
 	dst = binary.AppendUvarint(append(dst, tagJSON), uint64(len(b)))
 	return append(dst, b...), nil
+}
+
+// textArray reports whether `v` is an array with a text form of its own
+// (encoding.TextMarshaler), which JSON stores as that text.
+func textArray(rv reflect.Value, v any) bool {
+	if rv.Kind() != reflect.Array {
+		return false
+	}
+	_, ok := v.(encoding.TextMarshaler)
+	return ok
 }
 
 // maxSharedDecode is the largest encoded value whose decoded strings are

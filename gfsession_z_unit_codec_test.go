@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"runtime"
 	"strings"
@@ -112,6 +113,21 @@ func TestBinaryCodec_Limits(t *testing.T) {
 	assert.Error(t, err, "unknown tag")
 	_, err = binaryCodec{}.decode(string(bytes.Repeat([]byte{tagList, 1}, maxDepth+2)))
 	assert.Error(t, err, "nesting beyond maxDepth is refused on decode")
+}
+
+// textId is an array with a text form, as a UUID type is.
+type textId [4]byte
+
+func (id textId) MarshalText() ([]byte, error) { return []byte(fmt.Sprintf("%x", id[:])), nil }
+
+// TestBinaryCodec_TextArrays checks that an array with MarshalText comes
+// back as its text, as JSON stores it, not as a list of numbers.
+func TestBinaryCodec_TextArrays(t *testing.T) {
+	b, err := binaryCodec{}.encode(nil, map[string]any{"id": textId{1, 2, 3, 255}, "plain": [2]int{1, 2}})
+	require.NoError(t, err)
+	out, err := binaryCodec{}.decode(string(b))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"id": "010203ff", "plain": []any{1, 2}}, out)
 }
 
 // TestBinaryCodec_NestedHeadersDoNotAmplify decodes nested list headers that
