@@ -11,8 +11,9 @@ import (
 
 const (
 	trackerShards   = 64      // power of two
-	trackerSlots    = 64      // slots per shard to start with, and the growth step
-	trackerMaxSlots = 1 << 14 // slots per shard at most (1M in all)
+	trackerSlots    = 64      // slots per shard to start with
+	trackerMaxSlots = 1 << 16 // slots per shard at most (4M in all)
+	trackerMaxScan  = 1024    // slots a full ring searches for a free one
 )
 
 // loadTracker remembers, for each session map handed out by GetSession, which
@@ -26,13 +27,16 @@ const (
 // A load is remembered for as long as its map is reachable: gf's Session
 // holds the map for as long as the request can still write it (a Session
 // may be closed, changed and closed again), and the tracker holds it only
-// through a weak pointer. Each shard (by session id) is a ring of slots;
-// a new load takes the next slot whose map has been garbage collected, and
-// the ring grows when every map in it is still in use. Only with more than
-// trackerShards*trackerMaxSlots maps of one shard in use at once is a load
-// forgotten. A write whose load was forgotten is treated as a write of a
-// session nobody loaded: every key it holds is written and none is deleted,
-// so it can lose a key it removed but never deletes another request's keys.
+// through a weak pointer, found again by weak pointer equality. Each shard
+// (by session id) is a ring of slots; a new load takes the next slot whose
+// map has been garbage collected, and the ring doubles when every map in it
+// still looks reachable. A map looks reachable until a garbage collection
+// has found it is not, so the ring holds about the loads made since the
+// last collection. Only past trackerMaxSlots of those in one shard (4M in
+// all) is a slot of a map that may be in use reused, which forgets that
+// load. A write whose load was forgotten is treated as a write of a session
+// nobody loaded: every key it holds is written and none is deleted, so it
+// can lose a key it removed but never deletes another request's keys.
 //
 // What a load keeps (`base`, `extra`) stays in its slot until the slot is
 // reused; the maps themselves are not kept alive.
@@ -63,26 +67,33 @@ func (t *loadTracker) shard(id string) *trackerShard {
 	return &t.shards[shardIndex(id)&(trackerShards-1)]
 }
 
-// find returns the index of the slot holding `m`, most recent loads first,
-// or -1. The caller holds sh.mu.
-func (sh *trackerShard) find(m *gmap.StrAnyMap) int {
+// find returns the index of the slot holding `w`, most recent loads first,
+// or -1. It compares weak pointers only: calling Value on the slots would
+// mark their maps reachable during a collection and keep dead ones alive.
+// The caller holds sh.mu.
+func (sh *trackerShard) find(w weak.Pointer[gmap.StrAnyMap]) int {
 	n := len(sh.slots)
 	for i := 1; i <= n; i++ {
 		j := (sh.next - i + n) % n
-		if sh.slots[j].m.Value() == m {
+		if sh.slots[j].m == w {
 			return j
 		}
 	}
 	return -1
 }
 
-// free returns the index of a slot whose map is gone, searching from where
-// the last search stopped, and grows the ring when every map in it is still
-// reachable. At trackerMaxSlots it reuses the next slot regardless, which
-// forgets that load. The caller holds sh.mu.
+// free returns the index of a slot whose map has been collected, searching
+// from where the last search stopped, and doubles the ring when every map
+// in it still looks reachable. A full ring (trackerMaxSlots) searches
+// trackerMaxScan slots and then reuses the next one regardless. The caller
+// holds sh.mu.
 func (sh *trackerShard) free() int {
 	n := len(sh.slots)
-	for i := 0; i < n; i++ {
+	scan := n
+	if n >= trackerMaxSlots {
+		scan = trackerMaxScan
+	}
+	for i := 0; i < scan; i++ {
 		j := sh.next
 		sh.next = (j + 1) % n
 		if sh.slots[j].m.Value() == nil {
@@ -94,14 +105,17 @@ func (sh *trackerShard) free() int {
 		sh.next = (j + 1) % n
 		return j
 	}
-	sh.slots = append(sh.slots, make([]trackerSlot, trackerSlots)...)
+	sh.slots = append(sh.slots, make([]trackerSlot, max(n, trackerSlots))...)
 	sh.next = n + 1
 	return n
 }
 
 // track records that `m` was loaded from session `id` holding `base`.
 func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
-	w := weak.Make(m)
+	t.put(weak.Make(m), id, base, extra)
+}
+
+func (t *loadTracker) put(w weak.Pointer[gmap.StrAnyMap], id string, base map[string]any, extra any) {
 	sh := t.shard(id)
 	sh.mu.Lock()
 	sh.slots[sh.free()] = trackerSlot{m: w, loaded: loaded{id: id, base: base, extra: extra}}
@@ -111,10 +125,11 @@ func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, e
 // lookup returns what `m` was loaded as, if it was loaded from session `id`
 // and is still remembered.
 func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, bool) {
+	w := weak.Make(m)
 	sh := t.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if j := sh.find(m); j >= 0 && sh.slots[j].id == id {
+	if j := sh.find(w); j >= 0 && sh.slots[j].id == id {
 		return sh.slots[j].loaded, true
 	}
 	return loaded{}, false
@@ -123,15 +138,16 @@ func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, bool) {
 // retrack replaces what `m` is known to hold after it was written to `id`, so
 // a second write of the same map sends only what changed since the first.
 func (t *loadTracker) retrack(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
+	w := weak.Make(m)
 	sh := t.shard(id)
 	sh.mu.Lock()
-	if j := sh.find(m); j >= 0 {
+	if j := sh.find(w); j >= 0 {
 		sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
 		sh.mu.Unlock()
 		return
 	}
 	sh.mu.Unlock()
-	t.track(m, id, base, extra)
+	t.put(w, id, base, extra)
 }
 
 // loadedMeta is what the last-writer-wins backends (file, redis) keep of a

@@ -154,8 +154,8 @@ func TestStorageMemory_SlowRequestRemovesKey(t *testing.T) {
 	require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"user": "alice", "theme": "dark"}, true), time.Minute))
 	logout, err := s.GetSession(ctx, id, time.Minute)
 	require.NoError(t, err)
-	for i := 0; i < 2*trackerShards*trackerSlots; i++ {
-		if i%trackerSlots == 0 {
+	for i := 0; i < 3*8192; i++ { // 3x what the tracker once remembered
+		if i%4096 == 0 {
 			runtime.GC()
 		}
 		short, err := s.GetSession(ctx, id, time.Minute)
