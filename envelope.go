@@ -25,6 +25,9 @@ import (
 //	0xF5 flags payload
 //
 // sealed with the session id and the key name as additional data.
+// envelopeMagic is how every whole-session envelope starts.
+const envelopeMagic = "\xF5GS"
+
 const (
 	magic0          = 0xF5
 	envelopeVersion = 1

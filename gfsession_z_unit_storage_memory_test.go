@@ -68,7 +68,9 @@ func TestStorageMemory_Sweeper(t *testing.T) {
 // would run out while a slow request that loaded it is still working: the
 // load restarts the TTL, so the request's write keeps the whole session.
 func TestStorageMemory_ExpiresNotDuringRequest(t *testing.T) {
-	const ttl = 300 * time.Millisecond
+	// The request outlives the first TTL by 200 ms; each sleep is 400 ms
+	// inside a TTL, so a busy machine cannot make the test fail.
+	const ttl = time.Second
 	m := gsession.New(ttl, newMemory(t, gfsession.MemoryConfig{CleanupInterval: -1}))
 	ctx := context.Background()
 	id := storagetest.NewId()
@@ -76,12 +78,12 @@ func TestStorageMemory_ExpiresNotDuringRequest(t *testing.T) {
 	require.NoError(t, login.SetMap(map[string]any{"user": "alice"}))
 	require.NoError(t, login.Close())
 
-	time.Sleep(ttl * 2 / 3) // idle, but not for a whole TTL
+	time.Sleep(ttl * 6 / 10) // idle, but not for a whole TTL
 	slow := m.New(ctx, id)
 	user, err := slow.Get("user")
 	require.NoError(t, err)
 	require.Equal(t, "alice", user.String())
-	time.Sleep(ttl * 2 / 3) // the request's own work, past the first TTL
+	time.Sleep(ttl * 6 / 10) // the request's own work, past the first TTL
 	require.NoError(t, slow.Set("page", "/x"))
 	require.NoError(t, slow.Close())
 

@@ -1010,6 +1010,7 @@ func TestStorageRedis_OtherTypeUnderPrefix(t *testing.T) {
 		{"hash reads kv", goRedis, gfsession.TypeRedis, gfsession.TypeRedisHash},
 		{"hash reads kv, other adapter", other, gfsession.TypeRedis, gfsession.TypeRedisHash},
 		{"kv reads hash", goRedis, gfsession.TypeRedisHash, gfsession.TypeRedis},
+		{"kv reads hash, other adapter", other, gfsession.TypeRedisHash, gfsession.TypeRedis},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			prefix := redisTestPrefix()
@@ -1030,4 +1031,19 @@ func TestStorageRedis_OtherTypeUnderPrefix(t *testing.T) {
 			})
 		})
 	}
+
+	// A key of another kind that is no session is left alone.
+	prefix := redisTestPrefix()
+	hash := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, goRedis, gfsession.RedisConfig{Prefix: prefix}))
+	str, list := gfsession.NewSessionId(), gfsession.NewSessionId()
+	srv.MustDo(t, "SET", prefix+str, "not a session")
+	srv.MustDo(t, "RPUSH", prefix+list, "a list")
+	for _, id := range []string{str, list} {
+		s := hash.New(context.Background(), id)
+		v, err := s.Get("user")
+		require.NoError(t, err)
+		assert.True(t, v.IsNil())
+	}
+	assert.Equal(t, "not a session", srv.MustDo(t, "GET", prefix+str))
+	assert.EqualValues(t, 1, srv.MustDo(t, "LLEN", prefix+list))
 }

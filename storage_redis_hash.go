@@ -213,11 +213,13 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	r := s.r
 	fields, created, err := s.load(ctx, sessionId, ttl)
 	if isWrongType(err) {
-		// Not a hash (a session of the key-value storage under the same
-		// prefix, say). The load restarted its TTL and every write would
-		// fail on it, so the id would never work again: delete it.
+		// Not a hash. If it is a session of the key-value storage under the
+		// same prefix, delete it: the load restarted its TTL and every
+		// write would fail on it, so the id would never work again. The
+		// script checks and deletes in one step, so it cannot delete a
+		// hash another request wrote meanwhile; other keys are left alone.
 		logDropped(ctx, r.backend, sessionId, err)
-		if _, err := r.do(ctx, sessionId, "DEL", r.key(sessionId)); err != nil {
+		if _, err := r.eval(ctx, hashDropStringScript, sessionId, envelopeMagic); err != nil {
 			return nil, err
 		}
 		return nil, nil
@@ -566,6 +568,18 @@ func (s *StorageRedisHash) DestroyUser(ctx context.Context, userId string) (int,
 		return false, r.errKeepsChanging(id)
 	})
 }
+
+// hashDropStringScript deletes KEYS[1] if it is a string holding a session
+// of the key-value storage (starting with ARGV[1], the envelope's magic) or
+// of gf's (a JSON object), returning 1, else 0.
+var hashDropStringScript = newRedisScript(`
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return 0 end
+local head = redis.call('GETRANGE', KEYS[1], 0, 2)
+if head == ARGV[1] or string.sub(head, 1, 1) == '{' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
 
 // hashDeleteIfScript deletes KEYS[1] if its field ARGV[1] holds ARGV[2],
 // returning 1, else 0.
