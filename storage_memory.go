@@ -208,14 +208,15 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		// again when a closed Session is changed and closed again) is a
 		// delta from here.
 		nextBase map[string]any
-		fast     = cur != nil && cur == loaded
+		// Nobody wrote the session since this request loaded it (every
+		// write installs a new entry), or it is new: the request's map is
+		// the new state.
+		fast = cur == loaded && (cur != nil || len(base) == 0)
 	)
 	if cur != nil {
 		created = cur.created
 	}
 	if fast {
-		// Nobody wrote the session since this request loaded it (every
-		// write installs a new entry): the request's map is the new state.
 		sessionData.RLockFunc(func(written map[string]any) { data = maps.Clone(written) })
 		nextBase = data
 	} else {

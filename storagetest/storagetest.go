@@ -485,6 +485,21 @@ func testCloseAgain(t *testing.T, newStorage func(t *testing.T) gsession.Storage
 	if o.mergesKeys {
 		assert.Equal(t, "2", fmt.Sprint(data["b"]), "the second Close lost another request's key")
 	}
+
+	// The same for a session the Session created (a login).
+	id = NewId()
+	login := m.New(context.Background(), id)
+	require.NoError(t, login.SetMap(map[string]any{"user": "bob", "a": "1"}))
+	require.NoError(t, login.Close())
+	write(t, m, id, map[string]any{"b": "2"})
+	require.NoError(t, login.Remove("user"))
+	require.NoError(t, login.Close())
+	data = readAll(t, m, id)
+	assert.Equal(t, "1", fmt.Sprint(data["a"]))
+	assert.NotContains(t, data, "user", "the key removed before the second Close is still there")
+	if o.mergesKeys {
+		assert.Equal(t, "2", fmt.Sprint(data["b"]), "the second Close lost another request's key")
+	}
 }
 
 func testRemove(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
