@@ -3,6 +3,7 @@ package gfsession
 import (
 	"context"
 	"encoding/binary"
+	"strings"
 	"time"
 
 	"github.com/gogf/gf/v2/crypto/gaes"
@@ -25,9 +26,6 @@ import (
 //	0xF5 flags payload
 //
 // sealed with the session id and the key name as additional data.
-// envelopeMagic is how every whole-session envelope starts.
-const envelopeMagic = "\xF5GS"
-
 const (
 	magic0          = 0xF5
 	envelopeVersion = 1
@@ -35,6 +33,9 @@ const (
 	flagSealed      = 0x10
 	flagCodecMask   = 0x0F
 )
+
+// envelopeMagic is how every whole-session envelope starts.
+const envelopeMagic = "\xF5GS"
 
 // envelope encodes and decodes stored sessions for every backend: codec,
 // optional sealing, creation time and the legacy formats of gf's built-ins.
@@ -67,7 +68,8 @@ func (e *envelope) flags() byte {
 // at `created`.
 func (e *envelope) encodeSession(id string, created time.Time, data map[string]any) ([]byte, error) {
 	buf := make([]byte, headerSize, headerSize+64+16*len(data))
-	buf[0], buf[1], buf[2], buf[3], buf[4] = magic0, 'G', 'S', envelopeVersion, e.flags()
+	copy(buf, envelopeMagic)
+	buf[3], buf[4] = envelopeVersion, e.flags()
 	binary.BigEndian.PutUint64(buf[5:], uint64(created.UnixMilli()))
 	if e.keys == nil {
 		return e.codec.encode(buf, data)
@@ -89,7 +91,7 @@ func (e *envelope) encodeSession(id string, created time.Time, data map[string]a
 // the backend forge a session. Decoded strings may share the memory of
 // `stored`.
 func (e *envelope) decodeSession(id string, stored string) (data map[string]any, created time.Time, err error) {
-	if len(stored) >= headerSize && stored[0] == magic0 && stored[1] == 'G' && stored[2] == 'S' {
+	if len(stored) >= headerSize && strings.HasPrefix(stored, envelopeMagic) {
 		data, created, err = e.decodeCurrent(id, stored)
 		if err == nil {
 			return data, created, nil

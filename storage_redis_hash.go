@@ -200,7 +200,8 @@ func (s *StorageRedisHash) New(ctx context.Context, ttl time.Duration) (string, 
 // (never beyond MaxLifetime), in one round trip. It returns nil, and no
 // error, when the session does not exist, has expired, has outlived
 // MaxLifetime (its key is then deleted), holds no readable key, is not a
-// hash (the key is logged and deleted), or `sessionId` is not a valid id
+// hash (logged; a session of the key-value storage or of gf's there is
+// deleted, any other key left alone), or `sessionId` is not a valid id
 // (nothing is sent to Redis). Redis errors are returned.
 //
 // Through gf's go-redis adapter the round trip is a pipeline of HGETALL and
