@@ -112,42 +112,54 @@ func (sh *trackerShard) free() int {
 
 // track records that `m` was loaded from session `id` holding `base`.
 func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
-	t.put(weak.Make(m), id, base, extra)
-}
-
-func (t *loadTracker) put(w weak.Pointer[gmap.StrAnyMap], id string, base map[string]any, extra any) {
+	w := weak.Make(m)
 	sh := t.shard(id)
 	sh.mu.Lock()
 	sh.slots[sh.free()] = trackerSlot{m: w, loaded: loaded{id: id, base: base, extra: extra}}
 	sh.mu.Unlock()
 }
 
-// lookup returns what `m` was loaded as, if it was loaded from session `id`
-// and is still remembered.
-func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, bool) {
-	w := weak.Make(m)
-	sh := t.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if j := sh.find(w); j >= 0 && sh.slots[j].id == id {
-		return sh.slots[j].loaded, true
-	}
-	return loaded{}, false
+// loadRef is where lookup looked for a map, handed to retrack so that a
+// write searches its shard once: the weak pointer, made once per write, and
+// the slot that held it, or -1.
+type loadRef struct {
+	sh   *trackerShard
+	w    weak.Pointer[gmap.StrAnyMap]
+	slot int
 }
 
-// retrack replaces what `m` is known to hold after it was written to `id`, so
-// a second write of the same map sends only what changed since the first.
-func (t *loadTracker) retrack(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
-	w := weak.Make(m)
-	sh := t.shard(id)
-	sh.mu.Lock()
-	if j := sh.find(w); j >= 0 {
-		sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
-		sh.mu.Unlock()
-		return
+// lookup returns what `m` was loaded as, if it was loaded from session `id`
+// and is still remembered, and a reference for retrack.
+func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, loadRef, bool) {
+	ref := loadRef{sh: t.shard(id), w: weak.Make(m)}
+	ref.sh.mu.Lock()
+	defer ref.sh.mu.Unlock()
+	ref.slot = ref.sh.find(ref.w)
+	if ref.slot >= 0 && ref.sh.slots[ref.slot].id == id {
+		return ref.sh.slots[ref.slot].loaded, ref, true
 	}
+	return loaded{}, ref, false
+}
+
+// retrack replaces what the map of `ref` (from lookup, with the same `id`) is
+// known to hold after it was written to `id`, so a second write of the same
+// map sends only what changed since the first.
+func (t *loadTracker) retrack(ref loadRef, id string, base map[string]any, extra any) {
+	sh := ref.sh
+	sh.mu.Lock()
+	j := ref.slot
+	// The slot is reused only once its map is collected, which the caller's
+	// reference prevents, or when a full ring wraps: check it still holds
+	// the map.
+	if j < 0 || j >= len(sh.slots) || sh.slots[j].m != ref.w {
+		j = -1
+	}
+	if j < 0 {
+		j = sh.free()
+		sh.slots[j].m = ref.w
+	}
+	sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
 	sh.mu.Unlock()
-	t.put(w, id, base, extra)
 }
 
 // loadedMeta is what the last-writer-wins backends (file, redis) keep of a

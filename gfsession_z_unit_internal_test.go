@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/gogf/gf/v2/container/gmap"
 
@@ -74,18 +75,43 @@ func TestLoadTracker(t *testing.T) {
 	m1 := gmap.NewStrAnyMap(true)
 	m2 := gmap.NewStrAnyMap(true)
 	tr.track(m1, "id1", map[string]any{"a": 1}, "x")
-	l, ok := tr.lookup(m1, "id1")
+	l, ref, ok := tr.lookup(m1, "id1")
 	require.True(t, ok)
 	assert.Equal(t, map[string]any{"a": 1}, l.base)
 	assert.Equal(t, "x", l.extra)
-	_, ok = tr.lookup(m1, "id2")
+	_, _, ok = tr.lookup(m1, "id2")
 	assert.False(t, ok, "a map loaded from another session (RegenerateId) has no base here")
-	_, ok = tr.lookup(m2, "id1")
+	_, _, ok = tr.lookup(m2, "id1")
 	assert.False(t, ok, "maps are told apart by identity, not content")
 
-	tr.retrack(m1, "id1", map[string]any{"a": 2}, "y")
-	l, _ = tr.lookup(m1, "id1")
+	tr.retrack(ref, "id1", map[string]any{"a": 2}, "y")
+	l, _, _ = tr.lookup(m1, "id1")
 	assert.Equal(t, map[string]any{"a": 2}, l.base)
+
+	// A map nobody loaded (a new session's first write) is remembered by
+	// the retrack after its write, under the id it was written to.
+	_, ref, ok = tr.lookup(m2, "id2")
+	require.False(t, ok)
+	tr.retrack(ref, "id2", map[string]any{"b": 1}, "z")
+	l, _, ok = tr.lookup(m2, "id2")
+	require.True(t, ok)
+	assert.Equal(t, map[string]any{"b": 1}, l.base)
+	assert.Equal(t, "z", l.extra)
+
+	// A reference whose slot went to another map in between (a full ring
+	// wraps) is not written through: the map gets a slot of its own.
+	m3 := gmap.NewStrAnyMap(true)
+	_, ref, _ = tr.lookup(m2, "id2")
+	sh := ref.sh
+	sh.mu.Lock()
+	sh.slots[ref.slot] = trackerSlot{m: weak.Make(m3), loaded: loaded{id: "id2", base: map[string]any{"c": 1}}}
+	sh.mu.Unlock()
+	tr.retrack(ref, "id2", map[string]any{"b": 2}, nil)
+	l, _, _ = tr.lookup(m3, "id2")
+	assert.Equal(t, map[string]any{"c": 1}, l.base, "the other map's load is kept")
+	l, _, _ = tr.lookup(m2, "id2")
+	assert.Equal(t, map[string]any{"b": 2}, l.base)
+	runtime.KeepAlive(m3)
 
 	runtime.KeepAlive(m2)
 }
@@ -105,7 +131,7 @@ func TestLoadTracker_RemembersLiveMaps(t *testing.T) {
 		}
 		runtime.GC()
 	}
-	l, ok := tr.lookup(inUse, "id1")
+	l, _, ok := tr.lookup(inUse, "id1")
 	require.True(t, ok, "a map still in use is never forgotten")
 	assert.Equal(t, map[string]any{"user": "alice"}, l.base)
 

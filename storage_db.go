@@ -691,7 +691,8 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	data := sessionData.Map()
 	now := time.Now()
 	created := now
-	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
+	l, ref, ok := s.tracker.lookup(sessionData, sessionId)
+	if ok {
 		if c, ok := l.extra.(time.Time); ok && !c.IsZero() {
 			created = c
 		}
@@ -714,7 +715,7 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	if _, err = s.exec(ctx, s.sqlUpsert, sessionId, blob, now.Add(left).UnixMilli(), created.UnixMilli(), user); err != nil {
 		return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
 	}
-	s.tracker.retrack(sessionData, sessionId, nil, created)
+	s.tracker.retrack(ref, sessionId, nil, created)
 	return nil
 }
 

@@ -359,7 +359,8 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		return s.RemoveAll(ctx, sessionId)
 	}
 	var prev loadedMeta
-	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
+	l, ref, ok := s.tracker.lookup(sessionData, sessionId)
+	if ok {
 		prev, _ = l.extra.(loadedMeta)
 	}
 	cur := loadedMeta{created: prev.created, user: userOf(data, s.config.UserKey)}
@@ -387,7 +388,7 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	if prev.user != "" && prev.user != cur.user {
 		_ = os.Remove(s.userMarker(prev.user, sessionId))
 	}
-	s.tracker.retrack(sessionData, sessionId, nil, cur)
+	s.tracker.retrack(ref, sessionId, nil, cur)
 	return nil
 }
 

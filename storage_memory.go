@@ -189,7 +189,8 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		base   map[string]any
 		loaded *memoryEntry // the entry the request loaded, if known
 	)
-	if l, ok := s.tracker.lookup(sessionData, sessionId); ok {
+	l, ref, ok := s.tracker.lookup(sessionData, sessionId)
+	if ok {
 		base = l.base
 		loaded, _ = l.extra.(*memoryEntry)
 	}
@@ -252,7 +253,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if len(data) == 0 {
 		s.deleteLocked(sh, sessionId)
 		sh.mu.Unlock()
-		s.tracker.retrack(sessionData, sessionId, nextBase, nil)
+		s.tracker.retrack(ref, sessionId, nextBase, nil)
 		return nil
 	}
 	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey)}
@@ -274,7 +275,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if !fast {
 		nextLoaded = nil // never the stored entry: the next write merges
 	}
-	s.tracker.retrack(sessionData, sessionId, nextBase, nextLoaded)
+	s.tracker.retrack(ref, sessionId, nextBase, nextLoaded)
 	return nil
 }
 

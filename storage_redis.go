@@ -698,7 +698,8 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	}
 	r := s.r
 	var prev loadedMeta
-	if l, ok := r.tracker.lookup(sessionData, sessionId); ok {
+	l, ref, ok := r.tracker.lookup(sessionData, sessionId)
+	if ok {
 		prev, _ = l.extra.(loadedMeta)
 	}
 	data := sessionData.Map()
@@ -707,7 +708,7 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 			return err
 		}
 		r.unindexUser(ctx, prev.user, sessionId)
-		r.tracker.retrack(sessionData, sessionId, nil, loadedMeta{})
+		r.tracker.retrack(ref, sessionId, nil, loadedMeta{})
 		return nil
 	}
 	if len(data) == 0 {
@@ -734,7 +735,7 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	if err != nil {
 		return err
 	}
-	r.tracker.retrack(sessionData, sessionId, nil, cur)
+	r.tracker.retrack(ref, sessionId, nil, cur)
 	return nil
 }
 

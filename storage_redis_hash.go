@@ -370,7 +370,8 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		written = sessionData.Map()
 		newBase = make(map[string]any, len(written))
 	)
-	if l, ok := r.tracker.lookup(sessionData, sessionId); ok {
+	l, ref, ok := r.tracker.lookup(sessionData, sessionId)
+	if ok {
 		base = l.base
 		meta, _ := l.extra.(loadedMeta)
 		d.created = meta.created
@@ -417,7 +418,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		// Deleted: empty, or past its lifetime.
 		r.unindexUser(ctx, from, sessionId)
 	}
-	r.tracker.retrack(sessionData, sessionId, newBase, loadedMeta{created: d.created})
+	r.tracker.retrack(ref, sessionId, newBase, loadedMeta{created: d.created})
 	return nil
 }
 
