@@ -156,6 +156,30 @@ func TestObserve_Metrics(t *testing.T) {
 	assert.ErrorContains(t, err, "sessionStorage.metrics")
 }
 
+// baseOnly is a custom storage that implements nothing: every method is
+// gsession.StorageBase's, which answers gsession.ErrorDisabled.
+type baseOnly struct{ gsession.StorageBase }
+
+// TestObserve_DisabledIsNoError checks that gf's "this storage does not do
+// that" answer is not counted as an error: a custom storage built on
+// gsession.StorageBase would otherwise count an error on every request.
+func TestObserve_DisabledIsNoError(t *testing.T) {
+	metricsOnce.Do(metricsProvider.SetAsGlobal)
+	ctx := context.Background()
+	const b = "base-observed"
+	st := gfsession.Observe(&baseOnly{}, gfsession.ObserveConfig{Backend: b, Metrics: true, Tracing: true})
+	m := gsession.New(time.Minute, st)
+	s := m.New(ctx, storagetest.NewId())
+	require.NoError(t, s.Set("k", "v"))
+	require.NoError(t, s.Close())
+	require.NoError(t, s.RemoveAll())
+	require.NoError(t, s.Close())
+	assert.Equal(t, 1.0, metricsProvider.get(gfsession.MetricLoads, b, ""), "loads")
+	assert.Equal(t, 2.0, metricsProvider.get(gfsession.MetricWrites, b, ""), "writes")
+	assert.Equal(t, 1.0, metricsProvider.get(gfsession.MetricDeletes, b, ""), "deletes")
+	assert.Equal(t, 0.0, metricsProvider.get(gfsession.MetricErrors, b, ""), "errors")
+}
+
 func TestObserve_Conformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) gsession.Storage {
 		inner := gfsession.NewStorageMemory()

@@ -105,8 +105,13 @@ func (s *StorageObserved) begin(ctx context.Context, name string) (context.Conte
 	return ctx, span, time.Now()
 }
 
-// end records the call that `begin` started.
+// end records the call that `begin` started. gsession.ErrorDisabled, gf's way
+// of saying a storage does not do this (gsession.StorageBase), is not a
+// failure.
 func (s *StorageObserved) end(ctx context.Context, span *gtrace.Span, start time.Time, op gmetric.Option, counter gmetric.Counter, err error) {
+	if err != nil && gerror.Is(err, gsession.ErrorDisabled) {
+		err = nil
+	}
 	if s.config.Metrics {
 		metricDuration.Record(float64(time.Since(start))/float64(time.Millisecond), op)
 		if counter != nil {
@@ -154,11 +159,7 @@ func (s *StorageObserved) SetSession(ctx context.Context, sessionId string, sess
 func (s *StorageObserved) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
 	ctx, span, start := s.begin(ctx, "gfsession.UpdateTTL")
 	err := s.Storage.UpdateTTL(ctx, sessionId, ttl)
-	failure := err
-	if gerror.Is(err, gsession.ErrorDisabled) {
-		failure = nil // gf's way of saying "nothing to do", not a failure
-	}
-	s.end(ctx, span, start, s.touch, nil, failure)
+	s.end(ctx, span, start, s.touch, nil, err)
 	return err
 }
 
