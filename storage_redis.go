@@ -26,9 +26,10 @@ const (
 	DefaultRedisPrefix = "gfsession:"
 
 	// DefaultRedisTimeout is the read and write timeout of a Redis client that
-	// the config factory creates from inline fields (`address`, ...) without
-	// `readTimeout`/`writeTimeout`. gf's own default is no timeout at all, so
-	// that a hung server would hang every request.
+	// the config factory creates, from inline fields (`address`, ...) or from
+	// a gf redis group, without `readTimeout`/`writeTimeout`. gf's own
+	// default is no timeout at all, so that a hung server would hang every
+	// request.
 	DefaultRedisTimeout = 3 * time.Second
 
 	// DefaultRedisUserIndexTTL is RedisConfig.UserIndexTTL when neither it nor
@@ -897,8 +898,8 @@ func redisFromConfig(ctx context.Context, m map[string]any) (client *gredis.Redi
 			return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
 				`%s.redis: want the name of a group of the "redis" config node, got %v (%T)`, configPath, group, group)
 		}
-		client, err = redisGroup(ctx, name)
-		return client, config, false, err
+		client, owned, err = redisGroup(ctx, name)
+		return client, config, owned, err
 	}
 	if len(inline) == 0 {
 		return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
@@ -929,7 +930,35 @@ func redisFromConfig(ctx context.Context, m map[string]any) (client *gredis.Redi
 // redisGroup returns the client of the gf redis group `name`, as g.Redis
 // would, but with an error instead of a panic or a silent fallback to the
 // default group when the group is not configured.
-func redisGroup(ctx context.Context, name string) (client *gredis.Redis, err error) {
+//
+// gf's client waits on Redis without limit when the group sets no
+// readTimeout or writeTimeout, so a Redis that stops answering (paused,
+// unreachable on the network) would hang every request. For such a group
+// the storage makes a client of its own from a copy of the group's config,
+// with DefaultRedisTimeout for what is unset, and `owned` reports it.
+func redisGroup(ctx context.Context, name string) (client *gredis.Redis, owned bool, err error) {
+	client, err = redisGroupClient(ctx, name)
+	if err != nil {
+		return nil, false, err
+	}
+	cfg, ok := gredis.GetConfig(name)
+	if !ok || (cfg.ReadTimeout > 0 && cfg.WriteTimeout > 0) {
+		return client, false, nil
+	}
+	own := *cfg
+	if own.ReadTimeout <= 0 {
+		own.ReadTimeout = DefaultRedisTimeout
+	}
+	if own.WriteTimeout <= 0 {
+		own.WriteTimeout = DefaultRedisTimeout
+	}
+	if client, err = gredis.New(&own); err != nil {
+		return nil, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.redis: redis group %q`, configPath, name)
+	}
+	return client, true, nil
+}
+
+func redisGroupClient(ctx context.Context, name string) (client *gredis.Redis, err error) {
 	notConfigured := func() error {
 		return gerror.NewCodef(gcode.CodeInvalidConfiguration,
 			`%s.redis: redis group %q is not configured: add it under the "redis" node of the config file or with gredis.SetConfig`,
