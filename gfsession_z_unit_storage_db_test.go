@@ -683,3 +683,36 @@ server:
 	require.NoError(t, err)
 	assert.Equal(t, 1, countRows(t, db, "e2e_sessions"), "bob's session")
 }
+
+// TestStorageDB_ReadsFromMaster checks that sessions are read from the
+// group's master node. gdb sends reads to a slave node when the group has
+// one, and a replica lags: a session just written (at login) would read as
+// missing, one just destroyed as present. The "slave" here is a database of
+// its own that never receives the writes: the lag at its worst.
+func TestStorageDB_ReadsFromMaster(t *testing.T) {
+	ctx := context.Background()
+	master, slave := dbTestLink(t, "sqlite"), dbTestLink(t, "sqlite")
+	// The replica has the table (replicated DDL) but none of the rows.
+	newDB(t, openTestDB(t, slave), gfsession.DBConfig{CleanupInterval: -1})
+	group := fmt.Sprintf("reads-from-master-%d", time.Now().UnixNano())
+	require.NoError(t, gdb.SetConfigGroup(group, gdb.ConfigGroup{{Link: master, Role: "master"}, {Link: slave, Role: "slave"}}))
+	db, err := gdb.Instance(group)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close(ctx) })
+	st := newDB(t, db, gfsession.DBConfig{CleanupInterval: -1})
+	m := gsession.New(time.Hour, st)
+
+	s := m.New(ctx, "")
+	require.NoError(t, s.Set("user", "ann"))
+	id := s.MustId()
+	require.NoError(t, s.Close())
+	s = m.New(ctx, id)
+	assert.Equal(t, "ann", s.MustGet("user").String(), "a session just written reads back")
+	require.NoError(t, s.Close())
+	n, err := st.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	var ids []string
+	require.NoError(t, st.Range(ctx, func(sessionId string) bool { ids = append(ids, sessionId); return true }))
+	assert.Equal(t, []string{id}, ids)
+}

@@ -449,14 +449,31 @@ func (s *StorageDB) exec(ctx context.Context, sql string, args ...any) (int64, e
 	})
 }
 
+// query runs one SELECT and returns its first row, or nil.
 func (s *StorageDB) query(ctx context.Context, sql string, args ...any) (gdb.Record, error) {
 	return bounded(ctx, s.config.Timeout, func(ctx context.Context) (gdb.Record, error) {
-		rec, err := s.db.GetOne(ctx, sql, args...)
-		if err != nil {
-			return nil, driverError(err)
+		rows, err := s.selectMaster(ctx, sql, args...)
+		if err != nil || len(rows) == 0 {
+			return nil, err
 		}
-		return rec, nil
+		return rows[0], nil
 	})
+}
+
+// selectMaster runs a SELECT on the group's master node. gdb sends reads to
+// a slave node when the group has one, and a replica lags: a session
+// written a moment ago (at login) would read as missing and one destroyed a
+// moment ago as present. Sessions are read where they are written.
+func (s *StorageDB) selectMaster(ctx context.Context, sql string, args ...any) (gdb.Result, error) {
+	link, err := s.db.GetCore().MasterLink()
+	if err != nil {
+		return nil, driverError(err)
+	}
+	rows, err := s.db.DoSelect(ctx, link, sql, args...)
+	if err != nil {
+		return nil, driverError(err)
+	}
+	return rows, nil
 }
 
 // rolledBack reports whether `err` says the database rolled the statement
@@ -820,11 +837,7 @@ func (s *StorageDB) Range(ctx context.Context, fn func(sessionId string) bool) e
 			err  error
 		)
 		page, err = bounded(ctx, s.config.Timeout, func(ctx context.Context) (gdb.Result, error) {
-			r, err := s.db.GetAll(ctx, s.sqlRange, after, time.Now().UnixMilli())
-			if err != nil {
-				return nil, driverError(err)
-			}
-			return r, nil
+			return s.selectMaster(ctx, s.sqlRange, after, time.Now().UnixMilli())
 		})
 		if err != nil {
 			return gerror.Wrapf(err, `gfsession: db: listing sessions in table %s`, s.table)
