@@ -1,12 +1,14 @@
 package gfsession
 
 import (
+	"context"
 	"reflect"
 	"sync"
 	"time"
 	"weak"
 
 	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/frame/g"
 )
 
 const (
@@ -61,6 +63,9 @@ type loaded struct {
 	base map[string]any // never mutated
 	// extra is backend data kept with the load (creation time, user, ...).
 	extra any
+	// removedBy is the context (see ctxKey) of the RemoveAll that deleted
+	// the session after this load, if any.
+	removedBy any
 }
 
 func (t *loadTracker) shard(id string) *trackerShard {
@@ -161,6 +166,57 @@ func (t *loadTracker) retrack(ref loadRef, id string, base map[string]any, extra
 	sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
 	sh.mu.Unlock()
 }
+
+// removed records that RemoveAll with `ctx` deleted session `id`, on every
+// load of it still remembered. A write of one of those maps then tells a
+// request that logged its own session out and wrote again (gf's
+// Session.RemoveAll, then Set: a new session under the same id) from one
+// that loaded the session before another request deleted it (a write that
+// must not bring a logged-out session back).
+func (t *loadTracker) removed(ctx context.Context, id string) {
+	by := ctxKey(ctx)
+	sh := t.shard(id)
+	sh.mu.Lock()
+	for i := range sh.slots {
+		if sh.slots[i].id == id {
+			sh.slots[i].removedBy = by
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// removedBySelf reports whether the session `l` was loaded as was deleted by
+// a RemoveAll of the request that now writes it with `ctx`.
+func (l loaded) removedBySelf(ctx context.Context) bool {
+	return l.removedBy != nil && l.removedBy == ctxKey(ctx)
+}
+
+// logStaleWrite logs a write dropped because the session it loaded was
+// deleted while the request ran.
+func logStaleWrite(ctx context.Context, backend, id string) {
+	g.Log().Infof(ctx, `gfsession: %s: session %q was deleted while a request that had loaded it ran: its write is dropped`, backend, id)
+}
+
+// ctxKey is `ctx` as a comparable value (gf's Session calls the storage
+// with the context of its request every time), or nil when its type cannot
+// be compared. A context derived by a wrapper (StorageObserved's span)
+// stands for the one the wrapper was called with (callerCtxKey).
+func ctxKey(ctx context.Context) any {
+	if ctx == nil {
+		return nil
+	}
+	if caller, ok := ctx.Value(callerCtxKey{}).(context.Context); ok {
+		ctx = caller
+	}
+	if !reflect.TypeOf(ctx).Comparable() {
+		return nil
+	}
+	return ctx
+}
+
+// callerCtxKey is the context value under which a storage wrapper that
+// derives a context of its own keeps the one it was called with.
+type callerCtxKey struct{}
 
 // loadedMeta is what the last-writer-wins backends (file, redis) keep of a
 // loaded session in the tracker's `extra`: its creation time, kept across

@@ -185,7 +185,7 @@ func TestObserve_Conformance(t *testing.T) {
 		inner := gfsession.NewStorageMemory()
 		t.Cleanup(func() { _ = inner.Close(context.Background()) })
 		return gfsession.Observe(inner, gfsession.ObserveConfig{Backend: "memory", Metrics: true, Tracing: true})
-	}, storagetest.MergesKeys(), storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
+	}, storagetest.MergesKeys(), storagetest.DropsStaleWrites(), storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
 		inner := gfsession.NewStorageMemory(gfsession.MemoryConfig{UserKey: userKey})
 		t.Cleanup(func() { _ = inner.Close(context.Background()) })
 		return gfsession.Observe(inner, gfsession.ObserveConfig{Backend: "memory", Metrics: true})

@@ -43,6 +43,7 @@ func TestStorageFile_Conformance(t *testing.T) {
 	dir := t.TempDir()
 	storagetest.Run(t,
 		func(t *testing.T) gsession.Storage { return newFile(t, gfsession.FileConfig{Path: dir}) },
+		storagetest.DropsStaleWrites(),
 		storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
 			return newFile(t, gfsession.FileConfig{Path: dir, MaxLifetime: d})
 		}),

@@ -23,6 +23,7 @@ func TestStorageMemory_Conformance(t *testing.T) {
 	storagetest.Run(t,
 		func(t *testing.T) gsession.Storage { return newMemory(t) },
 		storagetest.MergesKeys(),
+		storagetest.DropsStaleWrites(),
 		storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
 			return newMemory(t, gfsession.MemoryConfig{MaxLifetime: d})
 		}),

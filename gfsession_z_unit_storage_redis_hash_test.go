@@ -20,6 +20,7 @@ import (
 var redisHashCmds = map[string]bool{
 	"hgetall": true, "hget": true, "hset": true, "hsetnx": true, "hdel": true, "hlen": true,
 	"pexpire": true, "del": true, "multi": true, "exec": true, "evalsha": true,
+	"exists": true, // the write script's check that a loaded session still exists
 }
 
 func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {

@@ -104,6 +104,7 @@ func runRedisConformance(t *testing.T, kind string, client *gredis.Redis, admin 
 	if kind == gfsession.TypeRedisHash {
 		opts = append(opts, storagetest.MergesKeys())
 	}
+	opts = append(opts, storagetest.DropsStaleWrites())
 	storagetest.Run(t, func(t *testing.T) gsession.Storage {
 		return newStorage(t, gfsession.RedisConfig{})
 	}, opts...)
@@ -453,7 +454,9 @@ func TestStorageRedis_Config(t *testing.T) {
 	srv := testredis.Start(t)
 	ctx := context.Background()
 	group := "gfsession-test-" + storagetest.NewId()[2:10]
-	gredis.SetConfig(&gredis.Config{Address: srv.Addr}, group)
+	// With timeouts: the storage uses the group's own client (see
+	// TestStorageRedis_GroupTimeout for a group without).
+	gredis.SetConfig(&gredis.Config{Address: srv.Addr, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second}, group)
 	t.Cleanup(func() { gredis.RemoveConfig(group) })
 
 	bad := []struct {

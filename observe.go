@@ -99,7 +99,13 @@ func (s *StorageObserved) Unwrap() gsession.Storage { return s.Storage }
 func (s *StorageObserved) begin(ctx context.Context, name string) (context.Context, *gtrace.Span, time.Time) {
 	var span *gtrace.Span
 	if s.config.Tracing {
+		caller := ctx
 		ctx, span = gtrace.NewSpan(ctx, name)
+		if caller.Value(callerCtxKey{}) == nil {
+			// The wrapped storage tells requests apart by context (see
+			// ctxKey): the span's context stands for the caller's.
+			ctx = context.WithValue(ctx, callerCtxKey{}, caller)
+		}
 		span.SetAttributes(s.spanAttr)
 	}
 	return ctx, span, time.Now()

@@ -183,7 +183,7 @@ type StorageDB struct {
 	tracker loadTracker
 	touches *dbTouches // nil without TouchInterval
 
-	sqlSelect, sqlUpsert, sqlDelete, sqlTouch, sqlCleanup string
+	sqlSelect, sqlUpsert, sqlUpdate, sqlDelete, sqlTouch, sqlCleanup string
 	sqlCount, sqlRange, sqlDestroyUser                    string
 
 	cleaner background
@@ -316,6 +316,8 @@ func (s *StorageDB) buildSQL() {
 		s.sqlUpsert = insert + ` ON CONFLICT ("id") DO UPDATE SET "data" = excluded."data", ` +
 			`"expires_at" = excluded."expires_at", "created_at" = excluded."created_at", "user_id" = excluded."user_id"`
 	}
+	s.sqlUpdate = fmt.Sprintf(`UPDATE %s SET %s = ?, %s = ?, %s = ?, %s = ? WHERE %s = ? AND %s > ?`,
+		t, q("data"), q("expires_at"), q("created_at"), q("user_id"), q("id"), q("expires_at"))
 	s.sqlCount = fmt.Sprintf(`SELECT COUNT(*) AS %s FROM %s WHERE %s > ?`, q("n"), t, q("expires_at"))
 	s.sqlRange = fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s > ? AND %[3]s > ? ORDER BY %[1]s LIMIT %[4]d`,
 		q("id"), t, q("expires_at"), dbRangePage)
@@ -695,9 +697,16 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 	return m, nil
 }
 
-// SetSession writes the whole session with one upsert (last writer wins per
-// session), expiring `ttl` from now but never after MaxLifetime since its
+// SetSession writes the whole session with one statement (last writer wins
+// per session), expiring `ttl` from now but never after MaxLifetime since its
 // creation. A session without keys, or past its MaxLifetime, is deleted.
+//
+// A session GetSession loaded is only updated, never inserted: if it was
+// deleted while the request ran (a logout elsewhere, Destroy, DestroyUser,
+// expiry), the write is dropped and logged, so a request in flight cannot
+// bring a logged-out session back. A RemoveAll by the same request (gf's
+// Session.RemoveAll, then Set) starts a new session under the id. Any other
+// session is upserted.
 func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
@@ -708,14 +717,19 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	data := sessionData.Map()
 	now := time.Now()
 	created := now
-	l, ref, ok := s.tracker.lookup(sessionData, sessionId)
-	if ok {
+	l, ref, loaded := s.tracker.lookup(sessionData, sessionId)
+	if loaded = loaded && !l.removedBySelf(ctx); loaded {
 		if c, ok := l.extra.(time.Time); ok && !c.IsZero() {
 			created = c
 		}
 	}
 	left := lifetimeLeft(created, s.config.MaxLifetime, ttl, now)
-	if len(data) == 0 || left <= 0 {
+	if len(data) == 0 {
+		return s.RemoveAll(ctx, sessionId)
+	}
+	if left <= 0 {
+		// Past MaxLifetime: deleted for good, not by the request's choice,
+		// so a further write of this map is dropped too.
 		if _, err := s.exec(ctx, s.sqlDelete, sessionId); err != nil {
 			return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, sessionId, s.table)
 		}
@@ -729,7 +743,21 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	if u := userOf(data, s.config.UserKey); u != "" {
 		user = dbUserId(u)
 	}
-	if _, err = s.exec(ctx, s.sqlUpsert, sessionId, blob, now.Add(left).UnixMilli(), created.UnixMilli(), user); err != nil {
+	expires := now.Add(left).UnixMilli()
+	if loaded {
+		// Update the live row only. (MySQL counts changed rows: a write
+		// identical to the row, down to the millisecond of its expiry,
+		// also counts 0 and is dropped, which changes nothing.)
+		n, err := s.exec(ctx, s.sqlUpdate, blob, expires, created.UnixMilli(), user, sessionId, now.UnixMilli())
+		if err != nil {
+			return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
+		}
+		if n == 0 {
+			logStaleWrite(ctx, "db", sessionId)
+		}
+		return nil
+	}
+	if _, err = s.exec(ctx, s.sqlUpsert, sessionId, blob, expires, created.UnixMilli(), user); err != nil {
 		return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
 	}
 	s.tracker.retrack(ref, sessionId, nil, created)
@@ -781,6 +809,7 @@ func (s *StorageDB) RemoveAll(ctx context.Context, sessionId string) error {
 	if _, err := s.exec(ctx, s.sqlDelete, sessionId); err != nil {
 		return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, sessionId, s.table)
 	}
+	s.tracker.removed(ctx, sessionId)
 	return nil
 }
 

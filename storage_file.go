@@ -345,6 +345,13 @@ func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
 // MaxLifetime); any other starts now. A session with no keys is deleted.
 // Concurrent writers of one session: the last one wins. An invalid
 // `sessionId` is an error.
+//
+// A session GetSession loaded is written only while its file exists: if it
+// was deleted while the request ran (a logout elsewhere, Destroy,
+// DestroyUser, the cleaner), the write is dropped and logged, so a request
+// in flight cannot bring a logged-out session back. A RemoveAll by the same
+// request (gf's Session.RemoveAll, then Set) starts a new session under the
+// id.
 func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
@@ -359,8 +366,8 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		return s.RemoveAll(ctx, sessionId)
 	}
 	var prev loadedMeta
-	l, ref, ok := s.tracker.lookup(sessionData, sessionId)
-	if ok {
+	l, ref, loaded := s.tracker.lookup(sessionData, sessionId)
+	if loaded = loaded && !l.removedBySelf(ctx); loaded {
 		prev, _ = l.extra.(loadedMeta)
 	}
 	cur := loadedMeta{created: prev.created, user: userOf(data, s.config.UserKey)}
@@ -377,7 +384,18 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 			return err
 		}
 	}
-	if err = s.writeFile(path, b); err != nil {
+	var mustExist string
+	if loaded {
+		mustExist = path
+		if prev.legacy {
+			mustExist = s.legacyPath(sessionId)
+		}
+	}
+	if err = s.writeFile(path, b, mustExist); err != nil {
+		if errors.Is(err, errSessionGone) {
+			logStaleWrite(ctx, "file", sessionId)
+			return nil
+		}
 		return err
 	}
 	if prev.legacy {
@@ -392,8 +410,17 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	return nil
 }
 
-// writeFile replaces the file at `path` with `b` atomically.
-func (s *StorageFile) writeFile(path string, b []byte) (err error) {
+// errSessionGone is writeFile's error for a session file that `mustExist`
+// names and that is gone.
+var errSessionGone = errors.New("session deleted")
+
+// writeFile replaces the file at `path` with `b` atomically. With
+// `mustExist`, it does so only if that file exists just before the rename,
+// and returns errSessionGone otherwise: a session a request loaded and
+// another request deleted since (a logout elsewhere, Destroy, DestroyUser)
+// stays deleted. The check and the rename are two steps: a deletion between
+// them, microseconds apart, is not seen.
+func (s *StorageFile) writeFile(path string, b []byte, mustExist string) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, fileTempPrefix+"*"+fileTempSuffix) // mode 0600
 	if errors.Is(err, fs.ErrNotExist) {
@@ -422,6 +449,14 @@ func (s *StorageFile) writeFile(path string, b []byte) (err error) {
 	}
 	if err = tmp.Close(); err != nil {
 		return gerror.Wrapf(err, `gfsession: file: close %q`, tmp.Name())
+	}
+	if mustExist != "" {
+		if _, err = os.Lstat(mustExist); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return errSessionGone
+			}
+			return gerror.Wrapf(err, `gfsession: file: stat %q`, mustExist)
+		}
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return gerror.Wrapf(err, `gfsession: file: rename %q to %q`, tmp.Name(), path)
@@ -466,6 +501,7 @@ func (s *StorageFile) RemoveAll(ctx context.Context, sessionId string) error {
 			return gerror.Wrapf(err, `gfsession: file: remove session file %q`, path)
 		}
 	}
+	s.tracker.removed(ctx, sessionId)
 	return nil
 }
 

@@ -181,6 +181,11 @@ func (s *StorageMemory) expiry(created, now int64, ttl time.Duration) int64 {
 // session: keys it set or changed are written, keys it removed are deleted,
 // keys it left alone keep whatever a concurrent request stored meanwhile. A
 // session left with no keys is deleted. The TTL restarts at `ttl`.
+//
+// A session this request loaded that was deleted while it ran (a logout
+// elsewhere, Destroy, DestroyUser, MaxLifetime) stays deleted: the write is
+// dropped and logged. A RemoveAll by the same request (gf's
+// Session.RemoveAll, then Set) starts a new session under the id.
 func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
@@ -189,8 +194,8 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		base   map[string]any
 		loaded *memoryEntry // the entry the request loaded, if known
 	)
-	l, ref, ok := s.tracker.lookup(sessionData, sessionId)
-	if ok {
+	l, ref, tracked := s.tracker.lookup(sessionData, sessionId)
+	if tracked = tracked && !l.removedBySelf(ctx); tracked {
 		base = l.base
 		loaded, _ = l.extra.(*memoryEntry)
 	}
@@ -200,6 +205,13 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	cur := sh.m[sessionId]
 	if cur != nil && !s.alive(cur, now) {
 		cur = nil
+	}
+	if cur == nil && tracked {
+		// Loaded (or written) by this request and deleted since: a logout
+		// elsewhere, Destroy, DestroyUser, MaxLifetime. It stays deleted.
+		sh.mu.Unlock()
+		logStaleWrite(ctx, "memory", sessionId)
+		return nil
 	}
 	var (
 		data    map[string]any
@@ -253,7 +265,8 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if len(data) == 0 {
 		s.deleteLocked(sh, sessionId)
 		sh.mu.Unlock()
-		s.tracker.retrack(ref, sessionId, nextBase, nil)
+		// As RemoveAll: a further write of this map starts a new session.
+		s.tracker.removed(ctx, sessionId)
 		return nil
 	}
 	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey)}
@@ -389,6 +402,7 @@ func (s *StorageMemory) RemoveAll(ctx context.Context, sessionId string) error {
 	sh.mu.Lock()
 	s.deleteLocked(sh, sessionId)
 	sh.mu.Unlock()
+	s.tracker.removed(ctx, sessionId)
 	return nil
 }
 

@@ -296,8 +296,11 @@ func (r *redisStore) removeAll(ctx context.Context, id string) error {
 	if !IsValidSessionId(id) {
 		return nil
 	}
-	_, err := r.do(ctx, id, "DEL", r.key(id))
-	return err
+	if _, err := r.do(ctx, id, "DEL", r.key(id)); err != nil {
+		return err
+	}
+	r.tracker.removed(ctx, id)
+	return nil
 }
 
 // ---------------------------------------------------------------------------
@@ -689,6 +692,13 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 // kept; any other session starts now. It is last-writer-wins (see
 // StorageRedis). An invalid `sessionId` is an error and sends nothing.
 //
+// A session GetSession loaded is written with SET ... XX, only while it
+// exists: if it was deleted while the request ran (a logout elsewhere,
+// Destroy, DestroyUser, expiry), the write is dropped and logged, so a
+// request in flight cannot bring a logged-out session back. A RemoveAll by
+// the same request (gf's Session.RemoveAll, then Set) starts a new session
+// under the id.
+//
 // With a UserKey, a write that changes the session's user (from what
 // GetSession loaded; for a map it did not load, from none) also updates the
 // user index, one more round trip: on login the index entry is added before
@@ -699,21 +709,22 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	}
 	r := s.r
 	var prev loadedMeta
-	l, ref, ok := r.tracker.lookup(sessionData, sessionId)
-	if ok {
+	l, ref, loaded := r.tracker.lookup(sessionData, sessionId)
+	if loaded {
 		prev, _ = l.extra.(loadedMeta)
+		if l.removedBySelf(ctx) {
+			// A new session under the id; the user index entry as loaded
+			// is still there to move.
+			loaded, prev.created = false, time.Time{}
+		}
 	}
 	data := sessionData.Map()
-	del := func() error {
-		if _, err := r.do(ctx, sessionId, "DEL", r.key(sessionId)); err != nil {
+	if len(data) == 0 {
+		if err := r.removeAll(ctx, sessionId); err != nil {
 			return err
 		}
 		r.unindexUser(ctx, prev.user, sessionId)
-		r.tracker.retrack(ref, sessionId, nil, loadedMeta{})
 		return nil
-	}
-	if len(data) == 0 {
-		return del()
 	}
 	now := time.Now()
 	cur := loadedMeta{created: prev.created, user: userOf(data, r.userKey)}
@@ -722,19 +733,36 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	}
 	left := lifetimeLeft(cur.created, r.maxLifetime, ttl, now)
 	if left <= 0 {
-		// The session ran out of lifetime during this request.
-		return del()
+		// The session ran out of lifetime during this request: deleted for
+		// good, so a further write of this map is dropped too.
+		if _, err := r.do(ctx, sessionId, "DEL", r.key(sessionId)); err != nil {
+			return err
+		}
+		r.unindexUser(ctx, prev.user, sessionId)
+		return nil
 	}
 	blob, err := r.env.encodeSession(sessionId, cur.created, data)
 	if err != nil {
 		return err
 	}
+	args := []any{r.key(sessionId), blob, "PX", millis(left)}
+	if loaded {
+		// Only while it exists: a session deleted since it was loaded (a
+		// logout elsewhere, Destroy, DestroyUser) stays deleted.
+		args = append(args, "XX")
+	}
+	stale := false
 	err = r.reindexUser(ctx, sessionId, prev.user, cur.user, func() error {
-		_, err := r.do(ctx, sessionId, "SET", r.key(sessionId), blob, "PX", millis(left))
+		v, err := r.do(ctx, sessionId, "SET", args...)
+		stale = err == nil && (v == nil || v.IsNil())
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if stale {
+		logStaleWrite(ctx, r.backend, sessionId)
+		return nil
 	}
 	r.tracker.retrack(ref, sessionId, nil, cur)
 	return nil
@@ -797,10 +825,7 @@ func (s *StorageRedis) Destroy(ctx context.Context, sessionId string) error {
 // per indexed session. Without a UserKey it fails with CodeInvalidOperation.
 //
 // A request of the user that loaded its session before DestroyUser and
-// writes it after brings the whole session back, user included (last
-// writer wins, see StorageRedis), and without an index entry. Where that
-// matters, use StorageRedisHash: it writes only the keys a request changed,
-// so such a request cannot restore the user.
+// writes it after does not bring it back: see SetSession.
 func (s *StorageRedis) DestroyUser(ctx context.Context, userId string) (int, error) {
 	r := s.r
 	return r.destroyUser(ctx, userId, func(id string) (bool, error) {

@@ -66,18 +66,22 @@ return data
 // hashWriteScript applies a request's delta atomically, with the TTL set in
 // the same script as the fields, so a key never exists without a TTL.
 // KEYS[1] is the session key; ARGV: TTL ms, now (Unix ms), max lifetime ms
-// (0: none), the created field, the number N of fields to set, N field/value
-// pairs, then the fields to delete. It returns 1 when the session is
-// stored, 0 when it ended up empty (deleted), -1 when it is past its
-// lifetime (deleted). Fields go to HSET/HDEL in batches of 256 (unpack has
-// a stack limit).
+// (0: none), the created field, the number N of fields to set, "1" if the
+// session must exist (it was loaded) or "0", N field/value pairs, then the
+// fields to delete. It returns 1 when the session is stored, 0 when it
+// ended up empty (deleted), -1 when it is past its lifetime (deleted), -2
+// when it must exist and does not (nothing written). Fields go to HSET/HDEL
+// in batches of 256 (unpack has a stack limit).
 var hashWriteScript = newRedisScript(`
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local max = tonumber(ARGV[3])
 local cf = ARGV[4]
-local last = 5 + 2 * tonumber(ARGV[5])
-for i = 6, last, 512 do
+if ARGV[6] == '1' and redis.call('EXISTS', key) == 0 then
+  return -2
+end
+local last = 6 + 2 * tonumber(ARGV[5])
+for i = 7, last, 512 do
   redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
 end
 for i = last + 1, #ARGV, 512 do
@@ -104,6 +108,17 @@ if max > 0 then
   if left < ttl then ttl = left end
 end
 redis.call('PEXPIRE', key, ttl)
+return 1
+`)
+
+// hashUndoScript deletes a session hash that a write of a loaded session
+// made anew because the session had been deleted meanwhile. KEYS[1] is the
+// session key; ARGV: the creation time that write set, the created field.
+// It deletes the hash only if its creation time is still that one.
+var hashUndoScript = newRedisScript(`
+if redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
 return 1
 `)
 
@@ -370,11 +385,16 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		written = sessionData.Map()
 		newBase = make(map[string]any, len(written))
 	)
-	l, ref, ok := r.tracker.lookup(sessionData, sessionId)
-	if ok {
-		base = l.base
-		meta, _ := l.extra.(loadedMeta)
-		d.created = meta.created
+	l, ref, tracked := r.tracker.lookup(sessionData, sessionId)
+	from := "" // the user as loaded: its index entry is there to move
+	if tracked {
+		from = userOf(l.base, r.userKey)
+		if !l.removedBySelf(ctx) {
+			base = l.base
+			meta, _ := l.extra.(loadedMeta)
+			d.created = meta.created
+			d.mustExist = true
+		}
 	}
 	for k, v := range written {
 		if old, ok := base[k]; ok && sameValue(old, v) {
@@ -399,28 +419,49 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		}
 	}
 	if len(d.set) == 0 && len(d.del) == 0 {
-		// Nothing changed; GetSession already restarted the TTL.
+		// Nothing changed (GetSession already restarted the TTL), or the
+		// request deleted its session with RemoveAll and wrote nothing.
+		if from != "" && len(written) == 0 {
+			r.unindexUser(ctx, from, sessionId)
+		}
 		return nil
 	}
 	var (
-		from   = userOf(base, r.userKey)
 		to     = userOf(written, r.userKey)
-		stored bool
+		result hashWrite
 	)
 	err := r.reindexUser(ctx, sessionId, from, to, func() (err error) {
-		stored, err = s.write(ctx, sessionId, d)
+		result, err = s.write(ctx, sessionId, d)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if !stored && from == to {
-		// Deleted: empty, or past its lifetime.
+	if result != hashStored && from == to {
+		// Deleted, or gone: no index entry.
 		r.unindexUser(ctx, from, sessionId)
 	}
-	r.tracker.retrack(ref, sessionId, newBase, loadedMeta{created: d.created})
+	switch result {
+	case hashGone:
+		logStaleWrite(ctx, r.backend, sessionId)
+	case hashEmptied:
+		// As RemoveAll: a further write of this map starts a new session.
+		r.tracker.removed(ctx, sessionId)
+	case hashStored:
+		r.tracker.retrack(ref, sessionId, newBase, loadedMeta{created: d.created})
+	}
 	return nil
 }
+
+// hashWrite is what a write did to a session hash.
+type hashWrite int
+
+const (
+	hashStored  hashWrite = 1  // the session is stored
+	hashEmptied hashWrite = 0  // it ended up empty and was deleted
+	hashExpired hashWrite = -1 // it is past MaxLifetime and was deleted
+	hashGone    hashWrite = -2 // it was loaded, and deleted since: nothing written
+)
 
 // hashDelta is what one request changed in a session hash.
 type hashDelta struct {
@@ -428,16 +469,20 @@ type hashDelta struct {
 	del     []string      // fields removed
 	created time.Time     // creation time as loaded; zero: unknown or new
 	ttl     time.Duration // the idle TTL to restart
+	// mustExist: the request loaded the session; if it was deleted since
+	// (a logout elsewhere, Destroy, DestroyUser), it stays deleted.
+	mustExist bool
 }
 
 // write applies `d` to session `id`'s hash in one round trip (see
-// SetSession) and reports whether the session is stored: false when it
-// ended up empty or past MaxLifetime, and was deleted.
-func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (bool, error) {
+// SetSession) and reports what it did.
+func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
 	r := s.r
-	if r.raw == nil || len(d.set) == 0 {
-		// No transaction through this adapter, or a write that removes keys
-		// only: the script deletes the session if it ends up empty.
+	if r.raw == nil || len(d.set) == 0 || (d.mustExist && d.created.IsZero()) {
+		// No transaction through this adapter, a write that removes keys
+		// only (the script deletes the session if it ends up empty), or a
+		// loaded session without a creation time (gf's layout), which the
+		// transaction cannot tell from a deleted one: the script.
 		return s.writeScript(ctx, id, d)
 	}
 	now := time.Now()
@@ -449,38 +494,53 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (b
 	if ttl <= 0 {
 		// The session ran out of lifetime during this request.
 		_, err := r.do(ctx, id, "DEL", r.key(id))
-		return false, err
+		return hashExpired, err
 	}
 	key := r.key(id)
+	var createdNX *redis.BoolCmd
 	_, err := r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, d.set...)
 		if len(d.del) > 0 {
 			p.HDel(ctx, key, d.del...)
 		}
-		p.HSetNX(ctx, key, hashCreatedField, now.UnixMilli())
+		createdNX = p.HSetNX(ctx, key, hashCreatedField, now.UnixMilli())
 		p.PExpire(ctx, key, pxDuration(ttl))
 		return nil
 	})
 	if err != nil {
-		return false, r.wrap(err, "MULTI", id)
+		return 0, r.wrap(err, "MULTI", id)
 	}
-	return true, nil
+	if d.mustExist && createdNX.Val() {
+		// The loaded session had its creation time, so the hash was gone
+		// and this transaction made a new one of the request's changes:
+		// delete it again, only if it still is exactly that (no other
+		// write came in between).
+		if _, err = r.eval(ctx, hashUndoScript, id, strconv.FormatInt(now.UnixMilli(), 10), hashCreatedField); err != nil {
+			return 0, err
+		}
+		return hashGone, nil
+	}
+	return hashStored, nil
 }
 
 // writeScript applies `d` to session `id`'s hash with hashWriteScript.
-func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDelta) (bool, error) {
+func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
 	r := s.r
-	args := make([]any, 0, 5+len(d.set)+len(d.del))
-	args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(d.set)/2)
+	must := "0"
+	if d.mustExist {
+		must = "1"
+	}
+	args := make([]any, 0, 6+len(d.set)+len(d.del))
+	args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(d.set)/2, must)
 	args = append(args, d.set...)
 	for _, f := range d.del {
 		args = append(args, f)
 	}
 	v, err := r.eval(ctx, hashWriteScript, id, args...)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	return v.Int() == 1, nil
+	return hashWrite(v.Int()), nil
 }
 
 // UpdateTTL does nothing and returns nil: GetSession already restarted the

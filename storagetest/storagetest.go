@@ -44,6 +44,7 @@ type Option func(*options)
 
 type options struct {
 	mergesKeys      bool
+	dropsStale      bool
 	newWithLifetime func(t *testing.T, maxLifetime time.Duration) gsession.Storage
 	corrupt         func(t *testing.T, s gsession.Storage, sessionId string, data []byte)
 	newWithKeys     func(t *testing.T, keys [][]byte) gsession.Storage
@@ -56,6 +57,15 @@ type options struct {
 // holding one writer's data (last writer wins).
 func MergesKeys() Option {
 	return func(o *options) { o.mergesKeys = true }
+}
+
+// DropsStaleWrites declares that a deleted session stays deleted: a request
+// that loaded a session before another request deleted it (a logout
+// elsewhere, "log out everywhere") cannot bring it back by writing after.
+// A storage needs to know which maps it handed out to do that; every
+// storage of gfsession does.
+func DropsStaleWrites() Option {
+	return func(o *options) { o.dropsStale = true }
 }
 
 // WithMaxLifetime gives a constructor for the storage with an absolute
@@ -122,6 +132,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) gsession.Storage, opts ...O
 		{"CloseAgain", testCloseAgain},
 		{"Remove", testRemove},
 		{"RemoveAll", testRemoveAll},
+		{"DeletedStaysDeleted", testDeletedStaysDeleted},
 		{"RegenerateId", testRegenerateId},
 		{"HostileIds", testHostileIds},
 		{"CorruptData", testCorruptData},
@@ -523,6 +534,50 @@ func testRemoveAll(t *testing.T, newStorage func(t *testing.T) gsession.Storage,
 	write(t, m, id2, map[string]any{"user": "bob"})
 	require.NoError(t, st.RemoveAll(context.Background(), id2))
 	assert.False(t, exists(t, st, id2, time.Minute))
+
+	// A request that logs its session out and writes again (a flash
+	// message) starts a new session under the id.
+	id3 := NewId()
+	write(t, m, id3, map[string]any{"user": "bob"})
+	s := m.New(requestCtx(), id3)
+	require.NoError(t, s.RemoveAll())
+	require.NoError(t, s.Set("flash", "logged out"))
+	require.NoError(t, s.Close())
+	assert.Equal(t, map[string]any{"flash": "logged out"}, readAll(t, m, id3), "RemoveAll, then Set, by one request")
+}
+
+// requestCtx is a context of its own, as each ghttp request has: a storage
+// may tell the requests of one session apart by their context.
+func requestCtx() context.Context {
+	return context.WithValue(context.Background(), requestCtxKey{}, NewId())
+}
+
+type requestCtxKey struct{}
+
+// testDeletedStaysDeleted checks, with DropsStaleWrites, that a request
+// that loaded a session before another request deleted it cannot bring it
+// back by writing after.
+func testDeletedStaysDeleted(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *options) {
+	if !o.dropsStale {
+		t.Log("no DropsStaleWrites option: writes after a deletion not checked")
+		return
+	}
+	st := newStorage(t)
+	m := gsession.New(time.Minute, st)
+	id := NewId()
+	write(t, m, id, map[string]any{"user": "ann", "n": 1})
+	s := m.New(requestCtx(), id)
+	v, err := s.Get("user")
+	require.NoError(t, err)
+	require.Equal(t, "ann", v.String())
+	require.NoError(t, st.RemoveAll(requestCtx(), id), "the logout of another request")
+	require.NoError(t, s.Set("n", 2))
+	require.NoError(t, s.Close())
+	assert.False(t, exists(t, st, id, time.Minute), "a request that loaded the session before it was deleted brought it back")
+	// The same Session written again: still deleted.
+	require.NoError(t, s.Set("n", 3))
+	require.NoError(t, s.Close())
+	assert.False(t, exists(t, st, id, time.Minute), "a second write of the same Session brought it back")
 }
 
 func testRegenerateId(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
