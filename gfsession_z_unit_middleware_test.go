@@ -3,13 +3,16 @@ package gfsession_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gsession"
@@ -134,4 +137,59 @@ func TestMiddleware_RegenerateOnLogin(t *testing.T) {
 	body, setId := call(t, http.MethodGet, base+"/me", anon)
 	assert.Empty(t, body["user"], "the planted id no longer logs anyone in")
 	assert.NotEqual(t, anon, setId)
+}
+
+// failingOnce is a storage whose next GetSession or SetSession fails once
+// when armed, as a storage does during a short outage.
+type failingOnce struct {
+	gsession.Storage
+	failLoad, failWrite atomic.Bool
+}
+
+func (f *failingOnce) GetSession(ctx context.Context, id string, ttl time.Duration) (*gmap.StrAnyMap, error) {
+	if f.failLoad.CompareAndSwap(true, false) {
+		return nil, errors.New("backend unreachable")
+	}
+	return f.Storage.GetSession(ctx, id, ttl)
+}
+
+func (f *failingOnce) SetSession(ctx context.Context, id string, data *gmap.StrAnyMap, ttl time.Duration) error {
+	if f.failWrite.CompareAndSwap(true, false) {
+		return errors.New("backend unreachable")
+	}
+	return f.Storage.SetSession(ctx, id, data, ttl)
+}
+
+// TestMiddleware_FixationDuringOutage checks that the client's id is not
+// adopted when the storage fails while the middleware checks it: a load
+// that fails (the storage back by the time the handler runs) goes on with
+// a fresh id, and a failed replacement stops the request.
+func TestMiddleware_FixationDuringOutage(t *testing.T) {
+	storage := &failingOnce{Storage: newMemory(t)}
+	base := startMiddlewareApp(t, storage)
+	ctx := context.Background()
+	invented := "attackerChoseThisId0000000000001"
+
+	storage.failLoad.Store(true)
+	_, id := call(t, http.MethodPost, base+"/login?user=victim", invented)
+	assert.False(t, storage.failLoad.Load(), "the load failed once")
+	require.NotEmpty(t, id)
+	assert.NotEqual(t, invented, id)
+	data, err := storage.GetSession(ctx, invented, time.Minute)
+	require.NoError(t, err)
+	assert.Nil(t, data, "nothing may be stored under the invented id")
+	body, _ := call(t, http.MethodGet, base+"/me", id)
+	assert.Equal(t, "victim", body["user"])
+
+	storage.failWrite.Store(true)
+	req, err := http.NewRequest(http.MethodPost, base+"/counter", nil)
+	require.NoError(t, err)
+	req.Header.Set("Cookie", "gfsessionid="+invented)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "replacing the id failed: the handler must not run")
+	data, err = storage.GetSession(ctx, invented, time.Minute)
+	require.NoError(t, err)
+	assert.Nil(t, data, "nothing may be stored under the invented id")
 }
