@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/net/ghttp"
+	"github.com/gogf/gf/v2/util/gconv"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -128,6 +129,15 @@ func TestServerConfigHook(t *testing.T) {
 		{"no storage key", map[string]any{"sessionIdName": "sid"},
 			func(t *testing.T, c ghttp.ServerConfig) {
 				assert.Nil(t, c.SessionStorage)
+				assert.Equal(t, "sid", c.SessionIdName)
+			}, nil},
+		{"a bad value of another key is gf's business", map[string]any{"sessionStorage": "memory", "sessionMaxAge": "2x", "sessionIdName": "sid"},
+			func(t *testing.T, c ghttp.ServerConfig) {
+				// gf alone skips the value that does not convert; so does the hook.
+				want := ghttp.NewConfig()
+				require.NoError(t, gconv.Scan(map[string]any{"sessionMaxAge": "2x", "sessionIdName": "sid"}, &want))
+				assert.IsType(t, &gfsession.StorageMemory{}, c.SessionStorage)
+				assert.Equal(t, want.SessionMaxAge, c.SessionMaxAge)
 				assert.Equal(t, "sid", c.SessionIdName)
 			}, nil},
 		{"unknown type", map[string]any{"sessionStorage": "memroy"}, nil, []string{"sessionStorage.type", `"memroy"`, "memory"}},

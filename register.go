@@ -190,8 +190,10 @@ func convertServerConfig(from any, to reflect.Value) error {
 				key, value, d)
 		}
 	}
-	if err := plainConverter.Struct(rest, to.Interface()); err != nil {
-		return err
+	// As gf's own conversion (gconv.Scan): a value that does not convert
+	// leaves its field as it was, rather than failing the whole config.
+	if err := plainConverter.Struct(rest, to.Interface(), gconv.StructOption{ContinueOnError: true}); err != nil {
+		raise(gerror.Wrap(err, "server config"))
 	}
 	if storageKey == "" {
 		return nil
