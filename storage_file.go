@@ -65,8 +65,9 @@ var DefaultFilePath = gfile.Temp("gfsessions")
 // FileConfig configures StorageFile. The zero value is ready to use.
 type FileConfig struct {
 	// Path is the folder holding the session files. It is created, mode 0700,
-	// when missing; an existing folder keeps its mode. Empty means
-	// DefaultFilePath.
+	// when missing; an existing folder keeps its mode. On unix the folder
+	// must belong to the process's user and not be writable by others
+	// (NewStorageFile fails otherwise). Empty means DefaultFilePath.
 	Path string `json:"path"`
 	// MaxLifetime is the absolute lifetime of a session since its creation,
 	// however active it is. 0 means none: only the idle TTL applies.
@@ -155,15 +156,20 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, config.Path)
 	}
-	for _, shard := range fileShardNames {
-		if err = os.MkdirAll(filepath.Join(dir, shard), fileModeDir); err != nil {
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
-		}
+	if err = os.MkdirAll(dir, fileModeDir); err != nil {
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
 	}
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, dir)
 	} else if !fi.IsDir() {
 		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `path: %q is not a folder`, dir)
+	} else if err = checkFolderOwner(dir, fi); err != nil {
+		return nil, err
+	}
+	for _, shard := range fileShardNames {
+		if err = os.MkdirAll(filepath.Join(dir, shard), fileModeDir); err != nil {
+			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
+		}
 	}
 	s := &StorageFile{config: config, dir: dir, envelope: env}
 	interval := config.CleanupInterval
