@@ -24,7 +24,8 @@ const (
 
 // keyRing seals with its first key and opens with any of its keys, so keys
 // rotate without logging anybody out: put the new key first, keep the old
-// ones after it until every session sealed with them has expired.
+// ones after it until every session sealed with them is gone (a session
+// that is only read keeps its seal: see the README).
 type keyRing struct {
 	aeads []cipher.AEAD
 	ids   []uint32 // first 4 bytes of SHA-256 of each key: picks the key to open with
