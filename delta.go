@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"unsafe"
 	"weak"
 
 	"github.com/gogf/gf/v2/container/gmap"
@@ -12,7 +13,8 @@ import (
 )
 
 const (
-	trackerShards   = 64      // power of two
+	trackerShardBits = 6
+	trackerShards    = 1 << trackerShardBits
 	trackerSlots    = 64      // slots per shard to start with
 	trackerMaxSlots = 1 << 16 // slots per shard at most (4M in all)
 	trackerMaxScan  = 1024    // slots a full ring searches for a free one
@@ -30,7 +32,7 @@ const (
 // holds the map for as long as the request can still write it (a Session
 // may be closed, changed and closed again), and the tracker holds it only
 // through a weak pointer, found again by weak pointer equality. Each shard
-// (by session id) is a ring of slots; a new load takes the next slot whose
+// (by the map's address) is a ring of slots; a new load takes the next slot whose
 // map has been garbage collected, and the ring doubles when every map in it
 // still looks reachable. A map looks reachable until a garbage collection
 // has found it is not, so the ring holds about the loads made since the
@@ -68,8 +70,12 @@ type loaded struct {
 	removedBy any
 }
 
-func (t *loadTracker) shard(id string) *trackerShard {
-	return &t.shards[shardIndex(id)&(trackerShards-1)]
+// shard returns the shard of map `m`, by its address (Go's collector does
+// not move objects), so that a map written under another id than it was
+// loaded from (RegenerateId) is found.
+func (t *loadTracker) shard(m *gmap.StrAnyMap) *trackerShard {
+	h := uint64(uintptr(unsafe.Pointer(m))) * 0x9E3779B97F4A7C15 // Fibonacci hashing
+	return &t.shards[h>>(64-trackerShardBits)]
 }
 
 // find returns the index of the slot holding `w`, most recent loads first,
@@ -118,7 +124,7 @@ func (sh *trackerShard) free() int {
 // track records that `m` was loaded from session `id` holding `base`.
 func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
 	w := weak.Make(m)
-	sh := t.shard(id)
+	sh := t.shard(m)
 	sh.mu.Lock()
 	sh.slots[sh.free()] = trackerSlot{m: w, loaded: loaded{id: id, base: base, extra: extra}}
 	sh.mu.Unlock()
@@ -133,14 +139,16 @@ type loadRef struct {
 	slot int
 }
 
-// lookup returns what `m` was loaded as, if it was loaded from session `id`
-// and is still remembered, and a reference for retrack.
+// lookup returns what `m` was loaded as, if it is remembered, and a
+// reference for retrack. The load may be of another session than `id`
+// (gf's RegenerateId writes the map it loaded to a new id): callers compare
+// loaded.id.
 func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, loadRef, bool) {
-	ref := loadRef{sh: t.shard(id), w: weak.Make(m)}
+	ref := loadRef{sh: t.shard(m), w: weak.Make(m)}
 	ref.sh.mu.Lock()
 	defer ref.sh.mu.Unlock()
 	ref.slot = ref.sh.find(ref.w)
-	if ref.slot >= 0 && ref.sh.slots[ref.slot].id == id {
+	if ref.slot >= 0 {
 		return ref.sh.slots[ref.slot].loaded, ref, true
 	}
 	return loaded{}, ref, false
@@ -175,14 +183,16 @@ func (t *loadTracker) retrack(ref loadRef, id string, base map[string]any, extra
 // must not bring a logged-out session back).
 func (t *loadTracker) removed(ctx context.Context, id string) {
 	by := ctxKey(ctx)
-	sh := t.shard(id)
-	sh.mu.Lock()
-	for i := range sh.slots {
-		if sh.slots[i].id == id {
-			sh.slots[i].removedBy = by
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for j := range sh.slots {
+			if sh.slots[j].id == id {
+				sh.slots[j].removedBy = by
+			}
 		}
+		sh.mu.Unlock()
 	}
-	sh.mu.Unlock()
 }
 
 // removedBySelf reports whether the session `l` was loaded as was deleted by

@@ -717,8 +717,11 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	data := sessionData.Map()
 	now := time.Now()
 	created := now
-	l, ref, loaded := s.tracker.lookup(sessionData, sessionId)
-	if loaded = loaded && !l.removedBySelf(ctx); loaded {
+	l, ref, found := s.tracker.lookup(sessionData, sessionId)
+	loaded := found && l.id == sessionId && !l.removedBySelf(ctx)
+	if loaded || (found && l.id != sessionId) {
+		// Loaded, or loaded under another id (RegenerateId): the session
+		// keeps its creation time, and so its MaxLifetime.
 		if c, ok := l.extra.(time.Time); ok && !c.IsZero() {
 			created = c
 		}

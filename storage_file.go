@@ -372,9 +372,15 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		return s.RemoveAll(ctx, sessionId)
 	}
 	var prev loadedMeta
-	l, ref, loaded := s.tracker.lookup(sessionData, sessionId)
-	if loaded = loaded && !l.removedBySelf(ctx); loaded {
+	l, ref, found := s.tracker.lookup(sessionData, sessionId)
+	loaded := found && l.id == sessionId && !l.removedBySelf(ctx)
+	if loaded {
 		prev, _ = l.extra.(loadedMeta)
+	} else if found && l.id != sessionId {
+		// Loaded under another id (RegenerateId): a new session that keeps
+		// the creation time, and so the MaxLifetime, of the one it replaces.
+		m, _ := l.extra.(loadedMeta)
+		prev.created = m.created
 	}
 	cur := loadedMeta{created: prev.created, user: userOf(data, s.config.UserKey)}
 	if cur.created.IsZero() {

@@ -194,10 +194,14 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		base   map[string]any
 		loaded *memoryEntry // the entry the request loaded, if known
 	)
-	l, ref, tracked := s.tracker.lookup(sessionData, sessionId)
-	if tracked = tracked && !l.removedBySelf(ctx); tracked {
+	l, ref, found := s.tracker.lookup(sessionData, sessionId)
+	tracked := found && l.id == sessionId && !l.removedBySelf(ctx)
+	var carried int64 // creation time of the session replaced by RegenerateId
+	if tracked {
 		base = l.base
 		loaded, _ = l.extra.(*memoryEntry)
+	} else if e, ok := l.extra.(*memoryEntry); found && l.id != sessionId && ok && e != nil {
+		carried = e.created
 	}
 	now := time.Now().UnixNano()
 	sh := s.shard(sessionId)
@@ -228,6 +232,10 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	)
 	if cur != nil {
 		created = cur.created
+	} else if carried != 0 {
+		// Loaded under another id (RegenerateId): the new session keeps the
+		// creation time, and so the MaxLifetime, of the one it replaces.
+		created = carried
 	}
 	if fast {
 		sessionData.RLockFunc(func(written map[string]any) { data = maps.Clone(written) })

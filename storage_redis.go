@@ -709,7 +709,8 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	}
 	r := s.r
 	var prev loadedMeta
-	l, ref, loaded := r.tracker.lookup(sessionData, sessionId)
+	l, ref, found := r.tracker.lookup(sessionData, sessionId)
+	loaded := found && l.id == sessionId
 	if loaded {
 		prev, _ = l.extra.(loadedMeta)
 		if l.removedBySelf(ctx) {
@@ -717,6 +718,11 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 			// is still there to move.
 			loaded, prev.created = false, time.Time{}
 		}
+	} else if found {
+		// Loaded under another id (RegenerateId): a new session that keeps
+		// the creation time, and so the MaxLifetime, of the one it replaces.
+		m, _ := l.extra.(loadedMeta)
+		prev.created = m.created
 	}
 	data := sessionData.Map()
 	if len(data) == 0 {

@@ -67,8 +67,9 @@ return data
 // the same script as the fields, so a key never exists without a TTL.
 // KEYS[1] is the session key; ARGV: TTL ms, now (Unix ms), max lifetime ms
 // (0: none), the created field, the number N of fields to set, "1" if the
-// session must exist (it was loaded) or "0", N field/value pairs, then the
-// fields to delete. It returns 1 when the session is stored, 0 when it
+// session must exist (it was loaded) or "0", the creation time (Unix ms) of
+// a session that has none yet, N field/value pairs, then the fields to
+// delete. It returns 1 when the session is stored, 0 when it
 // ended up empty (deleted), -1 when it is past its lifetime (deleted), -2
 // when it must exist and does not (nothing written). Fields go to HSET/HDEL
 // in batches of 256 (unpack has a stack limit).
@@ -80,8 +81,8 @@ local cf = ARGV[4]
 if ARGV[6] == '1' and redis.call('EXISTS', key) == 0 then
   return -2
 end
-local last = 6 + 2 * tonumber(ARGV[5])
-for i = 7, last, 512 do
+local last = 7 + 2 * tonumber(ARGV[5])
+for i = 8, last, 512 do
   redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
 end
 for i = last + 1, #ARGV, 512 do
@@ -96,8 +97,8 @@ if n <= 0 then
 end
 local created = raw and tonumber(raw)
 if not created then
-  redis.call('HSET', key, cf, ARGV[2])
-  created = tonumber(ARGV[2])
+  redis.call('HSET', key, cf, ARGV[7])
+  created = tonumber(ARGV[7])
 end
 if max > 0 then
   local left = created + max - tonumber(ARGV[2])
@@ -385,9 +386,9 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		written = sessionData.Map()
 		newBase = make(map[string]any, len(written))
 	)
-	l, ref, tracked := r.tracker.lookup(sessionData, sessionId)
+	l, ref, found := r.tracker.lookup(sessionData, sessionId)
 	from := "" // the user as loaded: its index entry is there to move
-	if tracked {
+	if found && l.id == sessionId {
 		from = userOf(l.base, r.userKey)
 		if !l.removedBySelf(ctx) {
 			base = l.base
@@ -395,6 +396,11 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 			d.created = meta.created
 			d.mustExist = true
 		}
+	} else if found {
+		// Loaded under another id (RegenerateId): a new session that keeps
+		// the creation time, and so the MaxLifetime, of the one it replaces.
+		meta, _ := l.extra.(loadedMeta)
+		d.created = meta.created
 	}
 	for k, v := range written {
 		if old, ok := base[k]; ok && sameValue(old, v) {
@@ -503,7 +509,7 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 		if len(d.del) > 0 {
 			p.HDel(ctx, key, d.del...)
 		}
-		createdNX = p.HSetNX(ctx, key, hashCreatedField, now.UnixMilli())
+		createdNX = p.HSetNX(ctx, key, hashCreatedField, created.UnixMilli())
 		p.PExpire(ctx, key, pxDuration(ttl))
 		return nil
 	})
@@ -515,7 +521,7 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 		// and this transaction made a new one of the request's changes:
 		// delete it again, only if it still is exactly that (no other
 		// write came in between).
-		if _, err = r.eval(ctx, hashUndoScript, id, strconv.FormatInt(now.UnixMilli(), 10), hashCreatedField); err != nil {
+		if _, err = r.eval(ctx, hashUndoScript, id, strconv.FormatInt(created.UnixMilli(), 10), hashCreatedField); err != nil {
 			return 0, err
 		}
 		return hashGone, nil
@@ -530,8 +536,13 @@ func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDel
 	if d.mustExist {
 		must = "1"
 	}
-	args := make([]any, 0, 6+len(d.set)+len(d.del))
-	args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(d.set)/2, must)
+	now := time.Now()
+	created := d.created
+	if created.IsZero() {
+		created = now
+	}
+	args := make([]any, 0, 7+len(d.set)+len(d.del))
+	args = append(args, millis(d.ttl), now.UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(d.set)/2, must, created.UnixMilli())
 	args = append(args, d.set...)
 	for _, f := range d.del {
 		args = append(args, f)

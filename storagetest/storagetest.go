@@ -414,6 +414,32 @@ func testMaxLifetime(t *testing.T, _ func(t *testing.T) gsession.Storage, o *opt
 	}
 	require.NotZero(t, gone, "an active session outlived maxLifetime")
 	assert.GreaterOrEqual(t, gone, lifetime/2, "session ended long before maxLifetime")
+
+	// A new id for the session (RegenerateId, at login or periodically)
+	// does not restart its lifetime.
+	id = NewId()
+	write(t, m, id, map[string]any{"user": "ann"})
+	written = time.Now()
+	regenerated := 0
+	for time.Since(written) < 20*lifetime {
+		readAt := time.Now()
+		var newId string
+		request(t, m, id, func(s *gsession.Session) {
+			if v, err := s.Get("user"); err == nil && v != nil && !v.IsNil() {
+				newId, err = s.RegenerateId(true)
+				require.NoError(t, err)
+			}
+		})
+		if newId == "" {
+			break
+		}
+		require.Less(t, readAt.Sub(written), lifetime+lifetime/4,
+			"the session was still there %v after it was created, with a maxLifetime of %v, after %d RegenerateId", readAt.Sub(written), lifetime, regenerated)
+		id = newId
+		regenerated++
+		time.Sleep(lifetime / 10)
+	}
+	require.Greater(t, regenerated, 0)
 }
 
 func testIsolation(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
