@@ -176,8 +176,8 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	if interval == 0 {
 		interval = DefaultFileCleanupInterval
 	}
-	s.cleaner.start(interval, func(context.Context) {
-		if err := s.sweep(time.Now()); err != nil {
+	s.cleaner.start(interval, func(ctx context.Context) {
+		if err := s.sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			g.Log().Warningf(context.Background(), `gfsession: file: cleaning %q: %v`, s.dir, err)
 		}
 	})
@@ -521,11 +521,14 @@ func (s *StorageFile) RemoveAll(ctx context.Context, sessionId string) error {
 // TTL the storage has been called with (none before the first call),
 // temporary files left by interrupted writes, and user index entries of
 // sessions that are gone. It reads directory metadata only, never file
-// contents.
-func (s *StorageFile) sweep(now time.Time) error {
+// contents. It stops early when `ctx` is cancelled (Close).
+func (s *StorageFile) sweep(ctx context.Context, now time.Time) error {
 	maxTTL := time.Duration(s.maxTTL.Load())
 	sweepDir := func(dir string) error {
 		return scanDir(dir, func(e fs.DirEntry) bool {
+			if ctx.Err() != nil {
+				return false // Close: stop at once, not after the whole folder
+			}
 			if !e.Type().IsRegular() {
 				return true
 			}
@@ -552,15 +555,21 @@ func (s *StorageFile) sweep(now time.Time) error {
 		if err := sweepDir(dir); err != nil && !(i > 0 && errors.Is(err, fs.ErrNotExist)) {
 			return err
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 	}
-	return s.sweepUsers()
+	return s.sweepUsers(ctx)
 }
 
 // sweepUsers removes the user index entries of sessions whose file is gone,
 // and user folders left empty.
-func (s *StorageFile) sweepUsers() error {
+func (s *StorageFile) sweepUsers(ctx context.Context) error {
 	usersDir := filepath.Join(s.dir, fileUsersDir)
 	err := scanDir(usersDir, func(u fs.DirEntry) bool {
+		if ctx.Err() != nil {
+			return false
+		}
 		if !u.IsDir() {
 			return true
 		}
