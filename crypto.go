@@ -24,8 +24,9 @@ const (
 
 // keyRing seals with its first key and opens with any of its keys, so keys
 // rotate without logging anybody out: put the new key first, keep the old
-// ones after it until every session sealed with them is gone (a session
-// that is only read keeps its seal: see the README).
+// ones after it until every session has been used or has expired since (a
+// storage seals a session opened with an old key again when it reads it:
+// see envelope.staleSeal).
 type keyRing struct {
 	aeads []cipher.AEAD
 	ids   []uint32 // first 4 bytes of SHA-256 of each key: picks the key to open with
@@ -97,6 +98,11 @@ func (r *keyRing) seal(dst, plain, aad []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, r.ids[0])
 	dst = append(dst, nonce[:]...)
 	return r.aeads[0].Seal(dst, nonce[:], plain, aad)
+}
+
+// stale reports whether `sealed` names a key other than the one seal uses.
+func (r *keyRing) stale(sealed string) bool {
+	return binary.BigEndian.Uint32([]byte(sealed[:keyIdSize])) != r.ids[0]
 }
 
 // open reverses seal. It tries the key whose id matches first and then every

@@ -15,9 +15,9 @@ import (
 const (
 	trackerShardBits = 6
 	trackerShards    = 1 << trackerShardBits
-	trackerSlots    = 64      // slots per shard to start with
-	trackerMaxSlots = 1 << 16 // slots per shard at most (4M in all)
-	trackerMaxScan  = 1024    // slots a full ring searches for a free one
+	trackerSlots     = 64      // slots per shard to start with
+	trackerMaxSlots  = 1 << 16 // slots per shard at most (4M in all)
+	trackerMaxScan   = 1024    // slots a full ring searches for a free one
 )
 
 // loadTracker remembers, for each session map handed out by GetSession, which

@@ -226,6 +226,23 @@ func (e *envelope) decodeValue(id, key string, stored string) (any, error) {
 	return codec.decode(payload)
 }
 
+// staleSeal reports whether `stored`, a session decodeSession opened, is
+// sealed with a key other than the first of cryptoKeys: an old key kept for
+// rotation. The storage then seals it again with the first key, so that a
+// session that is only read does not keep the old key needed for ever.
+// (Key ids are 32 bits of the key's hash: a new key whose id equals the old
+// one's, one chance in 4 billion, only skips the resealing.)
+func (e *envelope) staleSeal(stored string) bool {
+	return e.keys != nil && len(stored) >= headerSize+keyIdSize && strings.HasPrefix(stored, envelopeMagic) &&
+		stored[4]&flagSealed != 0 && e.keys.stale(stored[headerSize:])
+}
+
+// staleValueSeal is staleSeal for a value decodeValue opened.
+func (e *envelope) staleValueSeal(stored string) bool {
+	return e.keys != nil && len(stored) >= 2+keyIdSize && stored[0] == magic0 &&
+		stored[1]&flagSealed != 0 && e.keys.stale(stored[2:])
+}
+
 func valueAAD(head []byte, id, key string) []byte {
 	aad := make([]byte, 0, len(head)+len(id)+1+len(key))
 	aad = append(aad, head...)

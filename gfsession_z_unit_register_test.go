@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/net/ghttp"
-	"github.com/gogf/gf/v2/util/gconv"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/gogf/gf/v2/util/gconv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 

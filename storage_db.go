@@ -183,8 +183,8 @@ type StorageDB struct {
 	tracker loadTracker
 	touches *dbTouches // nil without TouchInterval
 
-	sqlSelect, sqlUpsert, sqlUpdate, sqlDelete, sqlTouch, sqlCleanup string
-	sqlCount, sqlRange, sqlDestroyUser                    string
+	sqlSelect, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
+	sqlCount, sqlRange, sqlDestroyUser                                          string
 
 	cleaner background
 	closed  sync.Once
@@ -318,6 +318,7 @@ func (s *StorageDB) buildSQL() {
 	}
 	s.sqlUpdate = fmt.Sprintf(`UPDATE %s SET %s = ?, %s = ?, %s = ?, %s = ? WHERE %s = ? AND %s > ?`,
 		t, q("data"), q("expires_at"), q("created_at"), q("user_id"), q("id"), q("expires_at"))
+	s.sqlReseal = fmt.Sprintf(`UPDATE %s SET %s = ? WHERE %s = ? AND %s = ?`, t, q("data"), q("id"), q("data"))
 	s.sqlCount = fmt.Sprintf(`SELECT COUNT(*) AS %s FROM %s WHERE %s > ?`, q("n"), t, q("expires_at"))
 	s.sqlRange = fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s > ? AND %[3]s > ? ORDER BY %[1]s LIMIT %[4]d`,
 		q("id"), t, q("expires_at"), dbRangePage)
@@ -689,12 +690,30 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 	if lifetimeLeft(created, s.config.MaxLifetime, ttl, now) <= 0 {
 		return nil, nil
 	}
+	if stored := rec["data"].String(); s.env.staleSeal(stored) {
+		s.reseal(ctx, sessionId, stored, created, data)
+	}
 	m := gmap.NewStrAnyMapFrom(data, true)
 	s.tracker.track(m, sessionId, nil, created)
 	if s.touches != nil {
 		s.touches.put(sessionId, rec["expires_at"].Int64())
 	}
 	return m, nil
+}
+
+// reseal stores session `id`, read as `stored` and sealed with an old key,
+// sealed with the first key, once: a session that is only read would keep
+// the old key needed for as long as it lives. The row is updated only if
+// its data is still what was read, and a failure only logs: the read
+// succeeded.
+func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.Time, data map[string]any) {
+	blob, err := s.env.encodeSession(id, created, data)
+	if err == nil {
+		_, err = s.exec(ctx, s.sqlReseal, blob, id, []byte(stored))
+	}
+	if err != nil {
+		g.Log().Warningf(ctx, `gfsession: db: sealing session %q with the new crypto key: %v`, id, err)
+	}
 }
 
 // SetSession writes the whole session with one statement (last writer wins

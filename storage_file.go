@@ -1,6 +1,7 @@
 package gfsession
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -330,6 +331,9 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 			return nil, gerror.Wrapf(err, `gfsession: file: touch session file %q`, path)
 		}
 	}
+	if !legacy && s.envelope.staleSeal(string(b)) {
+		s.reseal(ctx, sessionId, path, b, created, data)
+	}
 	m := gmap.NewStrAnyMapFrom(data, true)
 	s.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, s.config.UserKey), legacy: legacy})
 	return m, nil
@@ -396,14 +400,25 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 			return err
 		}
 	}
-	var mustExist string
+	var check func() error
 	if loaded {
-		mustExist = path
+		mustExist := path
 		if prev.legacy {
 			mustExist = s.legacyPath(sessionId)
 		}
+		// A session deleted since it was loaded (a logout elsewhere,
+		// Destroy, DestroyUser) stays deleted.
+		check = func() error {
+			if _, err := os.Lstat(mustExist); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return errSessionGone
+				}
+				return gerror.Wrapf(err, `gfsession: file: stat %q`, mustExist)
+			}
+			return nil
+		}
 	}
-	if err = s.writeFile(path, b, mustExist); err != nil {
+	if err = s.writeFile(path, b, check); err != nil {
 		if errors.Is(err, errSessionGone) {
 			logStaleWrite(ctx, "file", sessionId)
 			return nil
@@ -422,17 +437,36 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	return nil
 }
 
-// errSessionGone is writeFile's error for a session file that `mustExist`
-// names and that is gone.
-var errSessionGone = errors.New("session deleted")
+// errSessionGone is a writeFile check's error for a session that is gone or
+// changed, so that the write must not happen.
+var errSessionGone = errors.New("session deleted or changed")
 
-// writeFile replaces the file at `path` with `b` atomically. With
-// `mustExist`, it does so only if that file exists just before the rename,
-// and returns errSessionGone otherwise: a session a request loaded and
-// another request deleted since (a logout elsewhere, Destroy, DestroyUser)
-// stays deleted. The check and the rename are two steps: a deletion between
-// them, microseconds apart, is not seen.
-func (s *StorageFile) writeFile(path string, b []byte, mustExist string) (err error) {
+// reseal rewrites session `id`, read from `path` as `stored` and sealed with
+// an old key, sealed with the first key, once: a session that is only read
+// would keep the old key needed for as long as it lives. The file is
+// replaced only if it still holds what was read, and a failure only logs:
+// the read succeeded.
+func (s *StorageFile) reseal(ctx context.Context, id, path string, stored []byte, created time.Time, data map[string]any) {
+	b, err := s.envelope.encodeSession(id, created, data)
+	if err == nil {
+		err = s.writeFile(path, b, func() error {
+			if cur, err := os.ReadFile(path); err != nil || !bytes.Equal(cur, stored) {
+				return errSessionGone
+			}
+			return nil
+		})
+	}
+	if err != nil && !errors.Is(err, errSessionGone) {
+		g.Log().Warningf(ctx, `gfsession: file: sealing session %q with the new crypto key: %v`, id, err)
+	}
+}
+
+// writeFile replaces the file at `path` with `b` atomically. A non-nil
+// `check` runs just before the rename, and its error cancels the write:
+// SetSession checks that a session it loaded still exists, reseal that the
+// file still holds what it read. The check and the rename are two steps: a
+// change between them, microseconds apart, is not seen.
+func (s *StorageFile) writeFile(path string, b []byte, check func() error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, fileTempPrefix+"*"+fileTempSuffix) // mode 0600
 	if errors.Is(err, fs.ErrNotExist) {
@@ -462,12 +496,9 @@ func (s *StorageFile) writeFile(path string, b []byte, mustExist string) (err er
 	if err = tmp.Close(); err != nil {
 		return gerror.Wrapf(err, `gfsession: file: close %q`, tmp.Name())
 	}
-	if mustExist != "" {
-		if _, err = os.Lstat(mustExist); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return errSessionGone
-			}
-			return gerror.Wrapf(err, `gfsession: file: stat %q`, mustExist)
+	if check != nil {
+		if err = check(); err != nil {
+			return err
 		}
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {

@@ -681,9 +681,37 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 	if len(data) == 0 {
 		return nil, nil
 	}
+	if r.env.staleSeal(b) {
+		r.reseal(ctx, sessionId, b, created, data)
+	}
 	m := gmap.NewStrAnyMapFrom(data, true)
 	r.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, r.userKey)})
 	return m, nil
+}
+
+// resealScript replaces a session's value, keeping its TTL, only if it is
+// still the value that was read. KEYS[1] is the session key; ARGV: the
+// value read, the new value.
+var resealScript = newRedisScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+`)
+
+// reseal stores session `id`, read as `stored` and sealed with an old key,
+// sealed with the first key, once: a session that is only read would keep
+// the old key needed for as long as it lives. It replaces the value only if
+// no write came in between, and a failure only logs: the read succeeded.
+func (r *redisStore) reseal(ctx context.Context, id, stored string, created time.Time, data map[string]any) {
+	blob, err := r.env.encodeSession(id, created, data)
+	if err == nil {
+		_, err = r.eval(ctx, resealScript, id, stored, blob)
+	}
+	if err != nil {
+		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, id, err)
+	}
 }
 
 // SetSession stores the whole session with a TTL of `ttl` (capped by what

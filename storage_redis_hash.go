@@ -245,8 +245,9 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		return nil, err
 	}
 	var (
-		data = make(map[string]any, len(fields))
-		base = make(map[string]any, len(fields))
+		data  = make(map[string]any, len(fields))
+		base  = make(map[string]any, len(fields))
+		stale []string // fields sealed with an old key: field, value read
 	)
 	for field, raw := range fields {
 		key, ok := hashKey(field)
@@ -257,6 +258,9 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		if err != nil {
 			g.Log().Warningf(ctx, `gfsession: %s: session %q: key %q dropped: %v`, r.backend, sessionId, key, err)
 			continue
+		}
+		if r.env.staleValueSeal(raw) {
+			stale = append(stale, field, raw)
 		}
 		data[key] = value
 		base[key] = value
@@ -269,9 +273,48 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	if len(data) == 0 {
 		return nil, nil
 	}
+	if len(stale) > 0 {
+		s.reseal(ctx, sessionId, stale, data)
+	}
 	m := gmap.NewStrAnyMapFrom(data, true)
 	r.tracker.track(m, sessionId, base, loadedMeta{created: created})
 	return m, nil
+}
+
+// hashResealScript replaces fields of a session hash, each only if it still
+// holds the value that was read. KEYS[1] is the session key; ARGV: field,
+// value read, new value, for each field.
+var hashResealScript = newRedisScript(`
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+  end
+end
+return 1
+`)
+
+// reseal stores the fields of session `id` that were read sealed with an
+// old key (`stale`: field, value read, ...) sealed with the first key, once:
+// a session that is only read would keep the old key needed for as long as
+// it lives. A field changed in between is left alone, and a failure only
+// logs: the read succeeded.
+func (s *StorageRedisHash) reseal(ctx context.Context, id string, stale []string, data map[string]any) {
+	r := s.r
+	args := make([]any, 0, len(stale)/2*3)
+	var err error
+	for i := 0; i < len(stale) && err == nil; i += 2 {
+		key, _ := hashKey(stale[i])
+		var fresh []byte
+		if fresh, err = r.env.encodeValue(id, key, data[key]); err == nil {
+			args = append(args, stale[i], stale[i+1], fresh)
+		}
+	}
+	if err == nil {
+		_, err = r.eval(ctx, hashResealScript, id, args...)
+	}
+	if err != nil {
+		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, id, err)
+	}
 }
 
 // load returns the fields of session `id`'s hash, reserved ones included,

@@ -738,6 +738,15 @@ func testCryptoKeys(t *testing.T, _ func(t *testing.T) gsession.Storage, o *opti
 	write(t, rotated, id, map[string]any{"user": "ann2"})
 	assert.Equal(t, "ann2", fmt.Sprint(readAll(t, gsession.New(time.Minute, o.newWithKeys(t, [][]byte{newKey})), id)["user"]))
 
+	// A session that is only read after the rotation is sealed again with
+	// the new key: reads keep it alive, so it must not need the old key for
+	// ever.
+	readOnly := NewId()
+	write(t, gsession.New(time.Minute, o.newWithKeys(t, [][]byte{oldKey})), readOnly, map[string]any{"user": "bob", "n": int64(7)})
+	assert.Equal(t, "bob", fmt.Sprint(readAll(t, rotated, readOnly)["user"]))
+	assert.Equal(t, map[string]any{"user": "bob", "n": int64(7)}, readAll(t, gsession.New(time.Minute, o.newWithKeys(t, [][]byte{newKey})), readOnly),
+		"a session only read since the rotation still needs the old key")
+
 	// A storage without the sealing key reads no session and no error.
 	st := o.newWithKeys(t, [][]byte{otherKey})
 	data, err := st.GetSession(context.Background(), id, time.Minute)
