@@ -604,7 +604,10 @@ var _ Admin = (*StorageRedis)(nil)
 
 // NewStorageRedis creates a storage on the gredis client `redis`, e.g.
 // g.Redis() or gredis.New(config). It returns an error for a nil client or a
-// bad `config`. The caller keeps ownership of `redis`.
+// bad `config`. The caller keeps ownership of `redis`. Give the client a
+// readTimeout and writeTimeout: gf's default is none, and a Redis that stops
+// answering then hangs every request (the config factory sets
+// DefaultRedisTimeout for you).
 func NewStorageRedis(redis *gredis.Redis, config ...RedisConfig) (*StorageRedis, error) {
 	r, err := newRedisStore(TypeRedis, redis, config)
 	if err != nil {

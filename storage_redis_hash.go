@@ -177,7 +177,8 @@ var _ Admin = (*StorageRedisHash)(nil)
 
 // NewStorageRedisHash creates a storage on the gredis client `redis`, e.g.
 // g.Redis() or gredis.New(config). It returns an error for a nil client or a
-// bad `config`. The caller keeps ownership of `redis`.
+// bad `config`. The caller keeps ownership of `redis`. Give the client a
+// readTimeout and writeTimeout (see NewStorageRedis).
 func NewStorageRedisHash(redis *gredis.Redis, config ...RedisConfig) (*StorageRedisHash, error) {
 	r, err := newRedisStore(TypeRedisHash, redis, config)
 	if err != nil {
