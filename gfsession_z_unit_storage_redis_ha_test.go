@@ -307,30 +307,39 @@ func TestStorageRedis_Outage(t *testing.T) {
 
 // TestStorageRedis_GroupTimeout checks that a storage on a gf redis group
 // that sets no timeouts (gf's client then waits without limit) still fails
-// within DefaultRedisTimeout when Redis stops answering, and recovers.
+// within DefaultRedisTimeout when Redis stops answering, and recovers: for a
+// group registered in code and for one of the config file.
 func TestStorageRedis_GroupTimeout(t *testing.T) {
 	srv := testredis.Start(t)
 	ctx := context.Background()
-	group := fmt.Sprintf("group-timeout-%d", time.Now().UnixNano())
-	require.NoError(t, gredis.SetConfigByMap(map[string]any{"address": srv.Addr}, group))
-	t.Cleanup(func() { gredis.RemoveConfig(group) })
-	st, err := gfsession.New(ctx, map[string]any{"type": "redis", "redis": group, "prefix": redisTestPrefix()})
-	require.NoError(t, err)
-	m := gsession.New(time.Minute, st)
-	id := gfsession.NewSessionId()
-	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	for _, how := range []string{"gredis.SetConfig", "config file"} {
+		t.Run(how, func(t *testing.T) {
+			group := fmt.Sprintf("group-timeout-%d", time.Now().UnixNano())
+			if how == "config file" {
+				useConfigFile(t, fmt.Sprintf("redis:\n  %s:\n    address: %q\n", group, srv.Addr))
+			} else {
+				require.NoError(t, gredis.SetConfigByMap(map[string]any{"address": srv.Addr}, group))
+				t.Cleanup(func() { gredis.RemoveConfig(group) })
+			}
+			st, err := gfsession.New(ctx, map[string]any{"type": "redis", "redis": group, "prefix": redisTestPrefix()})
+			require.NoError(t, err)
+			m := gsession.New(time.Minute, st)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
 
-	srv.Pause(t)
-	start := time.Now()
-	_, err = st.GetSession(ctx, id, time.Minute)
-	elapsed := time.Since(start)
-	srv.Resume(t)
-	require.Error(t, err, "a request to a hung server must fail")
-	assert.Less(t, elapsed, gfsession.DefaultRedisTimeout+2*time.Second, "hung server: no error within the default timeout")
+			srv.Pause(t)
+			start := time.Now()
+			_, err = st.GetSession(ctx, id, time.Minute)
+			elapsed := time.Since(start)
+			srv.Resume(t)
+			require.Error(t, err, "a request to a hung server must fail")
+			assert.Less(t, elapsed, gfsession.DefaultRedisTimeout+2*time.Second, "hung server: no error within the default timeout")
 
-	redisReq(t, m, id, func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) })
-	require.NoError(t, st.(redisStorage).Close(ctx))
-	// The storage closed its own client, not the group's.
-	_, err = g.Redis(group).Do(ctx, "PING")
-	assert.NoError(t, err)
+			redisReq(t, m, id, func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) })
+			require.NoError(t, st.(redisStorage).Close(ctx))
+			// The storage closed its own client, not the group's.
+			_, err = g.Redis(group).Do(ctx, "PING")
+			assert.NoError(t, err)
+		})
+	}
 }

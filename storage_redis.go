@@ -16,6 +16,8 @@ import (
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/gogf/gf/v2/util/gconv"
+	"github.com/gogf/gf/v2/util/gutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -1004,7 +1006,14 @@ func redisGroup(ctx context.Context, name string) (client *gredis.Redis, owned b
 		return nil, false, err
 	}
 	cfg, ok := gredis.GetConfig(name)
-	if !ok || (cfg.ReadTimeout > 0 && cfg.WriteTimeout > 0) {
+	if !ok {
+		// A group of the config file: g.Redis builds its client from the
+		// node without registering the config. Read it the same way.
+		if cfg, ok = redisGroupFileConfig(ctx, name); !ok {
+			return client, false, nil
+		}
+	}
+	if cfg.ReadTimeout > 0 && cfg.WriteTimeout > 0 {
 		return client, false, nil
 	}
 	own := *cfg
@@ -1018,6 +1027,28 @@ func redisGroup(ctx context.Context, name string) (client *gredis.Redis, owned b
 		return nil, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.redis: redis group %q`, configPath, name)
 	}
 	return client, true, nil
+}
+
+// redisGroupFileConfig reads group `name` of the config file's `redis` node
+// as g.Redis does.
+func redisGroupFileConfig(ctx context.Context, name string) (*gredis.Config, bool) {
+	if !g.Cfg().Available(ctx) {
+		return nil, false
+	}
+	all, err := g.Cfg().Data(ctx)
+	if err != nil {
+		return nil, false
+	}
+	_, node := gutil.MapPossibleItemByKey(all, "redis")
+	group, ok := gconv.Map(node)[name]
+	if !ok {
+		return nil, false
+	}
+	cfg, err := gredis.ConfigFromMap(gconv.Map(group))
+	if err != nil {
+		return nil, false
+	}
+	return cfg, true
 }
 
 func redisGroupClient(ctx context.Context, name string) (client *gredis.Redis, err error) {
