@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 	"weak"
@@ -45,7 +46,9 @@ const (
 // What a load keeps (`base`, `extra`) stays in its slot until the slot is
 // reused; the maps themselves are not kept alive.
 type loadTracker struct {
-	shards [trackerShards]trackerShard
+	shards   [trackerShards]trackerShard
+	removals [trackerShards]removalShard
+	seq      atomic.Uint64 // the clock of loads, writes and removals
 }
 
 type trackerShard struct {
@@ -65,9 +68,8 @@ type loaded struct {
 	base map[string]any // never mutated
 	// extra is backend data kept with the load (creation time, user, ...).
 	extra any
-	// removedBy is the context (see ctxKey) of the RemoveAll that deleted
-	// the session after this load, if any.
-	removedBy any
+	// seq orders loads and writes against RemoveAll (see removedBySelf).
+	seq uint64
 }
 
 // shard returns the shard of map `m`, by its address (Go's collector does
@@ -126,7 +128,7 @@ func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, e
 	w := weak.Make(m)
 	sh := t.shard(m)
 	sh.mu.Lock()
-	sh.slots[sh.free()] = trackerSlot{m: w, loaded: loaded{id: id, base: base, extra: extra}}
+	sh.slots[sh.free()] = trackerSlot{m: w, loaded: loaded{id: id, base: base, extra: extra, seq: t.seq.Add(1)}}
 	sh.mu.Unlock()
 }
 
@@ -171,34 +173,67 @@ func (t *loadTracker) retrack(ref loadRef, id string, base map[string]any, extra
 		j = sh.free()
 		sh.slots[j].m = ref.w
 	}
-	sh.slots[j].loaded = loaded{id: id, base: base, extra: extra}
+	sh.slots[j].loaded = loaded{id: id, base: base, extra: extra, seq: t.seq.Add(1)}
 	sh.mu.Unlock()
 }
 
-// removed records that RemoveAll with `ctx` deleted session `id`, on every
-// load of it still remembered. A write of one of those maps then tells a
-// request that logged its own session out and wrote again (gf's
-// Session.RemoveAll, then Set: a new session under the same id) from one
-// that loaded the session before another request deleted it (a write that
-// must not bring a logged-out session back).
+// removed records that a RemoveAll with `ctx` deleted session `id`, so that
+// a write of the same request after it (gf's Session.RemoveAll, then Set)
+// starts a new session under the id, while a write of another request that
+// loaded the session before is dropped (see removedBySelf). A context that
+// cannot tell requests apart (see ctxKey) records nothing. The last
+// removalsPerShard removals of each of trackerShards shards (by id) are
+// kept: the write of a request follows its own RemoveAll within the
+// request.
 func (t *loadTracker) removed(ctx context.Context, id string) {
 	by := ctxKey(ctx)
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		for j := range sh.slots {
-			if sh.slots[j].id == id {
-				sh.slots[j].removedBy = by
-			}
-		}
-		sh.mu.Unlock()
+	if by == nil {
+		return
 	}
+	sh := &t.removals[shardIndex(id)&(trackerShards-1)]
+	sh.mu.Lock()
+	if sh.byId == nil {
+		sh.byId = make(map[string]removal)
+		sh.ring = make([]removalAt, removalsPerShard)
+	}
+	seq := t.seq.Add(1)
+	if old := sh.ring[sh.next]; old.id != "" && sh.byId[old.id].seq == old.seq {
+		delete(sh.byId, old.id)
+	}
+	sh.ring[sh.next] = removalAt{id: id, seq: seq}
+	sh.next = (sh.next + 1) % removalsPerShard
+	sh.byId[id] = removal{by: by, seq: seq}
+	sh.mu.Unlock()
 }
 
-// removedBySelf reports whether the session `l` was loaded as was deleted by
-// a RemoveAll of the request that now writes it with `ctx`.
-func (l loaded) removedBySelf(ctx context.Context) bool {
-	return l.removedBy != nil && l.removedBy == ctxKey(ctx)
+// removedBySelf reports whether session `id`, which a request with `ctx`
+// loaded (or last wrote) as `l`, was deleted after that by a RemoveAll of
+// the same request.
+func (t *loadTracker) removedBySelf(ctx context.Context, id string, l loaded) bool {
+	sh := &t.removals[shardIndex(id)&(trackerShards-1)]
+	sh.mu.Lock()
+	r, ok := sh.byId[id]
+	sh.mu.Unlock()
+	return ok && l.seq < r.seq && r.by == ctxKey(ctx)
+}
+
+const removalsPerShard = 256
+
+type removalShard struct {
+	mu   sync.Mutex
+	byId map[string]removal
+	ring []removalAt // the order of removals, to forget the oldest
+	next int
+}
+
+type removal struct {
+	by  any // ctxKey of the RemoveAll's context
+	seq uint64
+}
+
+type removalAt struct {
+	id  string
+	seq uint64
 }
 
 // logStaleWrite logs a write dropped because the session it loaded was
@@ -208,9 +243,12 @@ func logStaleWrite(ctx context.Context, backend, id string) {
 }
 
 // ctxKey is `ctx` as a comparable value (gf's Session calls the storage
-// with the context of its request every time), or nil when its type cannot
-// be compared. A context derived by a wrapper (StorageObserved's span)
-// stands for the one the wrapper was called with (callerCtxKey).
+// with the context of its request every time: ghttp gives each request a
+// context of its own), or nil when its type cannot be compared. A context
+// derived by a wrapper (StorageObserved's span) stands for the one the
+// wrapper was called with (callerCtxKey). context.Background() is one value
+// for every caller: code that runs several Sessions of one id on it (tests,
+// jobs) is taken for one request.
 func ctxKey(ctx context.Context) any {
 	if ctx == nil {
 		return nil

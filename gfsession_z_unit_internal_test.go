@@ -204,3 +204,52 @@ func TestStorageMemory_SlowRequestRemovesKey(t *testing.T) {
 
 // FileSessionPath is StorageFile.sessionPath, for the external tests.
 func FileSessionPath(s *StorageFile, id string) string { return s.sessionPath(id) }
+
+type testCtxKey struct{}
+
+// TestLoadTracker_Removals checks what tells a request's own RemoveAll (its
+// write after it starts a new session) from another request's: the context,
+// and the order of the load and the removal.
+func TestLoadTracker_Removals(t *testing.T) {
+	var tr loadTracker
+	reqA := context.WithValue(context.Background(), testCtxKey{}, "a")
+	reqB := context.WithValue(context.Background(), testCtxKey{}, "b")
+	m := gmap.NewStrAnyMap(true)
+	tr.track(m, "id1", nil, nil)
+	l, _, _ := tr.lookup(m, "id1")
+	assert.False(t, tr.removedBySelf(reqA, "id1", l), "nothing removed yet")
+
+	tr.removed(reqA, "id1")
+	assert.True(t, tr.removedBySelf(reqA, "id1", l), "A removed the session after loading it")
+	assert.False(t, tr.removedBySelf(reqB, "id1", l), "B did not remove it")
+
+	// A map loaded after the removal is a load of whatever is there now.
+	later := gmap.NewStrAnyMap(true)
+	tr.track(later, "id1", nil, nil)
+	l2, _, _ := tr.lookup(later, "id1")
+	assert.False(t, tr.removedBySelf(reqA, "id1", l2), "a load after the removal")
+	// So is a map written after it.
+	_, ref, _ := tr.lookup(m, "id1")
+	tr.retrack(ref, "id1", nil, nil)
+	l, _, _ = tr.lookup(m, "id1")
+	assert.False(t, tr.removedBySelf(reqA, "id1", l), "a write after the removal")
+
+	// A wrapper's derived context stands for its caller's.
+	m2 := gmap.NewStrAnyMap(true)
+	tr.track(m2, "id2", nil, nil)
+	tr.removed(context.WithValue(reqB, callerCtxKey{}, reqA), "id2")
+	l, _, _ = tr.lookup(m2, "id2")
+	assert.True(t, tr.removedBySelf(reqA, "id2", l))
+
+	// Only the last removalsPerShard removals of a shard are kept.
+	for i := 0; i < removalsPerShard*trackerShards*4; i++ {
+		tr.removed(reqB, NewSessionId())
+	}
+	assert.False(t, tr.removedBySelf(reqA, "id2", l), "forgotten")
+	for i := range tr.removals {
+		assert.LessOrEqual(t, len(tr.removals[i].byId), removalsPerShard)
+	}
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(m2)
+	runtime.KeepAlive(later)
+}

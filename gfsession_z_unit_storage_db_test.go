@@ -717,3 +717,33 @@ func TestStorageDB_ReadsFromMaster(t *testing.T) {
 	require.NoError(t, st.Range(ctx, func(sessionId string) bool { ids = append(ids, sessionId); return true }))
 	assert.Equal(t, []string{id}, ids)
 }
+
+// TestStorageDB_WriteAfterIdleExpiry checks that a request whose session's
+// idle TTL ran out while it ran still writes: GetSession does not move the
+// expiry (the end of the request does), so a user back just before the TTL
+// with a slower request would otherwise lose the write and the session.
+func TestStorageDB_WriteAfterIdleExpiry(t *testing.T) {
+	for _, dialect := range dbDialects {
+		t.Run(dialect, func(t *testing.T) {
+			db := openTestDB(t, dbTestLink(t, dialect))
+			st := newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), CleanupInterval: -1})
+			const ttl = 300 * time.Millisecond
+			m := gsession.New(ttl, st)
+			ctx := context.Background()
+			s := m.New(ctx, "")
+			require.NoError(t, s.Set("n", 1))
+			id := s.MustId()
+			require.NoError(t, s.Close())
+
+			s = m.New(ctx, id)
+			require.Equal(t, 1, s.MustGet("n").Int(), "loaded before the TTL ran out")
+			time.Sleep(ttl + 50*time.Millisecond) // the request runs past the idle TTL
+			require.NoError(t, s.Set("n", 2))
+			require.NoError(t, s.Close())
+
+			s = m.New(ctx, id)
+			assert.Equal(t, 2, s.MustGet("n").Int(), "the write of an active session was lost")
+			require.NoError(t, s.Close())
+		})
+	}
+}

@@ -29,8 +29,10 @@ import (
 // carries an id: the same single load the handler would cause, done earlier.
 // When that load fails (the storage cannot be reached), the request goes on
 // with a fresh id, so that a storage back by the time the handler runs
-// cannot adopt the client's id; the user is not logged in for that
-// request, as the storage could not say who they are. When replacing an
+// cannot adopt the client's id. The user is not logged in for that request,
+// as the storage could not say who they are, and if the handler writes to
+// the session, ghttp sends the fresh id and the user's session is left
+// behind: a short outage can log out the users whose requests it hits. When replacing an
 // unknown id fails, the request is answered 503 Service Unavailable.
 //
 // An attacker can still plant an id of a real session (one they opened

@@ -316,8 +316,8 @@ func (s *StorageDB) buildSQL() {
 		s.sqlUpsert = insert + ` ON CONFLICT ("id") DO UPDATE SET "data" = excluded."data", ` +
 			`"expires_at" = excluded."expires_at", "created_at" = excluded."created_at", "user_id" = excluded."user_id"`
 	}
-	s.sqlUpdate = fmt.Sprintf(`UPDATE %s SET %s = ?, %s = ?, %s = ?, %s = ? WHERE %s = ? AND %s > ?`,
-		t, q("data"), q("expires_at"), q("created_at"), q("user_id"), q("id"), q("expires_at"))
+	s.sqlUpdate = fmt.Sprintf(`UPDATE %s SET %s = ?, %s = ?, %s = ? WHERE %s = ? AND %s = ?`,
+		t, q("data"), q("expires_at"), q("user_id"), q("id"), q("created_at"))
 	s.sqlReseal = fmt.Sprintf(`UPDATE %s SET %s = ? WHERE %s = ? AND %s = ?`, t, q("data"), q("id"), q("data"))
 	s.sqlCount = fmt.Sprintf(`SELECT COUNT(*) AS %s FROM %s WHERE %s > ?`, q("n"), t, q("expires_at"))
 	s.sqlRange = fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s > ? AND %[3]s > ? ORDER BY %[1]s LIMIT %[4]d`,
@@ -720,12 +720,14 @@ func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.
 // per session), expiring `ttl` from now but never after MaxLifetime since its
 // creation. A session without keys, or past its MaxLifetime, is deleted.
 //
-// A session GetSession loaded is only updated, never inserted: if it was
-// deleted while the request ran (a logout elsewhere, Destroy, DestroyUser,
-// expiry), the write is dropped and logged, so a request in flight cannot
-// bring a logged-out session back. A RemoveAll by the same request (gf's
-// Session.RemoveAll, then Set) starts a new session under the id. Any other
-// session is upserted.
+// A session GetSession loaded is only updated, and only while the row is
+// still that session (same id and creation time): if it was deleted while
+// the request ran (a logout elsewhere, Destroy, DestroyUser, the cleaner),
+// or deleted and replaced by a new session under the id, the write is
+// dropped and logged, so a request in flight cannot bring a logged-out
+// session back. A RemoveAll by the same request (gf's Session.RemoveAll,
+// then Set) starts a new session under the id. Any other session is
+// upserted.
 func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
@@ -737,7 +739,7 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	now := time.Now()
 	created := now
 	l, ref, found := s.tracker.lookup(sessionData, sessionId)
-	loaded := found && l.id == sessionId && !l.removedBySelf(ctx)
+	loaded := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
 	if loaded || (found && l.id != sessionId) {
 		// Loaded, or loaded under another id (RegenerateId): the session
 		// keeps its creation time, and so its MaxLifetime.
@@ -767,10 +769,12 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	}
 	expires := now.Add(left).UnixMilli()
 	if loaded {
-		// Update the live row only. (MySQL counts changed rows: a write
-		// identical to the row, down to the millisecond of its expiry,
-		// also counts 0 and is dropped, which changes nothing.)
-		n, err := s.exec(ctx, s.sqlUpdate, blob, expires, created.UnixMilli(), user, sessionId, now.UnixMilli())
+		// Update the row of the session loaded only. Its idle expiry may
+		// have passed during the request (GetSession does not move it):
+		// the user was active, the write goes. (MySQL counts changed rows:
+		// a write identical to the row, down to the millisecond of its
+		// expiry, also counts 0 and is dropped, which changes nothing.)
+		n, err := s.exec(ctx, s.sqlUpdate, blob, expires, user, sessionId, created.UnixMilli())
 		if err != nil {
 			return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -377,7 +378,7 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	}
 	var prev loadedMeta
 	l, ref, found := s.tracker.lookup(sessionData, sessionId)
-	loaded := found && l.id == sessionId && !l.removedBySelf(ctx)
+	loaded := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
 	if loaded {
 		prev, _ = l.extra.(loadedMeta)
 	} else if found && l.id != sessionId {
@@ -402,20 +403,13 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	}
 	var check func() error
 	if loaded {
-		mustExist := path
-		if prev.legacy {
-			mustExist = s.legacyPath(sessionId)
-		}
 		// A session deleted since it was loaded (a logout elsewhere,
-		// Destroy, DestroyUser) stays deleted.
-		check = func() error {
-			if _, err := os.Lstat(mustExist); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return errSessionGone
-				}
-				return gerror.Wrapf(err, `gfsession: file: stat %q`, mustExist)
-			}
-			return nil
+		// Destroy, DestroyUser), or deleted and replaced by a new one under
+		// the id, stays so.
+		if prev.legacy {
+			check = func() error { return fileStillExists(s.legacyPath(sessionId)) }
+		} else {
+			check = func() error { return fileStillCreated(path, prev.created) }
 		}
 	}
 	if err = s.writeFile(path, b, check); err != nil {
@@ -434,6 +428,37 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		_ = os.Remove(s.userMarker(prev.user, sessionId))
 	}
 	s.tracker.retrack(ref, sessionId, nil, cur)
+	return nil
+}
+
+// fileStillExists is a writeFile check: the file at `path` exists.
+func fileStillExists(path string) error {
+	if _, err := os.Lstat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errSessionGone
+		}
+		return gerror.Wrapf(err, `gfsession: file: stat %q`, path)
+	}
+	return nil
+}
+
+// fileStillCreated is a writeFile check: the file at `path` holds a session
+// created at `created`, the one a request loaded, not a new session another
+// request started under the id.
+func fileStillCreated(path string, created time.Time) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errSessionGone
+		}
+		return gerror.Wrapf(err, `gfsession: file: open %q`, path)
+	}
+	defer f.Close()
+	var head [headerSize]byte
+	if _, err = io.ReadFull(f, head[:]); err != nil || string(head[:len(envelopeMagic)]) != envelopeMagic ||
+		int64(binary.BigEndian.Uint64(head[5:])) != created.UnixMilli() {
+		return errSessionGone
+	}
 	return nil
 }
 

@@ -183,8 +183,9 @@ func (s *StorageMemory) expiry(created, now int64, ttl time.Duration) int64 {
 // session left with no keys is deleted. The TTL restarts at `ttl`.
 //
 // A session this request loaded that was deleted while it ran (a logout
-// elsewhere, Destroy, DestroyUser, MaxLifetime) stays deleted: the write is
-// dropped and logged. A RemoveAll by the same request (gf's
+// elsewhere, Destroy, DestroyUser, idle expiry, MaxLifetime), or deleted and
+// replaced by a new session under the id, stays so: the write is dropped and
+// logged. A RemoveAll by the same request (gf's
 // Session.RemoveAll, then Set) starts a new session under the id.
 func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
@@ -195,7 +196,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		loaded *memoryEntry // the entry the request loaded, if known
 	)
 	l, ref, found := s.tracker.lookup(sessionData, sessionId)
-	tracked := found && l.id == sessionId && !l.removedBySelf(ctx)
+	tracked := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
 	var carried int64 // creation time of the session replaced by RegenerateId
 	if tracked {
 		base = l.base
@@ -210,9 +211,10 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if cur != nil && !s.alive(cur, now) {
 		cur = nil
 	}
-	if cur == nil && tracked {
-		// Loaded (or written) by this request and deleted since: a logout
-		// elsewhere, Destroy, DestroyUser, MaxLifetime. It stays deleted.
+	if tracked && (cur == nil || (loaded != nil && cur.created != loaded.created)) {
+		// Loaded (or written) by this request and deleted since (a logout
+		// elsewhere, Destroy, DestroyUser, idle expiry, MaxLifetime), or
+		// deleted and replaced by a new session under the id. It stays so.
 		sh.mu.Unlock()
 		logStaleWrite(ctx, "memory", sessionId)
 		return nil

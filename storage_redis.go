@@ -3,7 +3,9 @@ package gfsession
 import (
 	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"reflect"
 	"strings"
 	"sync"
@@ -376,11 +378,19 @@ func (r *redisStore) reindexUser(ctx context.Context, id, from, to string, write
 		return err
 	}
 	if err := write(); err != nil {
+		// errStaleWrite too: the session under the id is not the one that
+		// had user `from` (another may have it now). The entry for `to`
+		// stays behind; DestroyUser checks the session before deleting.
 		return err
 	}
 	r.unindexUser(ctx, from, id)
 	return nil
 }
+
+// errStaleWrite is what a write callback of reindexUser returns when the
+// session was deleted or replaced since the request loaded it, and nothing
+// was written.
+var errStaleWrite = errors.New("session deleted or replaced since it was loaded")
 
 // scan calls `fn` with the id of every key of Redis type `keyType` under the
 // prefix whose suffix is a valid session id, until `fn` returns false. It
@@ -746,7 +756,7 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	loaded := found && l.id == sessionId
 	if loaded {
 		prev, _ = l.extra.(loadedMeta)
-		if l.removedBySelf(ctx) {
+		if r.tracker.removedBySelf(ctx, sessionId, l) {
 			// A new session under the id; the user index entry as loaded
 			// is still there to move.
 			loaded, prev.created = false, time.Time{}
@@ -784,28 +794,55 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	if err != nil {
 		return err
 	}
-	args := []any{r.key(sessionId), blob, "PX", millis(left)}
-	if loaded {
-		// Only while it exists: a session deleted since it was loaded (a
-		// logout elsewhere, Destroy, DestroyUser) stays deleted.
-		args = append(args, "XX")
-	}
-	stale := false
 	err = r.reindexUser(ctx, sessionId, prev.user, cur.user, func() error {
-		v, err := r.do(ctx, sessionId, "SET", args...)
-		stale = err == nil && (v == nil || v.IsNil())
+		var (
+			v   *gvar.Var
+			err error
+		)
+		switch {
+		case !loaded:
+			v, err = r.do(ctx, sessionId, "SET", r.key(sessionId), blob, "PX", millis(left))
+		case prev.created.IsZero():
+			// Loaded in gf's format, which has no creation time: only
+			// while it exists.
+			v, err = r.do(ctx, sessionId, "SET", r.key(sessionId), blob, "PX", millis(left), "XX")
+		default:
+			// Only while it is the session loaded: one deleted since (a
+			// logout elsewhere, Destroy, DestroyUser), or deleted and
+			// replaced by a new session under the id, stays so.
+			var created [8]byte
+			binary.BigEndian.PutUint64(created[:], uint64(prev.created.UnixMilli()))
+			v, err = r.eval(ctx, setIfCreatedScript, sessionId, blob, millis(left), string(created[:]), envelopeMagic)
+		}
+		if err == nil && (v == nil || v.IsNil() || v.String() == "0") {
+			return errStaleWrite
+		}
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	if stale {
+	if errors.Is(err, errStaleWrite) {
 		logStaleWrite(ctx, r.backend, sessionId)
 		return nil
+	}
+	if err != nil {
+		return err
 	}
 	r.tracker.retrack(ref, sessionId, nil, cur)
 	return nil
 }
+
+// setIfCreatedScript writes a session only if the stored one is the session
+// a request loaded: our envelope carrying the same creation time. KEYS[1]
+// is the session key; ARGV: the new value, its TTL in ms, the 8 bytes of
+// the creation time as the envelope stores them, the envelope's magic. It
+// returns 1 when it wrote, 0 when the session is gone or another one.
+var setIfCreatedScript = newRedisScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.sub(cur, 1, 3) ~= ARGV[4] or string.sub(cur, 6, 13) ~= ARGV[3] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
 
 // UpdateTTL does nothing and returns nil: GetSession already restarted the
 // TTL when it loaded the session (gf calls UpdateTTL only for a session it

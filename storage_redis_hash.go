@@ -2,6 +2,7 @@ package gfsession
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -78,8 +79,10 @@ local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local max = tonumber(ARGV[3])
 local cf = ARGV[4]
-if ARGV[6] == '1' and redis.call('EXISTS', key) == 0 then
-  return -2
+if ARGV[6] == '-' then
+  if redis.call('EXISTS', key) == 0 then return -2 end
+elseif ARGV[6] ~= '' then
+  if redis.call('HGET', key, cf) ~= ARGV[6] then return -2 end
 end
 local last = 7 + 2 * tonumber(ARGV[5])
 for i = 8, last, 512 do
@@ -109,17 +112,6 @@ if max > 0 then
   if left < ttl then ttl = left end
 end
 redis.call('PEXPIRE', key, ttl)
-return 1
-`)
-
-// hashUndoScript deletes a session hash that a write of a loaded session
-// made anew because the session had been deleted meanwhile. KEYS[1] is the
-// session key; ARGV: the creation time that write set, the created field.
-// It deletes the hash only if its creation time is still that one.
-var hashUndoScript = newRedisScript(`
-if redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
 return 1
 `)
 
@@ -434,7 +426,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	from := "" // the user as loaded: its index entry is there to move
 	if found && l.id == sessionId {
 		from = userOf(l.base, r.userKey)
-		if !l.removedBySelf(ctx) {
+		if !r.tracker.removedBySelf(ctx, sessionId, l) {
 			base = l.base
 			meta, _ := l.extra.(loadedMeta)
 			d.created = meta.created
@@ -481,19 +473,23 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		result hashWrite
 	)
 	err := r.reindexUser(ctx, sessionId, from, to, func() (err error) {
-		result, err = s.write(ctx, sessionId, d)
+		if result, err = s.write(ctx, sessionId, d); err == nil && result == hashGone {
+			return errStaleWrite
+		}
 		return err
 	})
+	if errors.Is(err, errStaleWrite) {
+		logStaleWrite(ctx, r.backend, sessionId)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	if result != hashStored && from == to {
-		// Deleted, or gone: no index entry.
+		// Deleted: no index entry.
 		r.unindexUser(ctx, from, sessionId)
 	}
 	switch result {
-	case hashGone:
-		logStaleWrite(ctx, r.backend, sessionId)
 	case hashEmptied:
 		// As RemoveAll: a further write of this map starts a new session.
 		r.tracker.removed(ctx, sessionId)
@@ -510,7 +506,7 @@ const (
 	hashStored  hashWrite = 1  // the session is stored
 	hashEmptied hashWrite = 0  // it ended up empty and was deleted
 	hashExpired hashWrite = -1 // it is past MaxLifetime and was deleted
-	hashGone    hashWrite = -2 // it was loaded, and deleted since: nothing written
+	hashGone    hashWrite = -2 // it was loaded, and deleted or replaced since: nothing written
 )
 
 // hashDelta is what one request changed in a session hash.
@@ -520,7 +516,8 @@ type hashDelta struct {
 	created time.Time     // creation time as loaded; zero: unknown or new
 	ttl     time.Duration // the idle TTL to restart
 	// mustExist: the request loaded the session; if it was deleted since
-	// (a logout elsewhere, Destroy, DestroyUser), it stays deleted.
+	// (a logout elsewhere, Destroy, DestroyUser), or deleted and replaced
+	// by a new session under the id (another creation time), it stays so.
 	mustExist bool
 }
 
@@ -528,11 +525,11 @@ type hashDelta struct {
 // SetSession) and reports what it did.
 func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
 	r := s.r
-	if r.raw == nil || len(d.set) == 0 || (d.mustExist && d.created.IsZero()) {
+	if r.raw == nil || len(d.set) == 0 || d.mustExist {
 		// No transaction through this adapter, a write that removes keys
 		// only (the script deletes the session if it ends up empty), or a
-		// loaded session without a creation time (gf's layout), which the
-		// transaction cannot tell from a deleted one: the script.
+		// loaded session, which must still be the one loaded (a check a
+		// transaction cannot make): the script.
 		return s.writeScript(ctx, id, d)
 	}
 	now := time.Now()
@@ -547,28 +544,17 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 		return hashExpired, err
 	}
 	key := r.key(id)
-	var createdNX *redis.BoolCmd
 	_, err := r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, d.set...)
 		if len(d.del) > 0 {
 			p.HDel(ctx, key, d.del...)
 		}
-		createdNX = p.HSetNX(ctx, key, hashCreatedField, created.UnixMilli())
+		p.HSetNX(ctx, key, hashCreatedField, created.UnixMilli())
 		p.PExpire(ctx, key, pxDuration(ttl))
 		return nil
 	})
 	if err != nil {
 		return 0, r.wrap(err, "MULTI", id)
-	}
-	if d.mustExist && createdNX.Val() {
-		// The loaded session had its creation time, so the hash was gone
-		// and this transaction made a new one of the request's changes:
-		// delete it again, only if it still is exactly that (no other
-		// write came in between).
-		if _, err = r.eval(ctx, hashUndoScript, id, strconv.FormatInt(created.UnixMilli(), 10), hashCreatedField); err != nil {
-			return 0, err
-		}
-		return hashGone, nil
 	}
 	return hashStored, nil
 }
@@ -576,9 +562,12 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 // writeScript applies `d` to session `id`'s hash with hashWriteScript.
 func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
 	r := s.r
-	must := "0"
+	must := "" // no check
 	if d.mustExist {
-		must = "1"
+		must = "-" // exists (gf's hashes have no creation time)
+		if !d.created.IsZero() {
+			must = strconv.FormatInt(d.created.UnixMilli(), 10)
+		}
 	}
 	now := time.Now()
 	created := d.created

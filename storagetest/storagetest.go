@@ -625,6 +625,28 @@ func testDeletedStaysDeleted(t *testing.T, newStorage func(t *testing.T) gsessio
 	require.NoError(t, s.Set("n", 3))
 	require.NoError(t, s.Close())
 	assert.False(t, exists(t, st, id, time.Minute), "a second write of the same Session brought it back")
+
+	// Deleted and replaced: the logout of another request that leaves a
+	// message starts a new session under the id, which a request that
+	// loaded the old one must not overwrite with the old user.
+	id = NewId()
+	write(t, m, id, map[string]any{"user": "ann", "n": 1})
+	s = m.New(requestCtx(), id)
+	v, err = s.Get("user")
+	require.NoError(t, err)
+	require.Equal(t, "ann", v.String())
+	// Storages tell sessions of one id apart by their creation time, kept
+	// in milliseconds: a real logout comes more than a millisecond after
+	// the login.
+	time.Sleep(2 * time.Millisecond)
+	logout := m.New(requestCtx(), id)
+	require.NoError(t, logout.RemoveAll())
+	require.NoError(t, logout.Set("flash", "logged out"))
+	require.NoError(t, logout.Close())
+	require.NoError(t, s.Set("n", 2))
+	require.NoError(t, s.Close())
+	assert.Equal(t, map[string]any{"flash": "logged out"}, readAll(t, m, id),
+		"a request that loaded the session before it was replaced wrote into the new one")
 }
 
 func testRegenerateId(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {

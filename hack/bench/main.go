@@ -19,7 +19,7 @@
 //     client (the physical limit of the Redis rows) and one touching no
 //     session; Redis rows run against a private redis-server this program
 //     starts (found on PATH) and count commands with INFO commandstats.
-//     Every case runs -rounds times (3), the rounds interleaved, and the
+//     Every case runs -rounds times (5), the rounds interleaved, and the
 //     median run of each case is kept. Results go to results/http.json;
 //  3. the report: docs/benchmarks.md, docs/benchmarks.png and the block
 //     between <!-- BENCHMARKS --> and <!-- /BENCHMARKS --> in README.md.
@@ -78,7 +78,7 @@ func main() {
 	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
 	flag.BoolVar(&o.skipHTTP, "skip-http", false, "reuse results/http.json")
 	flag.StringVar(&o.only, "only", "", "HTTP cases whose backend/impl/size/endpoint contains this (for trying out)")
-	flag.IntVar(&o.rounds, "rounds", 3, "HTTP rounds: every case runs this many times, interleaved, and its median run (by req/s) is reported")
+	flag.IntVar(&o.rounds, "rounds", 5, "HTTP rounds: every case runs this many times, interleaved, and its median run (by req/s) is reported")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP runs (server and load generator) to this file")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
