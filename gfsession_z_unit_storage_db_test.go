@@ -747,3 +747,36 @@ func TestStorageDB_WriteAfterIdleExpiry(t *testing.T) {
 		})
 	}
 }
+
+// TestStorageDB_DestroyUserDuringSlowRequest checks that DestroyUser also
+// deletes a row past its idle TTL that the cleaner has not deleted yet: a
+// request that loaded it before the TTL ran out may still write it, and
+// would otherwise log the user back in.
+func TestStorageDB_DestroyUserDuringSlowRequest(t *testing.T) {
+	for _, dialect := range dbDialects {
+		t.Run(dialect, func(t *testing.T) {
+			db := openTestDB(t, dbTestLink(t, dialect))
+			st := newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), CleanupInterval: -1, UserKey: "uid"})
+			const ttl = 300 * time.Millisecond
+			m := gsession.New(ttl, st)
+			ctx := context.Background()
+			s := m.New(ctx, "")
+			require.NoError(t, s.Set("uid", "alice"))
+			id := s.MustId()
+			require.NoError(t, s.Close())
+
+			s = m.New(ctx, id)
+			require.Equal(t, "alice", s.MustGet("uid").String())
+			time.Sleep(ttl + 50*time.Millisecond) // the request runs past the idle TTL
+			n, err := st.DestroyUser(ctx, "alice")
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+			require.NoError(t, s.Set("n", 2))
+			require.NoError(t, s.Close())
+
+			data, err := st.GetSession(ctx, id, ttl)
+			require.NoError(t, err)
+			assert.True(t, data == nil || data.Size() == 0, "alice's session survived DestroyUser")
+		})
+	}
+}

@@ -322,7 +322,7 @@ func (s *StorageDB) buildSQL() {
 	s.sqlCount = fmt.Sprintf(`SELECT COUNT(*) AS %s FROM %s WHERE %s > ?`, q("n"), t, q("expires_at"))
 	s.sqlRange = fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s > ? AND %[3]s > ? ORDER BY %[1]s LIMIT %[4]d`,
 		q("id"), t, q("expires_at"), dbRangePage)
-	s.sqlDestroyUser = fmt.Sprintf(`DELETE FROM %s WHERE %s = ? AND %s > ?`, t, q("user_id"), q("expires_at"))
+	s.sqlDestroyUser = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("user_id"))
 	s.sqlDelete = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("id"))
 	// UpdateTTL: expires_at = min(now+ttl, created_at+maxLifetime), only for
 	// a live row, and with TouchInterval only when it would move by at least
@@ -915,9 +915,12 @@ func (s *StorageDB) Destroy(ctx context.Context, sessionId string) error {
 	return s.RemoveAll(ctx, sessionId)
 }
 
-// DestroyUser deletes every live session whose UserKey value equals `userId`
-// (compared as strings), with one indexed DELETE, and returns how many it
-// deleted. It fails with CodeInvalidOperation without a UserKey.
+// DestroyUser deletes every session whose UserKey value equals `userId`
+// (compared as strings), with one indexed DELETE, and returns how many rows
+// it deleted. Rows past their idle TTL that the cleaner has not deleted yet
+// go too, and count: a request that loaded one before the TTL ran out may
+// still write it (SetSession). It fails with CodeInvalidOperation without a
+// UserKey.
 func (s *StorageDB) DestroyUser(ctx context.Context, userId string) (int, error) {
 	if s.config.UserKey == "" {
 		return 0, errNoUserKey("StorageDB")
@@ -925,7 +928,7 @@ func (s *StorageDB) DestroyUser(ctx context.Context, userId string) (int, error)
 	if userId == "" {
 		return 0, nil
 	}
-	n, err := s.exec(ctx, s.sqlDestroyUser, dbUserId(userId), time.Now().UnixMilli())
+	n, err := s.exec(ctx, s.sqlDestroyUser, dbUserId(userId))
 	if err != nil {
 		return 0, gerror.Wrapf(err, `gfsession: db: deleting the sessions of user %q from table %s`, userId, s.table)
 	}

@@ -192,17 +192,18 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		return errInvalidId(sessionId)
 	}
 	var (
-		base   map[string]any
-		loaded *memoryEntry // the entry the request loaded, if known
+		base          map[string]any
+		loaded        *memoryEntry // the entry the request loaded, if it is known and was not merged into since
+		loadedCreated int64        // the creation time of the session loaded
+		carried       int64        // the creation time of the session replaced by RegenerateId
 	)
 	l, ref, found := s.tracker.lookup(sessionData, sessionId)
 	tracked := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
-	var carried int64 // creation time of the session replaced by RegenerateId
 	if tracked {
 		base = l.base
-		loaded, _ = l.extra.(*memoryEntry)
-	} else if e, ok := l.extra.(*memoryEntry); found && l.id != sessionId && ok && e != nil {
-		carried = e.created
+		loaded, loadedCreated = memoryLoaded(l.extra)
+	} else if found && l.id != sessionId {
+		_, carried = memoryLoaded(l.extra)
 	}
 	now := time.Now().UnixNano()
 	sh := s.shard(sessionId)
@@ -211,7 +212,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if cur != nil && !s.alive(cur, now) {
 		cur = nil
 	}
-	if tracked && (cur == nil || (loaded != nil && cur.created != loaded.created)) {
+	if tracked && (cur == nil || (loadedCreated != 0 && cur.created != loadedCreated)) {
 		// Loaded (or written) by this request and deleted since (a logout
 		// elsewhere, Destroy, DestroyUser, idle expiry, MaxLifetime), or
 		// deleted and replaced by a new session under the id. It stays so.
@@ -294,12 +295,28 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if !exists && s.config.MaxSessions > 0 {
 		s.evict(sessionId, now)
 	}
-	nextLoaded := e
+	var next any = e
 	if !fast {
-		nextLoaded = nil // never the stored entry: the next write merges
+		// Never the stored entry, so that the next write merges; the
+		// creation time still tells this session from a new one.
+		next = e.created
 	}
-	s.tracker.retrack(ref, sessionId, nextBase, nextLoaded)
+	s.tracker.retrack(ref, sessionId, nextBase, next)
 	return nil
+}
+
+// memoryLoaded reads what the tracker keeps for a memory session: the entry
+// loaded or last written, or after a merge only its creation time.
+func memoryLoaded(extra any) (e *memoryEntry, created int64) {
+	switch x := extra.(type) {
+	case *memoryEntry:
+		if x != nil {
+			return x, x.created
+		}
+	case int64:
+		return nil, x
+	}
+	return nil, 0
 }
 
 // evict removes sessions while there are more than MaxSessions, starting

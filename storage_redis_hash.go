@@ -468,6 +468,10 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		}
 		return nil
 	}
+	d.stamp = d.created
+	if d.stamp.IsZero() {
+		d.stamp = time.Now()
+	}
 	var (
 		to     = userOf(written, r.userKey)
 		result hashWrite
@@ -494,7 +498,9 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		// As RemoveAll: a further write of this map starts a new session.
 		r.tracker.removed(ctx, sessionId)
 	case hashStored:
-		r.tracker.retrack(ref, sessionId, newBase, loadedMeta{created: d.created})
+		// The creation time the hash holds now: the next write of this map
+		// checks it.
+		r.tracker.retrack(ref, sessionId, newBase, loadedMeta{created: d.stamp})
 	}
 	return nil
 }
@@ -514,6 +520,7 @@ type hashDelta struct {
 	set     []any         // field, value, field, value...
 	del     []string      // fields removed
 	created time.Time     // creation time as loaded; zero: unknown or new
+	stamp   time.Time     // creation time to store if the hash has none: created, or now
 	ttl     time.Duration // the idle TTL to restart
 	// mustExist: the request loaded the session; if it was deleted since
 	// (a logout elsewhere, Destroy, DestroyUser), or deleted and replaced
@@ -533,10 +540,7 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 		return s.writeScript(ctx, id, d)
 	}
 	now := time.Now()
-	created := d.created
-	if created.IsZero() {
-		created = now
-	}
+	created := d.stamp
 	ttl := lifetimeLeft(created, r.maxLifetime, d.ttl, now)
 	if ttl <= 0 {
 		// The session ran out of lifetime during this request.
@@ -569,13 +573,8 @@ func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDel
 			must = strconv.FormatInt(d.created.UnixMilli(), 10)
 		}
 	}
-	now := time.Now()
-	created := d.created
-	if created.IsZero() {
-		created = now
-	}
 	args := make([]any, 0, 7+len(d.set)+len(d.del))
-	args = append(args, millis(d.ttl), now.UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(d.set)/2, must, created.UnixMilli())
+	args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField, len(d.set)/2, must, d.stamp.UnixMilli())
 	args = append(args, d.set...)
 	for _, f := range d.del {
 		args = append(args, f)
