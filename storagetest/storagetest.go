@@ -644,14 +644,7 @@ func testDeletedStaysDeleted(t *testing.T, newStorage func(t *testing.T) gsessio
 	v, err = s.Get("user")
 	require.NoError(t, err)
 	require.Equal(t, "ann", v.String())
-	// Storages tell sessions of one id apart by their creation time, kept
-	// in milliseconds: a real logout comes more than a millisecond after
-	// the login.
-	time.Sleep(2 * time.Millisecond)
-	logout := m.New(requestCtx(), id)
-	require.NoError(t, logout.RemoveAll())
-	require.NoError(t, logout.Set("flash", "logged out"))
-	require.NoError(t, logout.Close())
+	logoutWithMessage(t, m, id)
 	require.NoError(t, s.Set("n", 2))
 	require.NoError(t, s.Close())
 	assert.Equal(t, map[string]any{"flash": "logged out"}, readAll(t, m, id),
@@ -663,15 +656,25 @@ func testDeletedStaysDeleted(t *testing.T, newStorage func(t *testing.T) gsessio
 	s = m.New(requestCtx(), id)
 	require.NoError(t, s.Set("user", "carl"))
 	require.NoError(t, s.Close())
-	time.Sleep(2 * time.Millisecond)
-	logout = m.New(requestCtx(), id)
-	require.NoError(t, logout.RemoveAll())
-	require.NoError(t, logout.Set("flash", "logged out"))
-	require.NoError(t, logout.Close())
+	logoutWithMessage(t, m, id)
 	require.NoError(t, s.Set("n", 5))
 	require.NoError(t, s.Close())
 	assert.Equal(t, map[string]any{"flash": "logged out"}, readAll(t, m, id),
 		"a request that created the session before it was replaced wrote into the new one")
+}
+
+// logoutWithMessage is a request of its own that logs session `id` out and
+// leaves a message: RemoveAll, then Set, a new session under the id.
+func logoutWithMessage(t *testing.T, m *gsession.Manager, id string) {
+	t.Helper()
+	// Storages tell sessions of one id apart by their creation time, kept
+	// in milliseconds: a real logout comes more than a millisecond after
+	// the login.
+	time.Sleep(2 * time.Millisecond)
+	logout := m.New(requestCtx(), id)
+	require.NoError(t, logout.RemoveAll())
+	require.NoError(t, logout.Set("flash", "logged out"))
+	require.NoError(t, logout.Close())
 }
 
 func testRegenerateId(t *testing.T, newStorage func(t *testing.T) gsession.Storage, _ *options) {
