@@ -126,8 +126,9 @@ return 1
 // reads costs one round trip however many Get calls it makes (UpdateTTL is
 // a no-op). SetSession writes only what the request changed: the keys it
 // set or changed (HSET) and the keys it removed (HDEL), with the TTL
-// (PEXPIRE), in one MULTI/EXEC transaction; a write that only removes keys
-// is one Lua script, which deletes the session when it ends up empty. A
+// (PEXPIRE), in one Lua script that first checks the session is still the
+// one the request loaded and deletes it when it ends up empty (the first
+// write of a new session is one MULTI/EXEC transaction). A
 // request that changed nothing costs no write at all, and a new session
 // that is never written creates no key. Every key gets its TTL in the same
 // transaction or script that writes its fields: a crash never leaves a key
@@ -401,11 +402,14 @@ func immutableValue(v any) bool {
 // session, RegenerateId) is written whole, key by key. An invalid
 // `sessionId` is an error and sends nothing.
 //
-// Through gf's go-redis adapter a write that sets keys is one MULTI/EXEC
-// transaction of HSET, HDEL, HSETNX of the creation time and PEXPIRE (it
-// cannot leave the session empty); a write that only removes keys is one Lua
-// script, which also deletes the hash when nothing else is left in it.
-// Through another adapter every write is that script.
+// A write of a session this request loaded is one Lua script, which writes
+// only if the hash still has the creation time that was loaded: a session
+// deleted since (a logout elsewhere, Destroy, DestroyUser), or deleted and
+// replaced by a new one under the id, stays so, and the write is dropped and
+// logged. A RemoveAll by the same request starts a new session under the
+// id. Through gf's go-redis adapter the first write of a new session is one
+// MULTI/EXEC transaction of HSET, HSETNX of the creation time and PEXPIRE;
+// through another adapter it is the script too.
 //
 // With a UserKey, a write that changes the session's user key (from what
 // GetSession loaded; for a map it did not load, from none) also updates the
