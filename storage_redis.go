@@ -581,8 +581,10 @@ func (r *redisStore) close(ctx context.Context) error {
 //
 // Round trips: a request that only reads costs exactly one command, GETEX
 // with PX, which loads the session and restarts its idle TTL (UpdateTTL is
-// then a no-op); a request that writes costs one more, SET with PX, or DEL
-// when the session became empty. A new session that is never written
+// then a no-op); a request that writes costs one more: SET with PX for a
+// new session, a script that checks the session is still the one loaded
+// and SETs it for a loaded one (see SetSession), or DEL when the session
+// became empty. A new session that is never written
 // creates no key. TTLs are in milliseconds, so sub-second TTLs work.
 //
 // Concurrent requests of one session are last-writer-wins: each writing
@@ -730,17 +732,20 @@ func (r *redisStore) reseal(ctx context.Context, id, stored string, created time
 }
 
 // SetSession stores the whole session with a TTL of `ttl` (capped by what
-// is left of MaxLifetime), in one SET command with PX; an empty session is
-// deleted instead. The creation time of a session loaded by GetSession is
-// kept; any other session starts now. It is last-writer-wins (see
-// StorageRedis). An invalid `sessionId` is an error and sends nothing.
+// is left of MaxLifetime), in one round trip; an empty session is deleted
+// instead. The creation time of a session loaded by GetSession is kept; any
+// other session starts now. It is last-writer-wins (see StorageRedis). An
+// invalid `sessionId` is an error and sends nothing.
 //
-// A session GetSession loaded is written with SET ... XX, only while it
-// exists: if it was deleted while the request ran (a logout elsewhere,
-// Destroy, DestroyUser, expiry), the write is dropped and logged, so a
-// request in flight cannot bring a logged-out session back. A RemoveAll by
-// the same request (gf's Session.RemoveAll, then Set) starts a new session
-// under the id.
+// A new session is one SET with PX. A session GetSession loaded is written
+// by a script (setIfCreatedScript) only while the stored session is still
+// the one loaded, by its creation time: if it was deleted while the request
+// ran (a logout elsewhere, Destroy, DestroyUser, expiry), or deleted and
+// replaced by a new one under the id, the write is dropped and logged, so a
+// request in flight cannot bring a logged-out session back. (A session in
+// gf's format, which has no creation time, is written with SET ... XX.) A
+// RemoveAll by the same request (gf's Session.RemoveAll, then Set) starts a
+// new session under the id.
 //
 // With a UserKey, a write that changes the session's user (from what
 // GetSession loaded; for a map it did not load, from none) also updates the
