@@ -142,10 +142,10 @@ type loadRef struct {
 }
 
 // lookup returns what `m` was loaded as, if it is remembered, and a
-// reference for retrack. The load may be of another session than `id`
-// (gf's RegenerateId writes the map it loaded to a new id): callers compare
-// loaded.id.
-func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, loadRef, bool) {
+// reference for retrack. The load may be of another session than the one
+// being written (gf's RegenerateId writes the map it loaded to a new id):
+// callers compare loaded.id.
+func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, loadRef, bool) {
 	ref := loadRef{sh: t.shard(m), w: weak.Make(m)}
 	ref.sh.mu.Lock()
 	defer ref.sh.mu.Unlock()
@@ -156,9 +156,9 @@ func (t *loadTracker) lookup(m *gmap.StrAnyMap, id string) (loaded, loadRef, boo
 	return loaded{}, ref, false
 }
 
-// retrack replaces what the map of `ref` (from lookup, with the same `id`) is
-// known to hold after it was written to `id`, so a second write of the same
-// map sends only what changed since the first.
+// retrack replaces what the map of `ref` (from lookup) is known to hold
+// after it was written to `id`, so a second write of the same map sends only
+// what changed since the first.
 func (t *loadTracker) retrack(ref loadRef, id string, base map[string]any, extra any) {
 	sh := ref.sh
 	sh.mu.Lock()

@@ -75,26 +75,26 @@ func TestLoadTracker(t *testing.T) {
 	m1 := gmap.NewStrAnyMap(true)
 	m2 := gmap.NewStrAnyMap(true)
 	tr.track(m1, "id1", map[string]any{"a": 1}, "x")
-	l, ref, ok := tr.lookup(m1, "id1")
+	l, ref, ok := tr.lookup(m1)
 	require.True(t, ok)
 	assert.Equal(t, map[string]any{"a": 1}, l.base)
 	assert.Equal(t, "x", l.extra)
-	l, _, ok = tr.lookup(m1, "id2")
-	assert.True(t, ok, "a map written to another id (RegenerateId) is found")
+	l, _, ok = tr.lookup(m1)
+	assert.True(t, ok, "found by the map alone, whatever id it is written to (RegenerateId)")
 	assert.Equal(t, "id1", l.id, "with the id it was loaded from")
-	_, _, ok = tr.lookup(m2, "id1")
+	_, _, ok = tr.lookup(m2)
 	assert.False(t, ok, "maps are told apart by identity, not content")
 
 	tr.retrack(ref, "id1", map[string]any{"a": 2}, "y")
-	l, _, _ = tr.lookup(m1, "id1")
+	l, _, _ = tr.lookup(m1)
 	assert.Equal(t, map[string]any{"a": 2}, l.base)
 
 	// A map nobody loaded (a new session's first write) is remembered by
 	// the retrack after its write, under the id it was written to.
-	_, ref, ok = tr.lookup(m2, "id2")
+	_, ref, ok = tr.lookup(m2)
 	require.False(t, ok)
 	tr.retrack(ref, "id2", map[string]any{"b": 1}, "z")
-	l, _, ok = tr.lookup(m2, "id2")
+	l, _, ok = tr.lookup(m2)
 	require.True(t, ok)
 	assert.Equal(t, map[string]any{"b": 1}, l.base)
 	assert.Equal(t, "z", l.extra)
@@ -102,7 +102,7 @@ func TestLoadTracker(t *testing.T) {
 	// A reference whose slot went to another map in between (a full ring
 	// wraps) is not written through: the map gets a slot of its own.
 	m3 := gmap.NewStrAnyMap(true)
-	_, ref, _ = tr.lookup(m2, "id2")
+	_, ref, _ = tr.lookup(m2)
 	sh := ref.sh
 	sh.mu.Lock()
 	sh.slots[ref.slot] = trackerSlot{m: weak.Make(m3), loaded: loaded{id: "id2", base: map[string]any{"c": 1}}}
@@ -111,7 +111,7 @@ func TestLoadTracker(t *testing.T) {
 	sh.mu.Lock()
 	assert.Equal(t, map[string]any{"c": 1}, sh.slots[ref.slot].base, "the other map's load is kept")
 	sh.mu.Unlock()
-	l, _, _ = tr.lookup(m2, "id2")
+	l, _, _ = tr.lookup(m2)
 	assert.Equal(t, map[string]any{"b": 2}, l.base)
 	runtime.KeepAlive(m3)
 
@@ -133,7 +133,7 @@ func TestLoadTracker_RemembersLiveMaps(t *testing.T) {
 		}
 		runtime.GC()
 	}
-	l, _, ok := tr.lookup(inUse, "id1")
+	l, _, ok := tr.lookup(inUse)
 	require.True(t, ok, "a map still in use is never forgotten")
 	assert.Equal(t, map[string]any{"user": "alice"}, l.base)
 
@@ -216,7 +216,7 @@ func TestLoadTracker_Removals(t *testing.T) {
 	reqB := context.WithValue(context.Background(), testCtxKey{}, "b")
 	m := gmap.NewStrAnyMap(true)
 	tr.track(m, "id1", nil, nil)
-	l, _, _ := tr.lookup(m, "id1")
+	l, _, _ := tr.lookup(m)
 	assert.False(t, tr.removedBySelf(reqA, "id1", l), "nothing removed yet")
 
 	tr.removed(reqA, "id1")
@@ -226,19 +226,19 @@ func TestLoadTracker_Removals(t *testing.T) {
 	// A map loaded after the removal is a load of whatever is there now.
 	later := gmap.NewStrAnyMap(true)
 	tr.track(later, "id1", nil, nil)
-	l2, _, _ := tr.lookup(later, "id1")
+	l2, _, _ := tr.lookup(later)
 	assert.False(t, tr.removedBySelf(reqA, "id1", l2), "a load after the removal")
 	// So is a map written after it.
-	_, ref, _ := tr.lookup(m, "id1")
+	_, ref, _ := tr.lookup(m)
 	tr.retrack(ref, "id1", nil, nil)
-	l, _, _ = tr.lookup(m, "id1")
+	l, _, _ = tr.lookup(m)
 	assert.False(t, tr.removedBySelf(reqA, "id1", l), "a write after the removal")
 
 	// A wrapper's derived context stands for its caller's.
 	m2 := gmap.NewStrAnyMap(true)
 	tr.track(m2, "id2", nil, nil)
 	tr.removed(context.WithValue(reqB, callerCtxKey{}, reqA), "id2")
-	l, _, _ = tr.lookup(m2, "id2")
+	l, _, _ = tr.lookup(m2)
 	assert.True(t, tr.removedBySelf(reqA, "id2", l))
 
 	// Only the last removalsPerShard removals of a shard are kept.

@@ -738,7 +738,7 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	data := sessionData.Map()
 	now := time.Now()
 	created := now
-	l, ref, found := s.tracker.lookup(sessionData, sessionId)
+	l, ref, found := s.tracker.lookup(sessionData)
 	loaded := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
 	if loaded || (found && l.id != sessionId) {
 		// Loaded, or loaded under another id (RegenerateId): the session

@@ -377,7 +377,7 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		return s.RemoveAll(ctx, sessionId)
 	}
 	var prev loadedMeta
-	l, ref, found := s.tracker.lookup(sessionData, sessionId)
+	l, ref, found := s.tracker.lookup(sessionData)
 	loaded := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
 	if loaded {
 		prev, _ = l.extra.(loadedMeta)

@@ -197,7 +197,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		loadedCreated int64        // the creation time of the session loaded
 		carried       int64        // the creation time of the session replaced by RegenerateId
 	)
-	l, ref, found := s.tracker.lookup(sessionData, sessionId)
+	l, ref, found := s.tracker.lookup(sessionData)
 	tracked := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
 	if tracked {
 		base = l.base

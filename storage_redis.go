@@ -757,7 +757,7 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	}
 	r := s.r
 	var prev loadedMeta
-	l, ref, found := r.tracker.lookup(sessionData, sessionId)
+	l, ref, found := r.tracker.lookup(sessionData)
 	loaded := found && l.id == sessionId
 	if loaded {
 		prev, _ = l.extra.(loadedMeta)

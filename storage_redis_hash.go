@@ -426,7 +426,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		written = sessionData.Map()
 		newBase = make(map[string]any, len(written))
 	)
-	l, ref, found := r.tracker.lookup(sessionData, sessionId)
+	l, ref, found := r.tracker.lookup(sessionData)
 	from := "" // the user as loaded: its index entry is there to move
 	if found && l.id == sessionId {
 		from = userOf(l.base, r.userKey)
