@@ -79,6 +79,15 @@ func call(t *testing.T, method, url, sid string) (body map[string]any, setId str
 	return body, setId
 }
 
+// assertNotStored checks that `storage` holds nothing under `id`, an id the
+// client invented.
+func assertNotStored(t *testing.T, storage gsession.Storage, id string) {
+	t.Helper()
+	data, err := storage.GetSession(context.Background(), id, time.Minute)
+	require.NoError(t, err)
+	assert.Nil(t, data, "nothing may be stored under the invented id")
+}
+
 func TestMiddleware_SecureIds(t *testing.T) {
 	base := startMiddlewareApp(t, newMemory(t))
 	upper := false
@@ -94,16 +103,13 @@ func TestMiddleware_SecureIds(t *testing.T) {
 func TestMiddleware_Fixation(t *testing.T) {
 	storage := newMemory(t)
 	base := startMiddlewareApp(t, storage)
-	ctx := context.Background()
 	invented := "attackerChoseThisId0000000000000"
 
 	// An id the storage never issued is replaced before the handler runs.
 	_, id := call(t, http.MethodPost, base+"/login?user=victim", invented)
 	require.NotEmpty(t, id)
 	assert.NotEqual(t, invented, id)
-	data, err := storage.GetSession(ctx, invented, time.Minute)
-	require.NoError(t, err)
-	assert.Nil(t, data, "nothing may be stored under the invented id")
+	assertNotStored(t, storage, invented)
 	body, setId := call(t, http.MethodGet, base+"/me", id)
 	assert.Equal(t, "victim", body["user"])
 	assert.Empty(t, setId, "a known id is kept")
@@ -167,7 +173,6 @@ func (f *failingOnce) SetSession(ctx context.Context, id string, data *gmap.StrA
 func TestMiddleware_FixationDuringOutage(t *testing.T) {
 	storage := &failingOnce{Storage: newMemory(t)}
 	base := startMiddlewareApp(t, storage)
-	ctx := context.Background()
 	invented := "attackerChoseThisId0000000000001"
 
 	storage.failLoad.Store(true)
@@ -175,9 +180,7 @@ func TestMiddleware_FixationDuringOutage(t *testing.T) {
 	assert.False(t, storage.failLoad.Load(), "the load failed once")
 	require.NotEmpty(t, id)
 	assert.NotEqual(t, invented, id)
-	data, err := storage.GetSession(ctx, invented, time.Minute)
-	require.NoError(t, err)
-	assert.Nil(t, data, "nothing may be stored under the invented id")
+	assertNotStored(t, storage, invented)
 	body, _ := call(t, http.MethodGet, base+"/me", id)
 	assert.EqualValues(t, 1, body["counter"], "the write went to the fresh id")
 
@@ -189,7 +192,5 @@ func TestMiddleware_FixationDuringOutage(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "replacing the id failed: the handler must not run")
-	data, err = storage.GetSession(ctx, invented, time.Minute)
-	require.NoError(t, err)
-	assert.Nil(t, data, "nothing may be stored under the invented id")
+	assertNotStored(t, storage, invented)
 }
