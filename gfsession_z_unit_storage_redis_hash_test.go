@@ -3,6 +3,7 @@ package gfsession_test
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,7 +44,8 @@ func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 			// a script on a server is answered NOSCRIPT and followed by EVAL).
 			warm := gfsession.NewSessionId()
 			redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("x", 1)) })
-			redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Remove("x")) })
+			redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("y", 2)) })
+			redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Remove("x", "y")) })
 
 			id := gfsession.NewSessionId()
 			key := prefix + id
@@ -52,43 +54,49 @@ func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 				id         string
 				fn         func(s *gsession.Session)
 				roundTrips int
-				scripts    int // EVALSHA calls through gf's go-redis adapter
+				scripts    int      // EVALSHA calls through gf's go-redis adapter
+				without    []string // commands the step must not send
 			}{
 				{"new session, never written", "", func(s *gsession.Session) {
 					_, err := s.Id()
 					require.NoError(t, err)
-				}, 0, 0},
+				}, 0, 0, nil},
 				{"unknown id, read-only", id, func(s *gsession.Session) {
 					v, err := s.Get("user")
 					require.NoError(t, err)
 					require.Nil(t, v)
-				}, 1, 0},
+				}, 1, 0, nil},
 				{"first write, 2 keys", id, func(s *gsession.Session) {
 					require.NoError(t, s.Set("user", "ann"))
 					require.NoError(t, s.Set("n", 1))
-				}, 2, 0},
+				}, 2, 0, nil},
 				{"read-only, 10 Gets", id, func(s *gsession.Session) {
 					for i := 0; i < 10; i++ {
 						assert.Equal(t, "ann", s.MustGet("user").String())
 					}
-				}, 1, 0},
+				}, 1, 0, nil},
 				{"writing, 20 Sets and a Remove", id, func(s *gsession.Session) {
 					assert.Equal(t, 1, s.MustGet("n").Int())
 					for i := 0; i < 20; i++ {
 						require.NoError(t, s.Set(fmt.Sprintf("k%02d", i), i))
 					}
 					require.NoError(t, s.Remove("n"))
-				}, 2, 1}, // a loaded session's write is the script: it checks the session is still the one loaded
+				}, 2, 1, nil}, // a loaded session's write is the script: it checks the session is still the one loaded
+				{"writing, Sets only", id, func(s *gsession.Session) {
+					assert.Equal(t, "ann", s.MustGet("user").String())
+					require.NoError(t, s.Set("k00", 100))
+					require.NoError(t, s.Set("k01", 101))
+				}, 2, 1, []string{"hlen", "hsetnx", "del"}}, // the short script: check, HSET, PEXPIRE
 				{"Set of an unchanged value", id, func(s *gsession.Session) {
 					require.NoError(t, s.Set("user", "ann"))
-				}, 1, 0},
+				}, 1, 0, nil},
 				{"emptied", id, func(s *gsession.Session) {
 					data, err := s.Data()
 					require.NoError(t, err)
 					for k := range data {
 						require.NoError(t, s.Remove(k))
 					}
-				}, 2, 1},
+				}, 2, 1, nil},
 			}
 			for _, step := range steps {
 				redisResetStats(t, srv)
@@ -105,8 +113,11 @@ func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 				for cmd := range stats {
 					assert.True(t, redisHashCmds[cmd], "%s: unexpected command %s", step.name, cmd)
 				}
+				for _, cmd := range step.without {
+					assert.Zero(t, stats[cmd], "%s: %s sent", step.name, cmd)
+				}
 				t.Logf("redis-hash, %s: %d round trip(s); commandstats %v", step.name, got, stats)
-				if step.name == "first write, 2 keys" || step.name == "writing, 20 Sets and a Remove" {
+				if step.name == "first write, 2 keys" || strings.HasPrefix(step.name, "writing") {
 					p := redisPTTL(t, srv, key)
 					assert.True(t, p > 0 && p <= ttl.Milliseconds(), "%s: PTTL %d", step.name, p)
 				}

@@ -115,6 +115,24 @@ redis.call('PEXPIRE', key, ttl)
 return 1
 `)
 
+// hashUpdateScript is hashWriteScript for the common write of a session
+// the request loaded: keys set, none removed, the creation time known. It
+// checks the creation time, sets the fields and restarts the TTL, which the
+// client has already capped by what is left of MaxLifetime (it knows the
+// creation time): three commands, where hashWriteScript runs five. KEYS[1]
+// is the session key; ARGV: the created field, the creation time (Unix ms)
+// loaded, the TTL ms, then field/value pairs. It returns 1 when it wrote,
+// -2 when the session is gone or another one (nothing written).
+var hashUpdateScript = newRedisScript(`
+local key = KEYS[1]
+if redis.call('HGET', key, ARGV[1]) ~= ARGV[2] then return -2 end
+for i = 4, #ARGV, 512 do
+  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
+end
+redis.call('PEXPIRE', key, ARGV[3])
+return 1
+`)
+
 // StorageRedisHash keeps each session as one Redis hash, one field per
 // session key, each value in the envelope's single-value form (keeping its
 // Go type, optionally sealed with CryptoKeys). It works on standalone Redis,
@@ -536,28 +554,29 @@ type hashDelta struct {
 // SetSession) and reports what it did.
 func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
 	r := s.r
+	if d.mustExist && !d.created.IsZero() && len(d.set) > 0 && len(d.del) == 0 {
+		// A loaded session that only gets keys set, the usual write: it
+		// cannot end up empty, so the check, HSET and PEXPIRE suffice.
+		return s.update(ctx, id, d)
+	}
 	if r.raw == nil || len(d.set) == 0 || d.mustExist {
 		// No transaction through this adapter, a write that removes keys
-		// only (the script deletes the session if it ends up empty), or a
-		// loaded session, which must still be the one loaded (a check a
-		// transaction cannot make): the script.
+		// (the script deletes the session if it ends up empty), or a
+		// loaded session of gf's format (no creation time), which must
+		// still exist (a check a transaction cannot make): the script.
 		return s.writeScript(ctx, id, d)
 	}
-	now := time.Now()
-	created := d.stamp
-	ttl := lifetimeLeft(created, r.maxLifetime, d.ttl, now)
-	if ttl <= 0 {
-		// The session ran out of lifetime during this request.
-		_, err := r.do(ctx, id, "DEL", r.key(id))
+	ttl, expired, err := s.ttlLeft(ctx, id, d)
+	if expired || err != nil {
 		return hashExpired, err
 	}
 	key := r.key(id)
-	_, err := r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, d.set...)
 		if len(d.del) > 0 {
 			p.HDel(ctx, key, d.del...)
 		}
-		p.HSetNX(ctx, key, hashCreatedField, created.UnixMilli())
+		p.HSetNX(ctx, key, hashCreatedField, d.stamp.UnixMilli())
 		p.PExpire(ctx, key, pxDuration(ttl))
 		return nil
 	})
@@ -565,6 +584,36 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 		return 0, r.wrap(err, "MULTI", id)
 	}
 	return hashStored, nil
+}
+
+// ttlLeft returns the TTL to give session `id`, created at d.stamp: d.ttl
+// capped by what is left of MaxLifetime. A session with none left is
+// deleted, and `expired` is true.
+func (s *StorageRedisHash) ttlLeft(ctx context.Context, id string, d hashDelta) (ttl time.Duration, expired bool, err error) {
+	ttl = lifetimeLeft(d.stamp, s.r.maxLifetime, d.ttl, time.Now())
+	if ttl > 0 {
+		return ttl, false, nil
+	}
+	// The session ran out of lifetime during this request.
+	_, err = s.r.do(ctx, id, "DEL", s.r.key(id))
+	return 0, true, err
+}
+
+// update applies `d`, which sets keys of a session the request loaded and
+// removes none, to session `id`'s hash with hashUpdateScript.
+func (s *StorageRedisHash) update(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
+	ttl, expired, err := s.ttlLeft(ctx, id, d)
+	if expired || err != nil {
+		return hashExpired, err
+	}
+	args := make([]any, 0, 3+len(d.set))
+	args = append(args, hashCreatedField, d.created.UnixMilli(), millis(ttl))
+	args = append(args, d.set...)
+	v, err := s.r.eval(ctx, hashUpdateScript, id, args...)
+	if err != nil {
+		return 0, err
+	}
+	return hashWrite(v.Int()), nil
 }
 
 // writeScript applies `d` to session `id`'s hash with hashWriteScript.
