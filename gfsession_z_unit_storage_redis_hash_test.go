@@ -1,6 +1,7 @@
 package gfsession_test
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -250,5 +251,41 @@ func TestStorageRedisHash_ManyKeys(t *testing.T) {
 		data, err := s.Data()
 		require.NoError(t, err)
 		require.Empty(t, data)
+	})
+}
+
+func TestStorageRedisHash_OutOfLifetimeWriteSparesNewSession(t *testing.T) {
+	// A request whose session runs out of MaxLifetime while it runs deletes
+	// it on its write, but only if it is still the session it loaded: a new
+	// session started under the id meanwhile (a logout that left a message)
+	// stays.
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	prefix := redisTestPrefix()
+	const lifetime = 400 * time.Millisecond
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+		gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime}))
+	id := gfsession.NewSessionId()
+	key := prefix + id
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	// Make the session 300 ms old: 100 ms of lifetime left.
+	created := time.Now().Add(-lifetime + 100*time.Millisecond)
+	srv.MustDo(t, "HSET", key, "\x00created", strconv.FormatInt(created.UnixMilli(), 10))
+
+	ctx, cancel := context.WithCancel(context.Background()) // a request of its own
+	defer cancel()
+	stale := m.New(ctx, id)
+	require.Equal(t, "ann", stale.MustGet("user").String(), "loaded within its lifetime")
+	// Logged out elsewhere, and a new session started under the id.
+	require.NoError(t, m.New(context.Background(), id).RemoveAll())
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "bob")) })
+
+	time.Sleep(time.Until(created.Add(lifetime + 20*time.Millisecond))) // the loaded session's lifetime runs out
+	require.NoError(t, stale.Set("cart", 1))
+	require.NoError(t, stale.Close())
+
+	redisReq(t, m, id, func(s *gsession.Session) {
+		assert.Equal(t, "bob", s.MustGet("user").String(), "the new session must survive the stale write")
+		assert.Nil(t, s.MustGet("cart"))
 	})
 }

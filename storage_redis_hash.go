@@ -556,22 +556,29 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 	r := s.r
 	if d.mustExist && !d.created.IsZero() && len(d.set) > 0 && len(d.del) == 0 {
 		// A loaded session that only gets keys set, the usual write: it
-		// cannot end up empty, so the check, HSET and PEXPIRE suffice.
-		return s.update(ctx, id, d)
+		// cannot end up empty, so the check, HSET and PEXPIRE suffice. One
+		// out of lifetime is left to the script, which deletes it only if
+		// it is still the session loaded.
+		if ttl := lifetimeLeft(d.created, r.maxLifetime, d.ttl, time.Now()); ttl > 0 {
+			return s.update(ctx, id, d, ttl)
+		}
 	}
 	if r.raw == nil || len(d.set) == 0 || d.mustExist {
 		// No transaction through this adapter, a write that removes keys
 		// (the script deletes the session if it ends up empty), or a
-		// loaded session of gf's format (no creation time), which must
-		// still exist (a check a transaction cannot make): the script.
+		// loaded session the update does not cover (gf's format, with no
+		// creation time, or one out of lifetime), which must still be the
+		// one loaded (a check a transaction cannot make): the script.
 		return s.writeScript(ctx, id, d)
 	}
-	ttl, expired, err := s.ttlLeft(ctx, id, d)
-	if expired || err != nil {
+	ttl := lifetimeLeft(d.stamp, r.maxLifetime, d.ttl, time.Now())
+	if ttl <= 0 {
+		// The session ran out of lifetime during this request.
+		_, err := r.do(ctx, id, "DEL", r.key(id))
 		return hashExpired, err
 	}
 	key := r.key(id)
-	_, err = r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, d.set...)
 		if len(d.del) > 0 {
 			p.HDel(ctx, key, d.del...)
@@ -586,26 +593,10 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 	return hashStored, nil
 }
 
-// ttlLeft returns the TTL to give session `id`, created at d.stamp: d.ttl
-// capped by what is left of MaxLifetime. A session with none left is
-// deleted, and `expired` is true.
-func (s *StorageRedisHash) ttlLeft(ctx context.Context, id string, d hashDelta) (ttl time.Duration, expired bool, err error) {
-	ttl = lifetimeLeft(d.stamp, s.r.maxLifetime, d.ttl, time.Now())
-	if ttl > 0 {
-		return ttl, false, nil
-	}
-	// The session ran out of lifetime during this request.
-	_, err = s.r.do(ctx, id, "DEL", s.r.key(id))
-	return 0, true, err
-}
-
 // update applies `d`, which sets keys of a session the request loaded and
-// removes none, to session `id`'s hash with hashUpdateScript.
-func (s *StorageRedisHash) update(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
-	ttl, expired, err := s.ttlLeft(ctx, id, d)
-	if expired || err != nil {
-		return hashExpired, err
-	}
+// removes none, to session `id`'s hash with hashUpdateScript, giving it a
+// TTL of `ttl`.
+func (s *StorageRedisHash) update(ctx context.Context, id string, d hashDelta, ttl time.Duration) (hashWrite, error) {
 	args := make([]any, 0, 3+len(d.set))
 	args = append(args, hashCreatedField, d.created.UnixMilli(), millis(ttl))
 	args = append(args, d.set...)
