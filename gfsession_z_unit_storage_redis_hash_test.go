@@ -143,12 +143,9 @@ func TestStorageRedis_OtherAdapter(t *testing.T) {
 }
 
 func TestStorageRedisHash_ReservedField(t *testing.T) {
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	prefix := redisTestPrefix()
 	const lifetime = 500 * time.Millisecond
-	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
-		gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime}))
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime})
 	id := gfsession.NewSessionId()
 	key := prefix + id
 	start := time.Now()
@@ -183,9 +180,7 @@ func TestStorageRedisHash_ReservedField(t *testing.T) {
 }
 
 func TestStorageRedisHash_InPlaceChange(t *testing.T) {
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{}))
+	_, m := newRedisHashManager(t, gfsession.RedisConfig{})
 	id := gfsession.NewSessionId()
 	redisReq(t, m, id, func(s *gsession.Session) {
 		require.NoError(t, s.Set("cart", map[string]any{"a": 1}))
@@ -208,9 +203,7 @@ func TestStorageRedisHash_InPlaceChange(t *testing.T) {
 func TestStorageRedisHash_CreatedKeepsMerging(t *testing.T) {
 	// A second write of the same map (RegenerateId, then Close) sends only
 	// what changed since the first.
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{}))
+	_, m := newRedisHashManager(t, gfsession.RedisConfig{})
 	id := gfsession.NewSessionId()
 	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
 	var newId string
@@ -231,9 +224,7 @@ func TestStorageRedisHash_CreatedKeepsMerging(t *testing.T) {
 
 func TestStorageRedisHash_ManyKeys(t *testing.T) {
 	// More fields than one script batch (256) and than Lua's unpack limit.
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, gfsession.RedisConfig{}))
+	_, m := newRedisHashManager(t, gfsession.RedisConfig{})
 	id := gfsession.NewSessionId()
 	const n = 9000
 	want := make(map[string]any, n)
@@ -259,12 +250,9 @@ func TestStorageRedisHash_OutOfLifetimeWriteSparesNewSession(t *testing.T) {
 	// it on its write, but only if it is still the session it loaded: a new
 	// session started under the id meanwhile (a logout that left a message)
 	// stays.
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	prefix := redisTestPrefix()
 	const lifetime = 400 * time.Millisecond
-	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
-		gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime}))
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime})
 	id := gfsession.NewSessionId()
 	key := prefix + id
 	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
@@ -288,4 +276,13 @@ func TestStorageRedisHash_OutOfLifetimeWriteSparesNewSession(t *testing.T) {
 		assert.Equal(t, "bob", s.MustGet("user").String(), "the new session must survive the stale write")
 		assert.Nil(t, s.MustGet("cart"))
 	})
+}
+
+// newRedisHashManager returns a Manager (idle TTL one minute) on a hash
+// storage with `config` on a private redis-server, and that server.
+func newRedisHashManager(t *testing.T, config gfsession.RedisConfig) (*testredis.Server, *gsession.Manager) {
+	t.Helper()
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	return srv, gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, config))
 }
