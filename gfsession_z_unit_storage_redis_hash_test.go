@@ -250,14 +250,14 @@ func TestStorageRedisHash_OutOfLifetimeWriteSparesNewSession(t *testing.T) {
 	// it on its write, but only if it is still the session it loaded: a new
 	// session started under the id meanwhile (a logout that left a message)
 	// stays.
-	const lifetime = 400 * time.Millisecond
+	const lifetime, left = time.Second, 300 * time.Millisecond
 	prefix := redisTestPrefix()
 	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime})
 	id := gfsession.NewSessionId()
 	key := prefix + id
 	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
-	// Make the session 300 ms old: 100 ms of lifetime left.
-	created := time.Now().Add(-lifetime + 100*time.Millisecond)
+	// Age the session: `left` of its lifetime remains.
+	created := time.Now().Add(left - lifetime)
 	srv.MustDo(t, "HSET", key, "\x00created", strconv.FormatInt(created.UnixMilli(), 10))
 
 	ctx, cancel := context.WithCancel(context.Background()) // a request of its own
