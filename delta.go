@@ -239,7 +239,7 @@ type removalAt struct {
 // logStaleWrite logs a write dropped because the session it loaded was
 // deleted while the request ran.
 func logStaleWrite(ctx context.Context, backend, id string) {
-	g.Log().Infof(ctx, `gfsession: %s: session %q was deleted while a request that had loaded it ran: its write is dropped`, backend, id)
+	g.Log().Infof(ctx, `gfsession: %s: session %q was deleted while a request that had loaded it ran: its write is dropped`, backend, shortId(id))
 }
 
 // ctxKey is `ctx` as a comparable value (gf's Session calls the storage

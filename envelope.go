@@ -269,5 +269,5 @@ func lifetimeLeft(created time.Time, maxLifetime, ttl time.Duration, now time.Ti
 // as "no session" because it is corrupt, sealed with an unknown key or
 // otherwise unreadable.
 func logDropped(ctx context.Context, backend, id string, err error) {
-	g.Log().Warningf(ctx, `gfsession: %s: session %q reads as no session: %v`, backend, id, err)
+	g.Log().Warningf(ctx, `gfsession: %s: session %q reads as no session: %v`, backend, shortId(id), err)
 }

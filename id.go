@@ -56,8 +56,21 @@ func IsValidSessionId(id string) bool {
 
 // errInvalidId is the error for a write to an invalid session id.
 func errInvalidId(id string) error {
-	if len(id) > 40 {
-		id = id[:40] + "..."
+	return gerror.NewCodef(gcode.CodeInvalidParameter, "invalid session id %q", shortId(id))
+}
+
+// shortIdLength is how many characters of a session id shortId keeps.
+const shortIdLength = 8
+
+// shortId returns session id `id` as log lines and error messages show it:
+// its first shortIdLength characters and "...". A session id is a bearer
+// token, and logs and error messages are read by more people, and kept
+// longer, than the session store: they must never hold one that works as a
+// cookie. Eight characters are enough to match a line to a session one
+// already has.
+func shortId(id string) string {
+	if len(id) <= shortIdLength {
+		return id
 	}
-	return gerror.NewCodef(gcode.CodeInvalidParameter, "invalid session id %q", id)
+	return id[:shortIdLength] + "..."
 }

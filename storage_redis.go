@@ -175,11 +175,7 @@ func (r *redisStore) key(id string) string {
 // secrets and errors end up in logs) and leaves out the command's arguments,
 // which gredis would put in its own message: they hold session data.
 func (r *redisStore) wrap(err error, cmd, id string) error {
-	shown := id
-	if len(shown) > 8 {
-		shown = shown[:8] + "..."
-	}
-	return r.wrapKey(err, cmd, r.prefix+shown)
+	return r.wrapKey(err, cmd, r.prefix+shortId(id))
 }
 
 // wrapKey wraps the error `err` of Redis command `cmd` on the key shown as
@@ -552,12 +548,9 @@ func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy fun
 // errKeepsChanging is DestroyUser's error for a session that concurrent
 // requests rewrote redisCASTries times between its read and its delete.
 func (r *redisStore) errKeepsChanging(id string) error {
-	if len(id) > 8 {
-		id = id[:8] + "..."
-	}
 	return gerror.NewCodef(gcode.CodeInternalError,
 		"gfsession: %s storage: DestroyUser: session %q changed %d times while being deleted; try again",
-		r.backend, r.prefix+id, redisCASTries)
+		r.backend, r.prefix+shortId(id), redisCASTries)
 }
 
 // close closes the client if the storage created it.
