@@ -1,14 +1,17 @@
 package gfsession_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -285,4 +288,78 @@ func newRedisHashManager(t *testing.T, config gfsession.RedisConfig) (*testredis
 	srv := testredis.Start(t)
 	client := newGredis(t, &gredis.Config{Address: srv.Addr})
 	return srv, gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, config))
+}
+
+// hashLogBuffer collects what g.Log() writes.
+type hashLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *hashLogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *hashLogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// captureHashLog sends g.Log()'s output to a buffer (too) until the test
+// ends.
+func captureHashLog(t *testing.T) *hashLogBuffer {
+	t.Helper()
+	b := &hashLogBuffer{}
+	old := g.Log().GetWriter()
+	g.Log().SetWriter(b)
+	t.Cleanup(func() { g.Log().SetWriter(old) })
+	return b
+}
+
+// hashRequest starts a request of session `id` with a context of its own,
+// as ghttp gives each request; the caller closes the session.
+func hashRequest(m *gsession.Manager, id string) *gsession.Session {
+	return m.New(context.WithValue(context.Background(), hashRequestKey{}, new(int)), id)
+}
+
+// hashRequestKey makes each request's context distinct.
+type hashRequestKey struct{}
+
+func TestStorageRedisHash_LogsShortIds(t *testing.T) {
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
+	logs := captureHashLog(t)
+	var ids []string
+
+	// A session with a field that does not decode.
+	corrupt := gfsession.NewSessionId()
+	ids = append(ids, corrupt)
+	redisReq(t, m, corrupt, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	srv.MustDo(t, "HSET", prefix+corrupt, "role", "\xF5\x01\xFF")
+	redisReq(t, m, corrupt, func(s *gsession.Session) { _, _ = s.Data() })
+
+	// A key of another type under the prefix.
+	other := gfsession.NewSessionId()
+	ids = append(ids, other)
+	srv.MustDo(t, "SET", prefix+other, "not a hash")
+	redisReq(t, m, other, func(s *gsession.Session) { _, _ = s.Data() })
+
+	// A write of a session deleted while the request ran.
+	stale := gfsession.NewSessionId()
+	ids = append(ids, stale)
+	redisReq(t, m, stale, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	slow := hashRequest(m, stale)
+	require.Equal(t, "ann", slow.MustGet("user").String())
+	srv.MustDo(t, "DEL", prefix+stale)
+	require.NoError(t, slow.Set("page", 2))
+	require.NoError(t, slow.Close())
+
+	out := logs.String()
+	for _, id := range ids {
+		assert.Contains(t, out, id[:8], "each case logs a line naming the session")
+		assert.NotContains(t, out, id, "a log line holds a whole session id")
+	}
 }

@@ -268,7 +268,7 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		}
 		value, err := r.env.decodeValue(sessionId, key, raw)
 		if err != nil {
-			g.Log().Warningf(ctx, `gfsession: %s: session %q: key %q dropped: %v`, r.backend, sessionId, key, err)
+			g.Log().Warningf(ctx, `gfsession: %s: session %q: key %q dropped: %v`, r.backend, shortId(sessionId), key, err)
 			continue
 		}
 		if r.env.staleValueSeal(raw) {
@@ -325,7 +325,7 @@ func (s *StorageRedisHash) reseal(ctx context.Context, id string, stale []string
 		_, err = r.eval(ctx, hashResealScript, id, args...)
 	}
 	if err != nil {
-		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, id, err)
+		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, shortId(id), err)
 	}
 }
 
