@@ -363,3 +363,33 @@ func TestStorageRedisHash_LogsShortIds(t *testing.T) {
 		assert.NotContains(t, out, id, "a log line holds a whole session id")
 	}
 }
+
+func TestStorageRedisHash_CorruptFieldReadsAsNoSession(t *testing.T) {
+	// A field that does not decode must not be dropped with the rest of
+	// the session loaded: a session silently missing its role is another
+	// session.
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
+	logs := captureHashLog(t)
+	id := gfsession.NewSessionId()
+	key := prefix + id
+	redisReq(t, m, id, func(s *gsession.Session) {
+		require.NoError(t, s.Set("user", "ann"))
+		require.NoError(t, s.Set("role", "admin"))
+	})
+	srv.MustDo(t, "HSET", key, "role", "\xF5\x01\xFF") // our marker, then garbage
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err, "corrupt data must not fail the request")
+		assert.Empty(t, data, "a session with a corrupt field must read as no session")
+	})
+	assert.Contains(t, logs.String(), "reads as no session")
+	assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "the unreadable hash is deleted")
+	// The id works again: a new write starts a fresh session.
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "bob")) })
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"user": "bob"}, data)
+	})
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/redis/go-redis/v9"
@@ -169,9 +170,9 @@ return 1
 // come back as strings (42 reads as "42"); they are rewritten in this
 // storage's format when a request changes them. See docs/migration.md.
 //
-// A field that cannot be decoded (corrupt, sealed with an unknown key) is
-// dropped from the loaded session and logged through gf's logger; the other
-// keys still load.
+// A session with a field that cannot be decoded (corrupt, sealed with an
+// unknown key, tampered with) reads as no session, logged through gf's
+// logger, and is deleted: the other keys are not loaded without it.
 //
 // It implements Admin as StorageRedis does (see there): Count and Range SCAN
 // the hashes under the prefix, and DestroyUser reads the user index kept
@@ -227,8 +228,9 @@ func (s *StorageRedisHash) New(ctx context.Context, ttl time.Duration) (string, 
 // GetSession loads the whole session and restarts its idle TTL at `ttl`
 // (never beyond MaxLifetime), in one round trip. It returns nil, and no
 // error, when the session does not exist, has expired, has outlived
-// MaxLifetime (its key is then deleted), holds no readable key, is not a
-// hash (logged; a session of the key-value storage or of gf's there is
+// MaxLifetime (its key is then deleted), holds a field that does not
+// decode (logged; the hash is deleted unless a write changed it since), is
+// not a hash (logged; a session of the key-value storage or of gf's there is
 // deleted, any other key left alone), or `sessionId` is not a valid id
 // (nothing is sent to Redis). Redis errors are returned.
 //
@@ -256,31 +258,14 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	if err != nil || len(fields) == 0 {
 		return nil, err
 	}
-	var (
-		data  = make(map[string]any, len(fields))
-		base  = make(map[string]any, len(fields))
-		stale []string // fields sealed with an old key: field, value read
-	)
-	for field, raw := range fields {
-		key, ok := hashKey(field)
-		if !ok {
-			continue
-		}
-		value, err := r.env.decodeValue(sessionId, key, raw)
-		if err != nil {
-			g.Log().Warningf(ctx, `gfsession: %s: session %q: key %q dropped: %v`, r.backend, shortId(sessionId), key, err)
-			continue
-		}
-		if r.env.staleValueSeal(raw) {
-			stale = append(stale, field, raw)
-		}
-		data[key] = value
-		base[key] = value
-		if !immutableValue(value) {
-			// The handler may change a map or slice in place and set it
-			// again: keep an independent copy to tell that it changed.
-			base[key], _ = r.env.decodeValue(sessionId, key, raw)
-		}
+	data, base, stale, err := s.decodeFields(sessionId, fields)
+	if err != nil {
+		// One unreadable field makes the whole session unreadable: loading
+		// the rest would hand the request a session that silently lacks a
+		// key (a role, a user). The hash is deleted, unless a write changed
+		// it since, so that the next write starts a fresh session.
+		logDropped(ctx, r.backend, sessionId, err)
+		return nil, s.dropUnreadable(ctx, sessionId, fields)
 	}
 	if len(data) == 0 {
 		return nil, nil
@@ -291,6 +276,60 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	m := gmap.NewStrAnyMapFrom(data, true)
 	r.tracker.track(m, sessionId, base, loadedMeta{created: created})
 	return m, nil
+}
+
+// decodeFields decodes the hash `fields` of session `id`: the session's
+// data, an independent copy of it as loaded (`base`, for SetSession to tell
+// what changed), and the fields sealed with an old crypto key (field, value
+// read, ...). It fails if any field does not decode.
+func (s *StorageRedisHash) decodeFields(id string, fields map[string]string) (data, base map[string]any, stale []string, err error) {
+	r := s.r
+	data = make(map[string]any, len(fields))
+	base = make(map[string]any, len(fields))
+	for field, raw := range fields {
+		key, ok := hashKey(field)
+		if !ok {
+			continue
+		}
+		value, err := r.env.decodeValue(id, key, raw)
+		if err != nil {
+			return nil, nil, nil, gerror.Wrapf(err, `key %q`, key)
+		}
+		if r.env.staleValueSeal(raw) {
+			stale = append(stale, field, raw)
+		}
+		data[key] = value
+		base[key] = value
+		if !immutableValue(value) {
+			// The handler may change a map or slice in place and set it
+			// again: keep an independent copy to tell that it changed.
+			base[key], _ = r.env.decodeValue(id, key, raw)
+		}
+	}
+	return data, base, stale, nil
+}
+
+// hashDropScript deletes KEYS[1] if it still holds exactly the fields and
+// values given as ARGV field/value pairs, returning 1, else 0.
+var hashDropScript = newRedisScript(`
+if redis.call('HLEN', KEYS[1]) * 2 ~= #ARGV then return 0 end
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return 0 end
+end
+return redis.call('DEL', KEYS[1])
+`)
+
+// dropUnreadable deletes session `id`'s hash, read as `fields` and found
+// unreadable, if it still holds exactly those fields: a write that came in
+// between is not deleted with it (it reads as unreadable too, and the next
+// load deletes it). Only Redis errors are returned.
+func (s *StorageRedisHash) dropUnreadable(ctx context.Context, id string, fields map[string]string) error {
+	args := make([]any, 0, 2*len(fields))
+	for f, v := range fields {
+		args = append(args, f, v)
+	}
+	_, err := s.r.eval(ctx, hashDropScript, id, args...)
+	return err
 }
 
 // hashResealScript replaces fields of a session hash, each only if it still
