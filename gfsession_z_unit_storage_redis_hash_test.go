@@ -3,6 +3,7 @@ package gfsession_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"strings"
@@ -391,5 +392,200 @@ func TestStorageRedisHash_CorruptFieldReadsAsNoSession(t *testing.T) {
 		data, err := s.Data()
 		require.NoError(t, err)
 		assert.Equal(t, map[string]any{"user": "bob"}, data)
+	})
+}
+
+// hashTestKey returns a random 32-byte crypto key.
+func hashTestKey(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, 32)
+	_, err := rand.Read(k)
+	require.NoError(t, err)
+	return k
+}
+
+// hashFields returns the fields of the hash `key` on `srv`.
+func hashFields(t *testing.T, srv *testredis.Server, key string) map[string]string {
+	t.Helper()
+	list, ok := srv.MustDo(t, "HGETALL", key).([]any)
+	require.True(t, ok)
+	fields := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		fields[list[i].(string)] = list[i+1].(string)
+	}
+	return fields
+}
+
+func TestStorageRedisHash_SealedTampering(t *testing.T) {
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{
+		Prefix: prefix, CryptoKeys: [][]byte{hashTestKey(t)}, MaxLifetime: time.Hour,
+	})
+	logs := captureHashLog(t)
+	// other is a second session whose fields an attacker can copy.
+	other := gfsession.NewSessionId()
+	redisReq(t, m, other, func(s *gsession.Session) {
+		require.NoError(t, s.SetMap(map[string]any{"user": "eve", "role": "admin"}))
+	})
+	otherFields := hashFields(t, srv, prefix+other)
+	cases := []struct {
+		name   string
+		tamper func(key string, fields map[string]string)
+	}{
+		{"untouched", func(string, map[string]string) {}},
+		{"field bytes edited", func(key string, f map[string]string) {
+			b := []byte(f["role"])
+			b[len(b)/2] ^= 1
+			srv.MustDo(t, "HSET", key, "role", string(b))
+		}},
+		{"field swapped from another session", func(key string, f map[string]string) {
+			srv.MustDo(t, "HSET", key, "role", otherFields["role"])
+		}},
+		{"field copied to another key", func(key string, f map[string]string) {
+			srv.MustDo(t, "HSET", key, "admin", f["role"])
+		}},
+		{"field moved to another key", func(key string, f map[string]string) {
+			srv.MustDo(t, "HDEL", key, "role")
+			srv.MustDo(t, "HSET", key, "admin", f["role"])
+		}},
+		{"created edited to extend the lifetime", func(key string, f map[string]string) {
+			created, err := strconv.ParseInt(f["\x00created"], 10, 64)
+			require.NoError(t, err)
+			srv.MustDo(t, "HSET", key, "\x00created", strconv.FormatInt(created+time.Hour.Milliseconds(), 10))
+		}},
+		{"field deleted", func(key string, f map[string]string) {
+			srv.MustDo(t, "HDEL", key, "role")
+		}},
+		{"manifest deleted", func(key string, f map[string]string) {
+			srv.MustDo(t, "HDEL", key, "\x00manifest")
+		}},
+		{"manifest and fields of another session", func(key string, f map[string]string) {
+			srv.MustDo(t, "HSET", key, "role", otherFields["role"], "user", otherFields["user"],
+				"\x00manifest", otherFields["\x00manifest"], "\x00created", otherFields["\x00created"])
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := gfsession.NewSessionId()
+			key := prefix + id
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.NoError(t, s.SetMap(map[string]any{"user": "ann", "role": "user", "n": 1}))
+			})
+			c.tamper(key, hashFields(t, srv, key))
+			redisReq(t, m, id, func(s *gsession.Session) {
+				data, err := s.Data()
+				require.NoError(t, err, "tampered data must not fail the request")
+				if c.name == "untouched" {
+					assert.Equal(t, map[string]any{"user": "ann", "role": "user", "n": 1}, data)
+					return
+				}
+				assert.Empty(t, data, "a tampered sealed session must read as no session")
+				assert.Contains(t, logs.String(), id[:8]+`..." reads as no session`)
+				assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "the tampered hash is deleted")
+			})
+		})
+	}
+}
+
+func TestStorageRedisHash_SealedConcurrentMerges(t *testing.T) {
+	// Concurrent requests of a sealed session that write different keys
+	// all survive, and the manifest lists exactly what is stored: the
+	// session still reads afterwards.
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, CryptoKeys: [][]byte{hashTestKey(t)}})
+	id := gfsession.NewSessionId()
+	redisReq(t, m, id, func(s *gsession.Session) {
+		require.NoError(t, s.SetMap(map[string]any{"base": "x", "gone": true}))
+	})
+	const n = 12
+	var (
+		sessions = make([]*gsession.Session, n)
+		wg       sync.WaitGroup
+	)
+	for i := range sessions {
+		sessions[i] = hashRequest(m, id)
+		require.Equal(t, "x", sessions[i].MustGet("base").String(), "every request loads before any writes")
+		if i == 0 {
+			require.NoError(t, sessions[i].Remove("gone"))
+		} else {
+			require.NoError(t, sessions[i].Set(fmt.Sprintf("k%02d", i), i))
+		}
+	}
+	for _, s := range sessions {
+		wg.Add(1)
+		go func(s *gsession.Session) {
+			defer wg.Done()
+			assert.NoError(t, s.Close())
+		}(s)
+	}
+	wg.Wait()
+	want := map[string]any{"base": "x"}
+	for i := 1; i < n; i++ {
+		want[fmt.Sprintf("k%02d", i)] = i
+	}
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, want, data)
+	})
+
+	// Two first requests of a new id, neither of which found a session:
+	// the second merges into the session the first created.
+	fresh := gfsession.NewSessionId()
+	a, b := hashRequest(m, fresh), hashRequest(m, fresh)
+	require.Nil(t, a.MustGet("x").Val())
+	require.Nil(t, b.MustGet("x").Val())
+	require.NoError(t, a.Set("a", 1))
+	require.NoError(t, b.Set("b", 2))
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+	redisReq(t, m, fresh, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"a": 1, "b": 2}, data)
+	})
+
+	// A new session under an id whose hash does not read replaces it.
+	junk := gfsession.NewSessionId()
+	srv.MustDo(t, "HSET", prefix+junk, "user", "forged", "\x00created", "1")
+	w := hashRequest(m, junk)
+	require.NoError(t, w.Set("user", "ann")) // loads nothing: the hash is unreadable
+	srv.MustDo(t, "HSET", prefix+junk, "user", "forged", "\x00created", "1")
+	require.NoError(t, w.Close())
+	redisReq(t, m, junk, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"user": "ann"}, data)
+	})
+}
+
+func TestStorageRedisHash_SealedRoundTrips(t *testing.T) {
+	// Sealing keeps the round trips: a read is one, a write one more.
+	srv := testredis.Start(t)
+	client, counter := newRedisCountingClient(t, srv.Addr)
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+		gfsession.RedisConfig{Prefix: redisTestPrefix(), CryptoKeys: [][]byte{hashTestKey(t)}}))
+	id := gfsession.NewSessionId()
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	for _, step := range []struct {
+		name       string
+		fn         func(s *gsession.Session)
+		roundTrips int64
+	}{
+		{"read-only", func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) }, 1},
+		{"sets", func(s *gsession.Session) { require.NoError(t, s.Set("page", 2)) }, 2},
+		{"set and remove", func(s *gsession.Session) {
+			require.NoError(t, s.Set("page", 3))
+			require.NoError(t, s.Remove("user"))
+		}, 2},
+	} {
+		before := counter.calls.Load()
+		redisReq(t, m, id, step.fn)
+		assert.Equal(t, step.roundTrips, counter.calls.Load()-before, step.name)
+	}
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"page": 3}, data)
 	})
 }
