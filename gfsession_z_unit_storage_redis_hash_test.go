@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gogf/gf/v2/database/gredis"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -588,4 +590,176 @@ func TestStorageRedisHash_SealedRoundTrips(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, map[string]any{"page": 3}, data)
 	})
+}
+
+// hashHook runs `before` ahead of every command (not pipeline) a go-redis
+// client sends.
+type hashHook struct{ before func(cmd redis.Cmder) }
+
+func (h hashHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h hashHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.before(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h hashHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// hashIndexed returns a Manager on a hash storage with UserKey "uid" (and
+// `keys`, if any), its Admin, the server and the key prefix.
+func hashIndexed(t *testing.T, keys [][]byte) (*gsession.Manager, gfsession.Admin, *testredis.Server, string) {
+	t.Helper()
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", CryptoKeys: keys})
+	return m, redisAdmin(t, m.GetStorage()), srv, prefix
+}
+
+func TestStorageRedisHash_UserIndexFollowsStored(t *testing.T) {
+	ctx := context.Background()
+	for _, sealed := range []bool{false, true} {
+		var keys [][]byte
+		if sealed {
+			keys = [][]byte{hashTestKey(t)}
+		}
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			t.Run("logout during a slow request", func(t *testing.T) {
+				m, admin, srv, prefix := hashIndexed(t, keys)
+				id := gfsession.NewSessionId()
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": "alice", "page": 1})) })
+				slow := hashRequest(m, id)
+				require.Equal(t, "alice", slow.MustGet("uid").String())
+				logout := hashRequest(m, id)
+				require.NoError(t, logout.Remove("uid"))
+				require.NoError(t, logout.Close())
+				require.NoError(t, slow.Set("page", 2))
+				require.NoError(t, slow.Close())
+
+				redisReq(t, m, id, func(s *gsession.Session) {
+					data, err := s.Data()
+					require.NoError(t, err)
+					assert.Equal(t, map[string]any{"page": 2}, data, "the logout stands")
+				})
+				assert.Nil(t, srv.MustDo(t, "ZSCORE", prefix+"user:alice", id), "no index entry for a user no longer stored")
+				n, err := admin.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Zero(t, n)
+			})
+			t.Run("user switch during a slow request", func(t *testing.T) {
+				m, admin, _, _ := hashIndexed(t, keys)
+				id := gfsession.NewSessionId()
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": "alice", "page": 1})) })
+				slow := hashRequest(m, id)
+				require.Equal(t, "alice", slow.MustGet("uid").String())
+				sw := hashRequest(m, id)
+				require.NoError(t, sw.Set("uid", "bob"))
+				require.NoError(t, sw.Close())
+				require.NoError(t, slow.Set("page", 2))
+				require.NoError(t, slow.Close())
+
+				n, err := admin.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Zero(t, n, "alice is no longer stored")
+				n, err = admin.DestroyUser(ctx, "bob")
+				require.NoError(t, err)
+				assert.Equal(t, 1, n, "DestroyUser of the stored user destroys the session")
+				redisReq(t, m, id, func(s *gsession.Session) {
+					data, err := s.Data()
+					require.NoError(t, err)
+					assert.Empty(t, data)
+				})
+			})
+			t.Run("login between a logout's write and its index update", func(t *testing.T) {
+				// A tab logs out while another logs the same user in again;
+				// the login's write lands after the logout's, so the user is
+				// stored: the logout's index update must not remove the
+				// entry the login made.
+				prefix := redisTestPrefix()
+				srv := testredis.Start(t)
+				client := newGredis(t, &gredis.Config{Address: srv.Addr})
+				m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+					gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", CryptoKeys: keys}))
+				admin := redisAdmin(t, m.GetStorage())
+				id := gfsession.NewSessionId()
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": "alice", "page": 1})) })
+
+				var (
+					armed   atomic.Bool
+					written atomic.Bool // the logout's session write went out
+				)
+				raw := client.GetAdapter().Client().(redis.UniversalClient)
+				raw.AddHook(hashHook{before: func(cmd redis.Cmder) {
+					if !armed.Load() {
+						return
+					}
+					// The key a command (args[1]) or script (args[3]) is on.
+					on := func(key string) bool {
+						args := cmd.Args()
+						return len(args) > 1 && fmt.Sprint(args[1]) == key || len(args) > 3 && fmt.Sprint(args[3]) == key
+					}
+					if on(prefix + id) {
+						written.Store(true)
+						return
+					}
+					// The logout's first command on alice's index after its
+					// write: let the other tab log in first.
+					if written.Load() && on(prefix+"user:alice") && armed.CompareAndSwap(true, false) {
+						login := hashRequest(m, id)
+						require.NoError(t, login.Set("uid", "alice"))
+						require.NoError(t, login.Close())
+					}
+				}})
+				logout := hashRequest(m, id)
+				require.Equal(t, "alice", logout.MustGet("uid").String())
+				require.NoError(t, logout.Remove("uid"))
+				armed.Store(true)
+				require.NoError(t, logout.Close())
+				require.False(t, armed.Load(), "the login ran inside the logout")
+
+				redisReq(t, m, id, func(s *gsession.Session) {
+					assert.Equal(t, "alice", s.MustGet("uid").String(), "the later login is stored")
+				})
+				n, err := admin.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Equal(t, 1, n, "DestroyUser must find the session stored for alice")
+			})
+		})
+	}
+}
+
+func TestStorageRedisHash_MergeKeepsConcurrentChanges(t *testing.T) {
+	// A request that only set `page` must not write back the `role` it
+	// loaded over a demotion stored meanwhile.
+	for _, sealed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			config := gfsession.RedisConfig{}
+			if sealed {
+				config.CryptoKeys = [][]byte{hashTestKey(t)}
+			}
+			_, m := newRedisHashManager(t, config)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.NoError(t, s.SetMap(map[string]any{"user": "ann", "role": "admin", "cart": map[string]any{"a": 1}}))
+			})
+			slow := hashRequest(m, id)
+			data, err := slow.Data()
+			require.NoError(t, err)
+			require.Equal(t, "admin", data["role"])
+			demote := hashRequest(m, id)
+			require.NoError(t, demote.Set("role", "user"))
+			require.NoError(t, demote.Remove("cart"))
+			require.NoError(t, demote.Close())
+			require.NoError(t, slow.Set("page", 2))
+			require.NoError(t, slow.Set("user", "ann")) // set again, unchanged
+			require.NoError(t, slow.Close())
+			redisReq(t, m, id, func(s *gsession.Session) {
+				data, err := s.Data()
+				require.NoError(t, err)
+				assert.Equal(t, map[string]any{"user": "ann", "role": "user", "page": 2}, data)
+			})
+		})
+	}
 }

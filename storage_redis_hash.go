@@ -3,7 +3,7 @@ package gfsession
 import (
 	"context"
 	"encoding/binary"
-	"errors"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +29,14 @@ const hashCreatedField = "\x00created"
 // sealManifest). A session whose fields are not exactly those the manifest
 // lists reads as no session.
 const hashManifestField = "\x00manifest"
+
+// hashUserIndexField is the reserved hash field that, with a UserKey, holds
+// the score of the session's entry in its user's index, written with the
+// user by the login that made the entry. A logout or switch of user removes
+// the entry only if it still has that score: an entry a concurrent login of
+// the same user made meanwhile (a higher score) stays, so the index never
+// misses a session stored under the user.
+const hashUserIndexField = "\x00uidx"
 
 // hashCASTries is how often a sealed write is tried again when concurrent
 // writes of the same session changed its manifest in between (see
@@ -87,8 +95,9 @@ return data
 // a session that has none yet, N field/value pairs, then the fields to
 // delete. It returns 1 when the session is stored, 0 when it
 // ended up empty (deleted), -1 when it is past its lifetime (deleted), -2
-// when it must exist and does not (nothing written). Fields go to HSET/HDEL
-// in batches of 256 (unpack has a stack limit).
+// when it must exist and does not (nothing written). Reserved fields
+// (hashCreatedField, hashUserIndexField) do not count as session keys.
+// Fields go to HSET/HDEL in batches of 256 (unpack has a stack limit).
 var hashWriteScript = newRedisScript(`
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
@@ -109,6 +118,7 @@ end
 local raw = redis.call('HGET', key, cf)
 local n = redis.call('HLEN', key)
 if raw then n = n - 1 end
+if redis.call('HGET', key, string.char(0) .. 'uidx') then n = n - 1 end
 if n <= 0 then
   redis.call('DEL', key)
   return 0
@@ -315,6 +325,9 @@ type hashLoaded struct {
 	// of the field's value), the fields the hash holds.
 	tag     string
 	entries map[string]string
+	// uidx is the score of the session's entry in the index of its user
+	// (hashUserIndexField), "" when unknown.
+	uidx string
 }
 
 // decodeFields decodes the hash `fields` of session `id`, created at
@@ -328,6 +341,7 @@ type hashLoaded struct {
 func (s *StorageRedisHash) decodeFields(id string, fields map[string]string, created time.Time) (data, base map[string]any, meta hashLoaded, stale bool, err error) {
 	r := s.r
 	meta.created = created
+	meta.uidx = fields[hashUserIndexField]
 	if r.env.keys != nil {
 		if meta.entries, err = s.checkManifest(id, fields, created); err != nil {
 			return nil, nil, meta, false, err
@@ -631,7 +645,11 @@ func immutableValue(v any) bool {
 // With a UserKey, a write that changes the session's user key (from what
 // GetSession loaded; for a map it did not load, from none) also updates the
 // user index, one more round trip: on login the index entry is added before
-// the session is written, on logout or deletion it is removed after.
+// the session is written, on logout or deletion it is removed after, and
+// only if it is still the entry of the login the request loaded (see
+// hashUserIndexField). A write that leaves the user key alone sends no
+// index command, so the index follows what is stored: a concurrent logout
+// or switch of user stands, with its index update.
 func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
@@ -688,37 +706,52 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		// Nothing changed (GetSession already restarted the TTL), or the
 		// request deleted its session with RemoveAll and wrote nothing.
 		if from != "" && len(written) == 0 {
-			r.unindexUser(ctx, from, sessionId)
+			s.unindexUser(ctx, from, sessionId, meta.uidx)
 		}
 		return nil
 	}
 	var (
 		to     = userOf(written, r.userKey)
+		uidx   = meta.uidx // the index entry of the user the write stores
 		result hashWrite
-		now    = hashLoaded{created: d.stamp}
+		now    hashLoaded
 	)
-	err := r.reindexUser(ctx, sessionId, from, to, func() (err error) {
-		if r.env.keys != nil {
-			result, now, err = s.writeSealed(ctx, sessionId, d, written, meta, false)
-		} else {
-			result, err = s.write(ctx, sessionId, d)
+	if from != to {
+		// A login, logout or switch of user. A login's index entry is
+		// made before the write, so that a session is never stored under
+		// a user without one, and its score is stored with the user.
+		uidx = ""
+		if to != "" {
+			var err error
+			if uidx, err = s.indexUser(ctx, to, sessionId); err != nil {
+				return err
+			}
+			d.set = append(d.set, hashUserIndexField, uidx)
+		} else if meta.uidx != "" {
+			d.del = append(d.del, hashUserIndexField)
 		}
-		if err == nil && result == hashGone {
-			return errStaleWrite
-		}
+	}
+	var err error
+	if r.env.keys != nil {
+		result, now, err = s.writeSealed(ctx, sessionId, d, written, meta, false)
+	} else {
+		result, err = s.write(ctx, sessionId, d)
+		now = hashLoaded{created: d.stamp}
+	}
+	if err != nil {
+		// The entry made for `to`, if any, stays behind: DestroyUser checks
+		// the session before deleting it.
 		return err
-	})
-	if errors.Is(err, errStaleWrite) {
+	}
+	if result == hashGone {
 		logStaleWrite(ctx, r.backend, sessionId)
 		return nil
 	}
-	if err != nil {
-		return err
+	if from != "" && (from != to || result != hashStored) {
+		// The user loaded is no longer stored, or the session is deleted.
+		s.unindexUser(ctx, from, sessionId, meta.uidx)
 	}
-	if result != hashStored && from == to {
-		// Deleted: no index entry.
-		r.unindexUser(ctx, from, sessionId)
-	}
+	now.uidx = uidx
 	switch result {
 	case hashEmptied:
 		// As RemoveAll: a further write of this map starts a new session.
@@ -935,8 +968,12 @@ func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDel
 			delete(next, f)
 		}
 		for i := 0; i+1 < len(set); i += 2 {
+			f := set[i].(string)
+			if _, ok := hashKey(f); !ok {
+				continue // hashUserIndexField: not sealed
+			}
 			v := set[i+1].([]byte)
-			next[set[i].(string)] = string(v[len(v)-tagSize:])
+			next[f] = string(v[len(v)-tagSize:])
 		}
 		manifest := ""
 		if len(next) > 0 {
@@ -1012,7 +1049,11 @@ func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDel
 func (s *StorageRedisHash) sealValues(id string, set []any, values map[string]any, created time.Time) ([]any, error) {
 	out := make([]any, 0, len(set))
 	for i := 0; i+1 < len(set); i += 2 {
-		key, _ := hashKey(set[i].(string))
+		key, ok := hashKey(set[i].(string))
+		if !ok {
+			out = append(out, set[i], set[i+1]) // hashUserIndexField: not sealed
+			continue
+		}
 		stored, err := s.encodeValue(id, key, created, values[key])
 		if err != nil {
 			return nil, err
@@ -1068,6 +1109,65 @@ func (s *StorageRedisHash) Range(ctx context.Context, fn func(sessionId string) 
 // or the user's next login drops it as stale.
 func (s *StorageRedisHash) Destroy(ctx context.Context, sessionId string) error {
 	return s.RemoveAll(ctx, sessionId)
+}
+
+// hashUserIndexScript records a login in a user index, as userIndexScript
+// does, and returns the entry's score as a string: now plus the fraction
+// given, or, if the entry already has a score at least that, a score above
+// it, so that every login of a session gets a score of its own. KEYS[1] is
+// the user's index; ARGV: session id, now (Unix ms, with a fraction), index
+// TTL ms.
+var hashUserIndexScript = newRedisScript(`
+local now = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+local score = now
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if old and tonumber(old) >= score then score = math.floor(tonumber(old)) + 1 + (now % 1) end
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return string.format('%.17g', score)
+`)
+
+// hashUserUnindexScript removes session ARGV[1] from the user index
+// KEYS[1] if its entry has the score ARGV[2] ("": any score), returning 1,
+// else 0.
+var hashUserUnindexScript = newRedisScript(`
+if ARGV[2] ~= '' then
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+`)
+
+// indexUser records session `id` in the index of user `userId` (one script
+// call) and returns the entry's score, to be stored with the user.
+func (s *StorageRedisHash) indexUser(ctx context.Context, userId, id string) (string, error) {
+	r := s.r
+	// A random fraction of a millisecond, so that two logins of a session
+	// in one millisecond, its entry removed in between, still differ.
+	now := float64(time.Now().UnixMilli()) + float64(1+mrand.IntN(1023))/1024
+	v, cmd, err := r.evalKey(ctx, hashUserIndexScript, r.userIndexKey(userId),
+		id, strconv.FormatFloat(now, 'f', -1, 64), millis(r.userIndexTTL))
+	if err != nil {
+		return "", r.wrapKey(err, cmd, r.shownUserIndex(userId))
+	}
+	return v.String(), nil
+}
+
+// unindexUser removes session `id` from the index of user `userId` if its
+// entry has the score `uidx` (as loaded; "": any score: a session whose
+// login predates hashUserIndexField). It is best effort: an entry it
+// fails to remove is stale, and DestroyUser, or the trim of the user's next
+// login, drops it.
+func (s *StorageRedisHash) unindexUser(ctx context.Context, userId, id, uidx string) {
+	if userId == "" {
+		return
+	}
+	r := s.r
+	_, _, _ = r.evalKey(ctx, hashUserUnindexScript, r.userIndexKey(userId), id, uidx)
 }
 
 // DestroyUser deletes every session whose RedisConfig.UserKey value equals
