@@ -309,7 +309,7 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		return nil, nil
 	}
 	if stale {
-		s.reseal(ctx, sessionId, data, meta, ttl)
+		meta = s.reseal(ctx, sessionId, data, meta, ttl)
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
 	r.tracker.track(m, sessionId, base, meta)
@@ -525,21 +525,29 @@ func (s *StorageRedisHash) dropUnreadable(ctx context.Context, id string, fields
 // first key, once: a session that is only read would keep the old key
 // needed for as long as it lives. It is a sealed write of every field
 // (writeSealed) that applies only if no write came in between; its TTL is
-// `ttl`, the one the load set. A failure only logs: the read succeeded.
-func (s *StorageRedisHash) reseal(ctx context.Context, id string, data map[string]any, meta hashLoaded, ttl time.Duration) {
+// `ttl`, the one the load set. It returns what the tracker keeps of the
+// session now: `meta`, or the session as resealed. A failure only logs: the
+// read succeeded.
+func (s *StorageRedisHash) reseal(ctx context.Context, id string, data map[string]any, meta hashLoaded, ttl time.Duration) hashLoaded {
 	r := s.r
 	d := hashDelta{ttl: ttl, created: meta.created, stamp: meta.created, mustExist: true}
 	for k, v := range data {
 		stored, err := s.encodeValue(id, k, meta.created, v)
 		if err != nil {
 			g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, shortId(id), err)
-			return
+			return meta
 		}
 		d.set = append(d.set, hashField(k), stored)
 	}
-	if _, _, err := s.writeSealed(ctx, id, d, nil, meta, true); err != nil {
+	result, now, err := s.writeSealed(ctx, id, d, nil, meta, true)
+	if err != nil {
 		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, shortId(id), err)
 	}
+	if err != nil || result != hashStored {
+		return meta
+	}
+	now.uidx = meta.uidx
+	return now
 }
 
 // load returns the fields of session `id`'s hash, reserved ones included,
