@@ -1,15 +1,21 @@
 package gfsession_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -285,4 +291,475 @@ func newRedisHashManager(t *testing.T, config gfsession.RedisConfig) (*testredis
 	srv := testredis.Start(t)
 	client := newGredis(t, &gredis.Config{Address: srv.Addr})
 	return srv, gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, config))
+}
+
+// hashLogBuffer collects what g.Log() writes.
+type hashLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *hashLogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *hashLogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// captureHashLog sends g.Log()'s output to a buffer (too) until the test
+// ends.
+func captureHashLog(t *testing.T) *hashLogBuffer {
+	t.Helper()
+	b := &hashLogBuffer{}
+	old := g.Log().GetWriter()
+	g.Log().SetWriter(b)
+	t.Cleanup(func() { g.Log().SetWriter(old) })
+	return b
+}
+
+// hashRequest starts a request of session `id` with a context of its own,
+// as ghttp gives each request; the caller closes the session.
+func hashRequest(m *gsession.Manager, id string) *gsession.Session {
+	return m.New(context.WithValue(context.Background(), hashRequestKey{}, new(int)), id)
+}
+
+// hashRequestKey makes each request's context distinct.
+type hashRequestKey struct{}
+
+func TestStorageRedisHash_LogsShortIds(t *testing.T) {
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
+	logs := captureHashLog(t)
+	var ids []string
+
+	// A session with a field that does not decode.
+	corrupt := gfsession.NewSessionId()
+	ids = append(ids, corrupt)
+	redisReq(t, m, corrupt, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	srv.MustDo(t, "HSET", prefix+corrupt, "role", "\xF5\x01\xFF")
+	redisReq(t, m, corrupt, func(s *gsession.Session) { _, _ = s.Data() })
+
+	// A key of another type under the prefix.
+	other := gfsession.NewSessionId()
+	ids = append(ids, other)
+	srv.MustDo(t, "SET", prefix+other, "not a hash")
+	redisReq(t, m, other, func(s *gsession.Session) { _, _ = s.Data() })
+
+	// A write of a session deleted while the request ran.
+	stale := gfsession.NewSessionId()
+	ids = append(ids, stale)
+	redisReq(t, m, stale, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	slow := hashRequest(m, stale)
+	require.Equal(t, "ann", slow.MustGet("user").String())
+	srv.MustDo(t, "DEL", prefix+stale)
+	require.NoError(t, slow.Set("page", 2))
+	require.NoError(t, slow.Close())
+
+	out := logs.String()
+	for _, id := range ids {
+		assert.Contains(t, out, id[:8], "each case logs a line naming the session")
+		assert.NotContains(t, out, id, "a log line holds a whole session id")
+	}
+}
+
+func TestStorageRedisHash_CorruptFieldReadsAsNoSession(t *testing.T) {
+	// A field that does not decode must not be dropped with the rest of
+	// the session loaded: a session silently missing its role is another
+	// session.
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
+	logs := captureHashLog(t)
+	id := gfsession.NewSessionId()
+	key := prefix + id
+	redisReq(t, m, id, func(s *gsession.Session) {
+		require.NoError(t, s.Set("user", "ann"))
+		require.NoError(t, s.Set("role", "admin"))
+	})
+	srv.MustDo(t, "HSET", key, "role", "\xF5\x01\xFF") // our marker, then garbage
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err, "corrupt data must not fail the request")
+		assert.Empty(t, data, "a session with a corrupt field must read as no session")
+	})
+	assert.Contains(t, logs.String(), "reads as no session")
+	assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "the unreadable hash is deleted")
+	// The id works again: a new write starts a fresh session.
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "bob")) })
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"user": "bob"}, data)
+	})
+}
+
+// hashTestKey returns a random 32-byte crypto key.
+func hashTestKey(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, 32)
+	_, err := rand.Read(k)
+	require.NoError(t, err)
+	return k
+}
+
+// hashFields returns the fields of the hash `key` on `srv`.
+func hashFields(t *testing.T, srv *testredis.Server, key string) map[string]string {
+	t.Helper()
+	list, ok := srv.MustDo(t, "HGETALL", key).([]any)
+	require.True(t, ok)
+	fields := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		fields[list[i].(string)] = list[i+1].(string)
+	}
+	return fields
+}
+
+func TestStorageRedisHash_SealedTampering(t *testing.T) {
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{
+		Prefix: prefix, CryptoKeys: [][]byte{hashTestKey(t)}, MaxLifetime: time.Hour,
+	})
+	logs := captureHashLog(t)
+	// other is a second session whose fields an attacker can copy.
+	other := gfsession.NewSessionId()
+	redisReq(t, m, other, func(s *gsession.Session) {
+		require.NoError(t, s.SetMap(map[string]any{"user": "eve", "role": "admin"}))
+	})
+	otherFields := hashFields(t, srv, prefix+other)
+	cases := []struct {
+		name   string
+		tamper func(key string, fields map[string]string)
+	}{
+		{"untouched", func(string, map[string]string) {}},
+		{"field bytes edited", func(key string, f map[string]string) {
+			b := []byte(f["role"])
+			b[len(b)/2] ^= 1
+			srv.MustDo(t, "HSET", key, "role", string(b))
+		}},
+		{"field swapped from another session", func(key string, f map[string]string) {
+			srv.MustDo(t, "HSET", key, "role", otherFields["role"])
+		}},
+		{"field copied to another key", func(key string, f map[string]string) {
+			srv.MustDo(t, "HSET", key, "admin", f["role"])
+		}},
+		{"field moved to another key", func(key string, f map[string]string) {
+			srv.MustDo(t, "HDEL", key, "role")
+			srv.MustDo(t, "HSET", key, "admin", f["role"])
+		}},
+		{"created edited to extend the lifetime", func(key string, f map[string]string) {
+			created, err := strconv.ParseInt(f["\x00created"], 10, 64)
+			require.NoError(t, err)
+			srv.MustDo(t, "HSET", key, "\x00created", strconv.FormatInt(created+time.Hour.Milliseconds(), 10))
+		}},
+		{"field deleted", func(key string, f map[string]string) {
+			srv.MustDo(t, "HDEL", key, "role")
+		}},
+		{"manifest deleted", func(key string, f map[string]string) {
+			srv.MustDo(t, "HDEL", key, "\x00manifest")
+		}},
+		{"manifest and fields of another session", func(key string, f map[string]string) {
+			srv.MustDo(t, "HSET", key, "role", otherFields["role"], "user", otherFields["user"],
+				"\x00manifest", otherFields["\x00manifest"], "\x00created", otherFields["\x00created"])
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := gfsession.NewSessionId()
+			key := prefix + id
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.NoError(t, s.SetMap(map[string]any{"user": "ann", "role": "user", "n": 1}))
+			})
+			c.tamper(key, hashFields(t, srv, key))
+			redisReq(t, m, id, func(s *gsession.Session) {
+				data, err := s.Data()
+				require.NoError(t, err, "tampered data must not fail the request")
+				if c.name == "untouched" {
+					assert.Equal(t, map[string]any{"user": "ann", "role": "user", "n": 1}, data)
+					return
+				}
+				assert.Empty(t, data, "a tampered sealed session must read as no session")
+				assert.Contains(t, logs.String(), id[:8]+`..." reads as no session`)
+				assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "the tampered hash is deleted")
+			})
+		})
+	}
+}
+
+func TestStorageRedisHash_SealedConcurrentMerges(t *testing.T) {
+	// Concurrent requests of a sealed session that write different keys
+	// all survive, and the manifest lists exactly what is stored: the
+	// session still reads afterwards.
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, CryptoKeys: [][]byte{hashTestKey(t)}})
+	id := gfsession.NewSessionId()
+	redisReq(t, m, id, func(s *gsession.Session) {
+		require.NoError(t, s.SetMap(map[string]any{"base": "x", "gone": true}))
+	})
+	const n = 12
+	var (
+		sessions = make([]*gsession.Session, n)
+		wg       sync.WaitGroup
+	)
+	for i := range sessions {
+		sessions[i] = hashRequest(m, id)
+		require.Equal(t, "x", sessions[i].MustGet("base").String(), "every request loads before any writes")
+		if i == 0 {
+			require.NoError(t, sessions[i].Remove("gone"))
+		} else {
+			require.NoError(t, sessions[i].Set(fmt.Sprintf("k%02d", i), i))
+		}
+	}
+	for _, s := range sessions {
+		wg.Add(1)
+		go func(s *gsession.Session) {
+			defer wg.Done()
+			assert.NoError(t, s.Close())
+		}(s)
+	}
+	wg.Wait()
+	want := map[string]any{"base": "x"}
+	for i := 1; i < n; i++ {
+		want[fmt.Sprintf("k%02d", i)] = i
+	}
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, want, data)
+	})
+
+	// Two first requests of a new id, neither of which found a session:
+	// the second merges into the session the first created.
+	fresh := gfsession.NewSessionId()
+	a, b := hashRequest(m, fresh), hashRequest(m, fresh)
+	require.Nil(t, a.MustGet("x").Val())
+	require.Nil(t, b.MustGet("x").Val())
+	require.NoError(t, a.Set("a", 1))
+	require.NoError(t, b.Set("b", 2))
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+	redisReq(t, m, fresh, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"a": 1, "b": 2}, data)
+	})
+
+	// A new session under an id whose hash does not read replaces it.
+	junk := gfsession.NewSessionId()
+	srv.MustDo(t, "HSET", prefix+junk, "user", "forged", "\x00created", "1")
+	w := hashRequest(m, junk)
+	require.NoError(t, w.Set("user", "ann")) // loads nothing: the hash is unreadable
+	srv.MustDo(t, "HSET", prefix+junk, "user", "forged", "\x00created", "1")
+	require.NoError(t, w.Close())
+	redisReq(t, m, junk, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"user": "ann"}, data)
+	})
+}
+
+func TestStorageRedisHash_SealedRoundTrips(t *testing.T) {
+	// Sealing keeps the round trips: a read is one, a write one more.
+	srv := testredis.Start(t)
+	client, counter := newRedisCountingClient(t, srv.Addr)
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+		gfsession.RedisConfig{Prefix: redisTestPrefix(), CryptoKeys: [][]byte{hashTestKey(t)}}))
+	id := gfsession.NewSessionId()
+	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+	for _, step := range []struct {
+		name       string
+		fn         func(s *gsession.Session)
+		roundTrips int64
+	}{
+		{"read-only", func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) }, 1},
+		{"sets", func(s *gsession.Session) { require.NoError(t, s.Set("page", 2)) }, 2},
+		{"set and remove", func(s *gsession.Session) {
+			require.NoError(t, s.Set("page", 3))
+			require.NoError(t, s.Remove("user"))
+		}, 2},
+	} {
+		before := counter.calls.Load()
+		redisReq(t, m, id, step.fn)
+		assert.Equal(t, step.roundTrips, counter.calls.Load()-before, step.name)
+	}
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"page": 3}, data)
+	})
+}
+
+// hashHook runs `before` ahead of every command (not pipeline) a go-redis
+// client sends.
+type hashHook struct{ before func(cmd redis.Cmder) }
+
+func (h hashHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h hashHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.before(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h hashHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// hashIndexed returns a Manager on a hash storage with UserKey "uid" (and
+// `keys`, if any), its Admin, the server and the key prefix.
+func hashIndexed(t *testing.T, keys [][]byte) (*gsession.Manager, gfsession.Admin, *testredis.Server, string) {
+	t.Helper()
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", CryptoKeys: keys})
+	return m, redisAdmin(t, m.GetStorage()), srv, prefix
+}
+
+func TestStorageRedisHash_UserIndexFollowsStored(t *testing.T) {
+	ctx := context.Background()
+	for _, sealed := range []bool{false, true} {
+		var keys [][]byte
+		if sealed {
+			keys = [][]byte{hashTestKey(t)}
+		}
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			t.Run("logout during a slow request", func(t *testing.T) {
+				m, admin, srv, prefix := hashIndexed(t, keys)
+				id := gfsession.NewSessionId()
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": "alice", "page": 1})) })
+				slow := hashRequest(m, id)
+				require.Equal(t, "alice", slow.MustGet("uid").String())
+				logout := hashRequest(m, id)
+				require.NoError(t, logout.Remove("uid"))
+				require.NoError(t, logout.Close())
+				require.NoError(t, slow.Set("page", 2))
+				require.NoError(t, slow.Close())
+
+				redisReq(t, m, id, func(s *gsession.Session) {
+					data, err := s.Data()
+					require.NoError(t, err)
+					assert.Equal(t, map[string]any{"page": 2}, data, "the logout stands")
+				})
+				assert.Nil(t, srv.MustDo(t, "ZSCORE", prefix+"user:alice", id), "no index entry for a user no longer stored")
+				n, err := admin.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Zero(t, n)
+			})
+			t.Run("user switch during a slow request", func(t *testing.T) {
+				m, admin, _, _ := hashIndexed(t, keys)
+				id := gfsession.NewSessionId()
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": "alice", "page": 1})) })
+				slow := hashRequest(m, id)
+				require.Equal(t, "alice", slow.MustGet("uid").String())
+				sw := hashRequest(m, id)
+				require.NoError(t, sw.Set("uid", "bob"))
+				require.NoError(t, sw.Close())
+				require.NoError(t, slow.Set("page", 2))
+				require.NoError(t, slow.Close())
+
+				n, err := admin.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Zero(t, n, "alice is no longer stored")
+				n, err = admin.DestroyUser(ctx, "bob")
+				require.NoError(t, err)
+				assert.Equal(t, 1, n, "DestroyUser of the stored user destroys the session")
+				redisReq(t, m, id, func(s *gsession.Session) {
+					data, err := s.Data()
+					require.NoError(t, err)
+					assert.Empty(t, data)
+				})
+			})
+			t.Run("login between a logout's write and its index update", func(t *testing.T) {
+				// A tab logs out while another logs the same user in again;
+				// the login's write lands after the logout's, so the user is
+				// stored: the logout's index update must not remove the
+				// entry the login made.
+				prefix := redisTestPrefix()
+				srv := testredis.Start(t)
+				client := newGredis(t, &gredis.Config{Address: srv.Addr})
+				m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+					gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", CryptoKeys: keys}))
+				admin := redisAdmin(t, m.GetStorage())
+				id := gfsession.NewSessionId()
+				redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": "alice", "page": 1})) })
+
+				var (
+					armed   atomic.Bool
+					written atomic.Bool // the logout's session write went out
+				)
+				raw := client.GetAdapter().Client().(redis.UniversalClient)
+				raw.AddHook(hashHook{before: func(cmd redis.Cmder) {
+					if !armed.Load() {
+						return
+					}
+					// The key a command (args[1]) or script (args[3]) is on.
+					on := func(key string) bool {
+						args := cmd.Args()
+						return len(args) > 1 && fmt.Sprint(args[1]) == key || len(args) > 3 && fmt.Sprint(args[3]) == key
+					}
+					if on(prefix + id) {
+						written.Store(true)
+						return
+					}
+					// The logout's first command on alice's index after its
+					// write: let the other tab log in first.
+					if written.Load() && on(prefix+"user:alice") && armed.CompareAndSwap(true, false) {
+						login := hashRequest(m, id)
+						require.NoError(t, login.Set("uid", "alice"))
+						require.NoError(t, login.Close())
+					}
+				}})
+				logout := hashRequest(m, id)
+				require.Equal(t, "alice", logout.MustGet("uid").String())
+				require.NoError(t, logout.Remove("uid"))
+				armed.Store(true)
+				require.NoError(t, logout.Close())
+				require.False(t, armed.Load(), "the login ran inside the logout")
+
+				redisReq(t, m, id, func(s *gsession.Session) {
+					assert.Equal(t, "alice", s.MustGet("uid").String(), "the later login is stored")
+				})
+				n, err := admin.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Equal(t, 1, n, "DestroyUser must find the session stored for alice")
+			})
+		})
+	}
+}
+
+func TestStorageRedisHash_MergeKeepsConcurrentChanges(t *testing.T) {
+	// A request that only set `page` must not write back the `role` it
+	// loaded over a demotion stored meanwhile.
+	for _, sealed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			config := gfsession.RedisConfig{}
+			if sealed {
+				config.CryptoKeys = [][]byte{hashTestKey(t)}
+			}
+			_, m := newRedisHashManager(t, config)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.NoError(t, s.SetMap(map[string]any{"user": "ann", "role": "admin", "cart": map[string]any{"a": 1}}))
+			})
+			slow := hashRequest(m, id)
+			data, err := slow.Data()
+			require.NoError(t, err)
+			require.Equal(t, "admin", data["role"])
+			demote := hashRequest(m, id)
+			require.NoError(t, demote.Set("role", "user"))
+			require.NoError(t, demote.Remove("cart"))
+			require.NoError(t, demote.Close())
+			require.NoError(t, slow.Set("page", 2))
+			require.NoError(t, slow.Set("user", "ann")) // set again, unchanged
+			require.NoError(t, slow.Close())
+			redisReq(t, m, id, func(s *gsession.Session) {
+				data, err := s.Data()
+				require.NoError(t, err)
+				assert.Equal(t, map[string]any{"user": "ann", "role": "user", "page": 2}, data)
+			})
+		})
+	}
 }

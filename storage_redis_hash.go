@@ -2,13 +2,16 @@ package gfsession
 
 import (
 	"context"
-	"errors"
+	"encoding/binary"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/redis/go-redis/v9"
@@ -19,6 +22,26 @@ import (
 // byte; a session key that itself starts with NUL is stored with one more
 // NUL in front (see hashField), so no session key can ever collide with it.
 const hashCreatedField = "\x00created"
+
+// hashManifestField is the reserved hash field that, with cryptoKeys, holds
+// the session's sealed manifest: the creation time and, for every session
+// key's field, the authentication tag of its sealed value (see
+// sealManifest). A session whose fields are not exactly those the manifest
+// lists reads as no session.
+const hashManifestField = "\x00manifest"
+
+// hashUserIndexField is the reserved hash field that, with a UserKey, holds
+// the score of the session's entry in its user's index, written with the
+// user by the login that made the entry. A logout or switch of user removes
+// the entry only if it still has that score: an entry a concurrent login of
+// the same user made meanwhile (a higher score) stays, so the index never
+// misses a session stored under the user.
+const hashUserIndexField = "\x00uidx"
+
+// hashCASTries is how often a sealed write is tried again when concurrent
+// writes of the same session changed its manifest in between (see
+// writeSealed). Each failed try means another write succeeded.
+const hashCASTries = 64
 
 // hashField returns the hash field of session key `key`.
 func hashField(key string) string {
@@ -72,8 +95,9 @@ return data
 // a session that has none yet, N field/value pairs, then the fields to
 // delete. It returns 1 when the session is stored, 0 when it
 // ended up empty (deleted), -1 when it is past its lifetime (deleted), -2
-// when it must exist and does not (nothing written). Fields go to HSET/HDEL
-// in batches of 256 (unpack has a stack limit).
+// when it must exist and does not (nothing written). Reserved fields
+// (hashCreatedField, hashUserIndexField) do not count as session keys.
+// Fields go to HSET/HDEL in batches of 256 (unpack has a stack limit).
 var hashWriteScript = newRedisScript(`
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
@@ -94,6 +118,7 @@ end
 local raw = redis.call('HGET', key, cf)
 local n = redis.call('HLEN', key)
 if raw then n = n - 1 end
+if redis.call('HGET', key, string.char(0) .. 'uidx') then n = n - 1 end
 if n <= 0 then
   redis.call('DEL', key)
   return 0
@@ -164,14 +189,28 @@ return 1
 // "\x00created" (a session key starting with a NUL byte is stored with one
 // more NUL in front, so it cannot collide).
 //
+// With CryptoKeys a session is authenticated as a whole. Each value is
+// sealed for its session id, key name and creation time, and the reserved
+// field "\x00manifest" holds, sealed for the id and the creation time, the
+// list of the session's fields with the authentication tag of each value.
+// A session whose manifest does not open, or whose fields are not exactly
+// the ones listed with those values, reads as no session (logged): an
+// edited, added, deleted, swapped or copied field, an edited creation time
+// (extending MaxLifetime) and fields of another session are all detected.
+// What cannot be detected is a rollback of the whole hash to a copy taken
+// earlier from the same session. A write stores the new manifest only if
+// the stored one is still the one it computed from, in the same script as
+// the fields (see writeSealed): a write that races another write of the
+// session costs one more round trip per write that came in between.
+//
 // It reads hashes written by gf's gsession.StorageRedisHashTable under the
 // same prefix. gf stores every value as its string form, so such values
 // come back as strings (42 reads as "42"); they are rewritten in this
 // storage's format when a request changes them. See docs/migration.md.
 //
-// A field that cannot be decoded (corrupt, sealed with an unknown key) is
-// dropped from the loaded session and logged through gf's logger; the other
-// keys still load.
+// A session with a field that cannot be decoded (corrupt, sealed with an
+// unknown key, tampered with) reads as no session, logged through gf's
+// logger, and is deleted: the other keys are not loaded without it.
 //
 // It implements Admin as StorageRedis does (see there): Count and Range SCAN
 // the hashes under the prefix, and DestroyUser reads the user index kept
@@ -227,8 +266,9 @@ func (s *StorageRedisHash) New(ctx context.Context, ttl time.Duration) (string, 
 // GetSession loads the whole session and restarts its idle TTL at `ttl`
 // (never beyond MaxLifetime), in one round trip. It returns nil, and no
 // error, when the session does not exist, has expired, has outlived
-// MaxLifetime (its key is then deleted), holds no readable key, is not a
-// hash (logged; a session of the key-value storage or of gf's there is
+// MaxLifetime (its key is then deleted), holds a field that does not
+// decode (logged; the hash is deleted unless a write changed it since), is
+// not a hash (logged; a session of the key-value storage or of gf's there is
 // deleted, any other key left alone), or `sessionId` is not a valid id
 // (nothing is sent to Redis). Redis errors are returned.
 //
@@ -256,77 +296,258 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	if err != nil || len(fields) == 0 {
 		return nil, err
 	}
-	var (
-		data  = make(map[string]any, len(fields))
-		base  = make(map[string]any, len(fields))
-		stale []string // fields sealed with an old key: field, value read
-	)
+	data, base, meta, stale, err := s.decodeFields(sessionId, fields, created)
+	if err != nil {
+		// One unreadable field makes the whole session unreadable: loading
+		// the rest would hand the request a session that silently lacks a
+		// key (a role, a user). The hash is deleted, unless a write changed
+		// it since, so that the next write starts a fresh session.
+		logDropped(ctx, r.backend, sessionId, err)
+		return nil, s.dropUnreadable(ctx, sessionId, fields)
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	if stale {
+		meta = s.reseal(ctx, sessionId, data, meta, ttl)
+	}
+	m := gmap.NewStrAnyMapFrom(data, true)
+	r.tracker.track(m, sessionId, base, meta)
+	return m, nil
+}
+
+// hashLoaded is what the tracker keeps of a session hash as a request loaded
+// (or last wrote) it.
+type hashLoaded struct {
+	created time.Time
+	// With cryptoKeys: the tag of the manifest (its last 16 bytes), which a
+	// write checks is still the stored one, and its entries (field -> tag
+	// of the field's value), the fields the hash holds.
+	tag     string
+	entries map[string]string
+	// uidx is the score of the session's entry in the index of its user
+	// (hashUserIndexField), "" when unknown.
+	uidx string
+}
+
+// decodeFields decodes the hash `fields` of session `id`, created at
+// `created`: the session's data, an independent copy of it as loaded
+// (`base`, for SetSession to tell what changed), what the tracker keeps of
+// it, and whether any of it is sealed with an old crypto key. It fails if
+// any field does not decode. With cryptoKeys it also fails unless the
+// session is authentic as a whole: a manifest sealed for this id and
+// creation time lists exactly the hash's fields, each with the tag of its
+// value, and every value opens for this id, key name and creation time.
+func (s *StorageRedisHash) decodeFields(id string, fields map[string]string, created time.Time) (data, base map[string]any, meta hashLoaded, stale bool, err error) {
+	r := s.r
+	meta.created = created
+	meta.uidx = fields[hashUserIndexField]
+	if r.env.keys != nil {
+		if meta.entries, err = s.checkManifest(id, fields, created); err != nil {
+			return nil, nil, meta, false, err
+		}
+		manifest := fields[hashManifestField]
+		meta.tag = manifestTag(manifest)
+		stale = r.env.keys.stale(manifest[2:])
+	}
+	data = make(map[string]any, len(fields))
+	base = make(map[string]any, len(fields))
 	for field, raw := range fields {
 		key, ok := hashKey(field)
 		if !ok {
 			continue
 		}
-		value, err := r.env.decodeValue(sessionId, key, raw)
+		value, err := s.decodeValue(id, key, created, raw)
 		if err != nil {
-			g.Log().Warningf(ctx, `gfsession: %s: session %q: key %q dropped: %v`, r.backend, sessionId, key, err)
-			continue
+			return nil, nil, meta, false, gerror.Wrapf(err, `key %q`, key)
 		}
 		if r.env.staleValueSeal(raw) {
-			stale = append(stale, field, raw)
+			stale = true
 		}
 		data[key] = value
 		base[key] = value
 		if !immutableValue(value) {
 			// The handler may change a map or slice in place and set it
 			// again: keep an independent copy to tell that it changed.
-			base[key], _ = r.env.decodeValue(sessionId, key, raw)
+			base[key], _ = s.decodeValue(id, key, created, raw)
 		}
 	}
-	if len(data) == 0 {
-		return nil, nil
-	}
-	if len(stale) > 0 {
-		s.reseal(ctx, sessionId, stale, data)
-	}
-	m := gmap.NewStrAnyMapFrom(data, true)
-	r.tracker.track(m, sessionId, base, loadedMeta{created: created})
-	return m, nil
+	return data, base, meta, stale, nil
 }
 
-// hashResealScript replaces fields of a session hash, each only if it still
-// holds the value that was read. KEYS[1] is the session key; ARGV: field,
-// value read, new value, for each field.
-var hashResealScript = newRedisScript(`
-for i = 1, #ARGV, 3 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
-  end
-end
-return 1
-`)
+// encodeValue returns the stored form of value `v` of key `key` of session
+// `id` created at `created`. Sealed, it opens only for that id, key name
+// and creation time.
+func (s *StorageRedisHash) encodeValue(id, key string, created time.Time, v any) ([]byte, error) {
+	if s.r.env.keys == nil {
+		return s.r.env.encodeValue(id, key, v)
+	}
+	return s.r.env.encodeValue(id, sealName(key, created), v)
+}
 
-// reseal stores the fields of session `id` that were read sealed with an
-// old key (`stale`: field, value read, ...) sealed with the first key, once:
-// a session that is only read would keep the old key needed for as long as
-// it lives. A field changed in between is left alone, and a failure only
-// logs: the read succeeded.
-func (s *StorageRedisHash) reseal(ctx context.Context, id string, stale []string, data map[string]any) {
-	r := s.r
-	args := make([]any, 0, len(stale)/2*3)
-	var err error
-	for i := 0; i < len(stale) && err == nil; i += 2 {
-		key, _ := hashKey(stale[i])
-		var fresh []byte
-		if fresh, err = r.env.encodeValue(id, key, data[key]); err == nil {
-			args = append(args, stale[i], stale[i+1], fresh)
+// decodeValue reverses encodeValue.
+func (s *StorageRedisHash) decodeValue(id, key string, created time.Time, raw string) (any, error) {
+	if s.r.env.keys == nil {
+		return s.r.env.decodeValue(id, key, raw)
+	}
+	return s.r.env.decodeValue(id, sealName(key, created), raw)
+}
+
+// sealName returns the name a value of key `key` of a session created at
+// `created` is sealed under (authenticated with, beside the session id): the
+// key, a NUL and the creation time in 8 bytes. The creation time has a fixed
+// size at the end, so no two keys and times give one name; a value moved to
+// another key, or a creation time edited to extend MaxLifetime, does not
+// open.
+func sealName(key string, created time.Time) string {
+	var b [9]byte
+	binary.BigEndian.PutUint64(b[1:], uint64(created.UnixMilli()))
+	return key + string(b[:])
+}
+
+// manifestMagic starts a stored manifest.
+const manifestMagic = "\xF5M"
+
+// sealManifest returns the stored manifest of session `id` created at
+// `created` whose value fields are `entries` (field -> tag of its sealed
+// value): the magic and, sealed with the first crypto key and authenticated
+// with the magic, the id and the creation time, each field as a uvarint
+// length, the field and its 16-byte tag.
+func (s *StorageRedisHash) sealManifest(id string, created time.Time, entries map[string]string) string {
+	size := 0
+	for f := range entries {
+		size += binary.MaxVarintLen32 + len(f) + tagSize
+	}
+	plain := make([]byte, 0, size)
+	for f, tag := range entries {
+		plain = binary.AppendUvarint(plain, uint64(len(f)))
+		plain = append(append(plain, f...), tag...)
+	}
+	return string(s.r.env.keys.seal([]byte(manifestMagic), plain, manifestAAD(id, created)))
+}
+
+// openManifest reverses sealManifest.
+func (s *StorageRedisHash) openManifest(id string, created time.Time, stored string) (map[string]string, error) {
+	if created.IsZero() || len(stored) < len(manifestMagic) || stored[:len(manifestMagic)] != manifestMagic {
+		return nil, errCorrupt("no valid manifest")
+	}
+	plain, err := s.r.env.keys.open([]byte(stored[len(manifestMagic):]), manifestAAD(id, created))
+	if err != nil {
+		return nil, err
+	}
+	entries := make(map[string]string)
+	for len(plain) > 0 {
+		n, w := binary.Uvarint(plain)
+		if w <= 0 || uint64(len(plain)-w) < n+tagSize {
+			return nil, errCorrupt("manifest truncated")
+		}
+		plain = plain[w:]
+		entries[string(plain[:n])] = string(plain[n : n+tagSize])
+		plain = plain[n+tagSize:]
+	}
+	return entries, nil
+}
+
+// checkManifest opens the manifest of session `id`'s hash `fields`, created
+// at `created`, and checks that the hash's value fields are exactly the ones
+// it lists, each with its tag. It returns the manifest's entries.
+func (s *StorageRedisHash) checkManifest(id string, fields map[string]string, created time.Time) (map[string]string, error) {
+	manifest, ok := fields[hashManifestField]
+	if !ok {
+		return nil, errCorrupt("sealed session without a manifest")
+	}
+	entries, err := s.openManifest(id, created, manifest)
+	if err != nil {
+		return nil, gerror.Wrap(err, "manifest (or creation time) tampered with")
+	}
+	n := 0
+	for field, raw := range fields {
+		if _, ok := hashKey(field); !ok {
+			continue
+		}
+		n++
+		if tag, ok := entries[field]; !ok || len(raw) < tagSize || raw[len(raw)-tagSize:] != tag {
+			return nil, errCorrupt("fields differ from the manifest (added, replaced or copied)")
 		}
 	}
-	if err == nil {
-		_, err = r.eval(ctx, hashResealScript, id, args...)
+	if n != len(entries) {
+		return nil, errCorrupt("fields differ from the manifest (deleted)")
 	}
+	return entries, nil
+}
+
+// tagSize is the size of an AES-GCM authentication tag, the last bytes of
+// every sealed value.
+const tagSize = 16
+
+// manifestTag returns the tag of stored manifest `stored`, which tells its
+// versions apart, or "" for none.
+func manifestTag(stored string) string {
+	if len(stored) < tagSize {
+		return ""
+	}
+	return stored[len(stored)-tagSize:]
+}
+
+// manifestAAD returns what a manifest is authenticated with besides its
+// content: the magic, the session id and the creation time.
+func manifestAAD(id string, created time.Time) []byte {
+	aad := make([]byte, 0, len(manifestMagic)+len(id)+9)
+	aad = append(append(aad, manifestMagic...), id...)
+	return binary.BigEndian.AppendUint64(append(aad, 0), uint64(created.UnixMilli()))
+}
+
+// hashDropScript deletes KEYS[1] if it still holds exactly the fields and
+// values given as ARGV field/value pairs, returning 1, else 0.
+var hashDropScript = newRedisScript(`
+if redis.call('HLEN', KEYS[1]) * 2 ~= #ARGV then return 0 end
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return 0 end
+end
+return redis.call('DEL', KEYS[1])
+`)
+
+// dropUnreadable deletes session `id`'s hash, read as `fields` and found
+// unreadable, if it still holds exactly those fields: a write that came in
+// between is not deleted with it (it reads as unreadable too, and the next
+// load deletes it). Only Redis errors are returned.
+func (s *StorageRedisHash) dropUnreadable(ctx context.Context, id string, fields map[string]string) error {
+	args := make([]any, 0, 2*len(fields))
+	for f, v := range fields {
+		args = append(args, f, v)
+	}
+	_, err := s.r.eval(ctx, hashDropScript, id, args...)
+	return err
+}
+
+// reseal stores session `id`, loaded as `data` and `meta` with some of it
+// (fields or the manifest) sealed with an old crypto key, sealed with the
+// first key, once: a session that is only read would keep the old key
+// needed for as long as it lives. It is a sealed write of every field
+// (writeSealed) that applies only if no write came in between; its TTL is
+// `ttl`, the one the load set. It returns what the tracker keeps of the
+// session now: `meta`, or the session as resealed. A failure only logs: the
+// read succeeded.
+func (s *StorageRedisHash) reseal(ctx context.Context, id string, data map[string]any, meta hashLoaded, ttl time.Duration) hashLoaded {
+	r := s.r
+	d := hashDelta{ttl: ttl, created: meta.created, stamp: meta.created, mustExist: true}
+	for k, v := range data {
+		stored, err := s.encodeValue(id, k, meta.created, v)
+		if err != nil {
+			g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, shortId(id), err)
+			return meta
+		}
+		d.set = append(d.set, hashField(k), stored)
+	}
+	result, now, err := s.writeSealed(ctx, id, d, nil, meta, true)
 	if err != nil {
-		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, id, err)
+		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, shortId(id), err)
 	}
+	if err != nil || result != hashStored {
+		return meta
+	}
+	now.uidx = meta.uidx
+	return now
 }
 
 // load returns the fields of session `id`'s hash, reserved ones included,
@@ -432,7 +653,11 @@ func immutableValue(v any) bool {
 // With a UserKey, a write that changes the session's user key (from what
 // GetSession loaded; for a map it did not load, from none) also updates the
 // user index, one more round trip: on login the index entry is added before
-// the session is written, on logout or deletion it is removed after.
+// the session is written, on logout or deletion it is removed after, and
+// only if it is still the entry of the login the request loaded (see
+// hashUserIndexField). A write that leaves the user key alone sends no
+// index command, so the index follows what is stored: a concurrent logout
+// or switch of user stands, with its index update.
 func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
@@ -445,34 +670,37 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		newBase = make(map[string]any, len(written))
 	)
 	l, ref, found := r.tracker.lookup(sessionData)
+	meta, _ := l.extra.(hashLoaded)
 	from := "" // the user as loaded: its index entry is there to move
 	if found && l.id == sessionId {
 		from = userOf(l.base, r.userKey)
 		if !r.tracker.removedBySelf(ctx, sessionId, l) {
 			base = l.base
-			meta, _ := l.extra.(loadedMeta)
 			d.created = meta.created
 			d.mustExist = true
 		}
 	} else if found {
 		// Loaded under another id (RegenerateId): a new session that keeps
 		// the creation time, and so the MaxLifetime, of the one it replaces.
-		meta, _ := l.extra.(loadedMeta)
 		d.created = meta.created
+	}
+	d.stamp = d.created
+	if d.stamp.IsZero() {
+		d.stamp = time.Now()
 	}
 	for k, v := range written {
 		if old, ok := base[k]; ok && sameValue(old, v) {
 			newBase[k] = old
 			continue
 		}
-		stored, err := r.env.encodeValue(sessionId, k, v)
+		stored, err := s.encodeValue(sessionId, k, d.stamp, v)
 		if err != nil {
 			return err
 		}
 		d.set = append(d.set, hashField(k), stored)
 		newBase[k] = v
 		if !immutableValue(v) {
-			if c, err := r.env.decodeValue(sessionId, k, string(stored)); err == nil {
+			if c, err := s.decodeValue(sessionId, k, d.stamp, string(stored)); err == nil {
 				newBase[k] = c
 			}
 		}
@@ -486,35 +714,52 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		// Nothing changed (GetSession already restarted the TTL), or the
 		// request deleted its session with RemoveAll and wrote nothing.
 		if from != "" && len(written) == 0 {
-			r.unindexUser(ctx, from, sessionId)
+			s.unindexUser(ctx, from, sessionId, meta.uidx)
 		}
 		return nil
-	}
-	d.stamp = d.created
-	if d.stamp.IsZero() {
-		d.stamp = time.Now()
 	}
 	var (
 		to     = userOf(written, r.userKey)
+		uidx   = meta.uidx // the index entry of the user the write stores
 		result hashWrite
+		now    hashLoaded
 	)
-	err := r.reindexUser(ctx, sessionId, from, to, func() (err error) {
-		if result, err = s.write(ctx, sessionId, d); err == nil && result == hashGone {
-			return errStaleWrite
+	if from != to {
+		// A login, logout or switch of user. A login's index entry is
+		// made before the write, so that a session is never stored under
+		// a user without one, and its score is stored with the user.
+		uidx = ""
+		if to != "" {
+			var err error
+			if uidx, err = s.indexUser(ctx, to, sessionId); err != nil {
+				return err
+			}
+			d.set = append(d.set, hashUserIndexField, uidx)
+		} else if meta.uidx != "" {
+			d.del = append(d.del, hashUserIndexField)
 		}
+	}
+	var err error
+	if r.env.keys != nil {
+		result, now, err = s.writeSealed(ctx, sessionId, d, written, meta, false)
+	} else {
+		result, err = s.write(ctx, sessionId, d)
+		now = hashLoaded{created: d.stamp}
+	}
+	if err != nil {
+		// The entry made for `to`, if any, stays behind: DestroyUser checks
+		// the session before deleting it.
 		return err
-	})
-	if errors.Is(err, errStaleWrite) {
+	}
+	if result == hashGone {
 		logStaleWrite(ctx, r.backend, sessionId)
 		return nil
 	}
-	if err != nil {
-		return err
+	if from != "" && (from != to || result != hashStored) {
+		// The user loaded is no longer stored, or the session is deleted.
+		s.unindexUser(ctx, from, sessionId, meta.uidx)
 	}
-	if result != hashStored && from == to {
-		// Deleted: no index entry.
-		r.unindexUser(ctx, from, sessionId)
-	}
+	now.uidx = uidx
 	switch result {
 	case hashEmptied:
 		// As RemoveAll: a further write of this map starts a new session.
@@ -522,7 +767,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	case hashStored:
 		// The creation time the hash holds now: the next write of this map
 		// checks it.
-		r.tracker.retrack(ref, sessionId, newBase, loadedMeta{created: d.stamp})
+		r.tracker.retrack(ref, sessionId, newBase, now)
 	}
 	return nil
 }
@@ -535,6 +780,9 @@ const (
 	hashEmptied hashWrite = 0  // it ended up empty and was deleted
 	hashExpired hashWrite = -1 // it is past MaxLifetime and was deleted
 	hashGone    hashWrite = -2 // it was loaded, and deleted or replaced since: nothing written
+	// hashConflict: sealed, another write changed the manifest the write
+	// was based on: nothing written (writeSealed tries again).
+	hashConflict hashWrite = -3
 )
 
 // hashDelta is what one request changed in a session hash.
@@ -630,6 +878,199 @@ func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDel
 	return hashWrite(v.Int()), nil
 }
 
+// hashSealedWriteScript is hashWriteScript for a storage with cryptoKeys:
+// it applies a request's delta and stores the new manifest only if the
+// stored manifest is still the one the delta was computed against, so that
+// the manifest always lists exactly the hash's fields. KEYS[1] is the
+// session key; ARGV: TTL ms, now (Unix ms), max lifetime ms (0: none), the
+// created field, the manifest field, the mode, the creation time (Unix ms),
+// the tag of the manifest the write is based on, the new manifest ("": the
+// session ends up empty), the number N of fields to set, N field/value
+// pairs, then the fields to delete. Modes: "loaded" writes only if the hash
+// has that creation time (else {-2}) and manifest tag; "new" only if there
+// is no hash; "replace" deletes a hash that has that manifest tag ("": none)
+// and writes anew. It returns {1} when the session is stored, {0} when it
+// ended up empty (deleted), {-1} when it is past its lifetime (deleted),
+// {-2} (see above), or {-3, creation time, manifest} as stored when the
+// check failed (nothing written).
+var hashSealedWriteScript = newRedisScript(`
+local key = KEYS[1]
+local ttl = tonumber(ARGV[1])
+local max = tonumber(ARGV[3])
+local cf, mf, mode, created = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local cur = redis.call('HGET', key, mf)
+local tag = cur and string.sub(cur, -16) or ''
+if mode == 'loaded' then
+  local c = redis.call('HGET', key, cf)
+  if c ~= created then return {-2} end
+  if tag ~= ARGV[8] then return {-3, c, cur or ''} end
+elseif mode == 'new' then
+  if redis.call('EXISTS', key) == 1 then
+    return {-3, redis.call('HGET', key, cf) or '', cur or ''}
+  end
+else
+  if tag ~= ARGV[8] then
+    return {-3, redis.call('HGET', key, cf) or '', cur or ''}
+  end
+  redis.call('DEL', key)
+end
+if ARGV[9] == '' then
+  redis.call('DEL', key)
+  return {0}
+end
+local last = 10 + 2 * tonumber(ARGV[10])
+for i = 11, last, 512 do
+  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
+end
+for i = last + 1, #ARGV, 512 do
+  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
+end
+redis.call('HSET', key, cf, created, mf, ARGV[9])
+if max > 0 then
+  local left = tonumber(created) + max - tonumber(ARGV[2])
+  if left <= 0 then
+    redis.call('DEL', key)
+    return {-1}
+  end
+  if left < ttl then ttl = left end
+end
+redis.call('PEXPIRE', key, ttl)
+return {1}
+`)
+
+// writeSealed applies `d` to session `id`'s hash with cryptoKeys, in one
+// round trip when no other write of the session comes in between, and
+// returns what the tracker keeps of the session written. `values` are the
+// values of the keys `d` sets (to seal them again for another creation
+// time) and `meta` the session as loaded (d.mustExist) or last written.
+//
+// The new manifest is the one the write is based on with the delta
+// applied, sealed by the client: Redis cannot seal. The script stores it
+// only if the stored manifest is still that one; otherwise another request
+// wrote in between, and the write is computed again on the manifest the
+// script returned and tried again, up to hashCASTries times: concurrent
+// per-key merges all survive, and the manifest stays exact. A new session
+// (not loaded) that finds a session another request created under the id
+// meanwhile merges into it; one that finds an unreadable hash replaces it.
+// A loaded session whose manifest no longer opens (tampered with since) is
+// left alone, as one deleted since (hashGone). With `once` (resealing on
+// read) a write that finds the manifest changed gives up (hashConflict).
+func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDelta, values map[string]any, meta hashLoaded, once bool) (hashWrite, hashLoaded, error) {
+	var (
+		r       = s.r
+		mode    = "new"
+		entries map[string]string
+		created = d.stamp
+		expect  = ""
+		set     = d.set
+	)
+	if d.mustExist {
+		mode, entries, expect = "loaded", meta.entries, meta.tag
+	}
+	for try := 0; try < hashCASTries; try++ {
+		next := make(map[string]string, len(entries)+len(set)/2)
+		for f, tag := range entries {
+			next[f] = tag
+		}
+		for _, f := range d.del {
+			delete(next, f)
+		}
+		for i := 0; i+1 < len(set); i += 2 {
+			f := set[i].(string)
+			if _, ok := hashKey(f); !ok {
+				continue // hashUserIndexField: not sealed
+			}
+			v := set[i+1].([]byte)
+			next[f] = string(v[len(v)-tagSize:])
+		}
+		manifest := ""
+		if len(next) > 0 {
+			manifest = s.sealManifest(id, created, next)
+		}
+		args := make([]any, 0, 10+len(set)+len(d.del))
+		args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField,
+			hashManifestField, mode, created.UnixMilli(), expect, manifest, len(set)/2)
+		args = append(args, set...)
+		for _, f := range d.del {
+			args = append(args, f)
+		}
+		v, err := r.eval(ctx, hashSealedWriteScript, id, args...)
+		if err != nil {
+			return 0, meta, err
+		}
+		reply := v.Strings()
+		code := hashConflict
+		if len(reply) > 0 {
+			n, _ := strconv.Atoi(reply[0])
+			code = hashWrite(n)
+		}
+		switch {
+		case code == hashGone && !d.mustExist:
+			// The session this new one merged into was deleted or replaced
+			// since: a new session again.
+			if !created.Equal(d.stamp) {
+				created = d.stamp
+				if set, err = s.sealValues(id, set, values, created); err != nil {
+					return 0, meta, err
+				}
+			}
+			mode, entries, expect = "new", nil, ""
+			continue
+		case code != hashConflict:
+			return code, hashLoaded{created: created, tag: manifestTag(manifest), entries: next}, nil
+		case once || len(reply) < 3:
+			return hashConflict, meta, nil
+		}
+		cur := reply[2]
+		curCreated := time.Time{}
+		if ms, err := strconv.ParseInt(reply[1], 10, 64); err == nil && ms > 0 {
+			curCreated = time.UnixMilli(ms)
+		}
+		opened, err := s.openManifest(id, curCreated, cur)
+		switch {
+		case err == nil:
+			// Another request wrote in between (or, for a new session,
+			// created one under the id): apply the delta to what it stored.
+			if !curCreated.Equal(created) {
+				created = curCreated
+				if set, err = s.sealValues(id, set, values, created); err != nil {
+					return 0, meta, err
+				}
+			}
+			mode, entries, expect = "loaded", opened, manifestTag(cur)
+		case mode == "loaded":
+			// The session loaded no longer reads: tampered with since.
+			return hashGone, meta, nil
+		default:
+			// An unreadable hash under the id: replaced, if it is still
+			// the one seen.
+			mode, entries, expect = "replace", nil, manifestTag(cur)
+		}
+	}
+	return 0, meta, gerror.NewCodef(gcode.CodeInternalError,
+		"gfsession: %s storage: session %q changed %d times while being written; try again",
+		r.backend, r.prefix+shortId(id), hashCASTries)
+}
+
+// sealValues returns the field/value pairs `set` sealed anew for session
+// `id` created at `created`, from the values `values` of their keys.
+func (s *StorageRedisHash) sealValues(id string, set []any, values map[string]any, created time.Time) ([]any, error) {
+	out := make([]any, 0, len(set))
+	for i := 0; i+1 < len(set); i += 2 {
+		key, ok := hashKey(set[i].(string))
+		if !ok {
+			out = append(out, set[i], set[i+1]) // hashUserIndexField: not sealed
+			continue
+		}
+		stored, err := s.encodeValue(id, key, created, values[key])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, set[i], stored)
+	}
+	return out, nil
+}
+
 // UpdateTTL does nothing and returns nil: GetSession already restarted the
 // TTL when it loaded the session (gf calls UpdateTTL only for a session it
 // loaded and did not change), which saves a round trip per request.
@@ -678,6 +1119,65 @@ func (s *StorageRedisHash) Destroy(ctx context.Context, sessionId string) error 
 	return s.RemoveAll(ctx, sessionId)
 }
 
+// hashUserIndexScript records a login in a user index, as userIndexScript
+// does, and returns the entry's score as a string: now plus the fraction
+// given, or, if the entry already has a score at least that, a score above
+// it, so that every login of a session gets a score of its own. KEYS[1] is
+// the user's index; ARGV: session id, now (Unix ms, with a fraction), index
+// TTL ms.
+var hashUserIndexScript = newRedisScript(`
+local now = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+local score = now
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if old and tonumber(old) >= score then score = math.floor(tonumber(old)) + 1 + (now % 1) end
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return string.format('%.17g', score)
+`)
+
+// hashUserUnindexScript removes session ARGV[1] from the user index
+// KEYS[1] if its entry has the score ARGV[2] ("": any score), returning 1,
+// else 0.
+var hashUserUnindexScript = newRedisScript(`
+if ARGV[2] ~= '' then
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+`)
+
+// indexUser records session `id` in the index of user `userId` (one script
+// call) and returns the entry's score, to be stored with the user.
+func (s *StorageRedisHash) indexUser(ctx context.Context, userId, id string) (string, error) {
+	r := s.r
+	// A random fraction of a millisecond, so that two logins of a session
+	// in one millisecond, its entry removed in between, still differ.
+	now := float64(time.Now().UnixMilli()) + float64(1+mrand.IntN(1023))/1024
+	v, cmd, err := r.evalKey(ctx, hashUserIndexScript, r.userIndexKey(userId),
+		id, strconv.FormatFloat(now, 'f', -1, 64), millis(r.userIndexTTL))
+	if err != nil {
+		return "", r.wrapKey(err, cmd, r.shownUserIndex(userId))
+	}
+	return v.String(), nil
+}
+
+// unindexUser removes session `id` from the index of user `userId` if its
+// entry has the score `uidx` (as loaded; "": any score: a session whose
+// login predates hashUserIndexField). It is best effort: an entry it
+// fails to remove is stale, and DestroyUser, or the trim of the user's next
+// login, drops it.
+func (s *StorageRedisHash) unindexUser(ctx context.Context, userId, id, uidx string) {
+	if userId == "" {
+		return
+	}
+	r := s.r
+	_, _, _ = r.evalKey(ctx, hashUserUnindexScript, r.userIndexKey(userId), id, uidx)
+}
+
 // DestroyUser deletes every session whose RedisConfig.UserKey value equals
 // `userId` and returns how many it deleted. It reads the user's index (one
 // script call), reads the user field of each session listed (HMGET) and deletes
@@ -699,7 +1199,8 @@ func (s *StorageRedisHash) DestroyUser(ctx context.Context, userId string) (int,
 			if len(got) != 2 || got[0] == "" {
 				return false, nil
 			}
-			user, err := r.env.decodeValue(id, r.userKey, got[0])
+			created, cerr := strconv.ParseInt(got[1], 10, 64)
+			user, err := s.decodeValue(id, r.userKey, time.UnixMilli(created), got[0])
 			if err != nil || userOf(map[string]any{r.userKey: user}, r.userKey) != userId {
 				return false, nil
 			}
@@ -708,8 +1209,7 @@ func (s *StorageRedisHash) DestroyUser(ctx context.Context, userId string) (int,
 				return false, err
 			}
 			if res.Int() == 1 {
-				created, err := strconv.ParseInt(got[1], 10, 64)
-				live := err != nil || r.maxLifetime <= 0 ||
+				live := cerr != nil || r.maxLifetime <= 0 ||
 					time.UnixMilli(created).Add(r.maxLifetime).After(time.Now())
 				return live, nil
 			}
