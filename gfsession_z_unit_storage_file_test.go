@@ -782,30 +782,3 @@ func TestStorageFile_IdsNotInMessages(t *testing.T) {
 		assert.NotContains(t, out, id, "a log line holds a whole session id")
 	}
 }
-
-// TestStorageFile_FolderOfOthers checks that a session folder other users
-// can write is refused: they could plant a session file (without
-// CryptoKeys, one that logs them in as anyone) or delete sessions. The
-// default folder is in the shared temporary folder, where another user
-// could have made it first.
-func TestStorageFile_FolderOfOthers(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Log("no unix permissions on windows")
-		return
-	}
-	for _, mode := range []os.FileMode{0o777, 0o770, 0o702} {
-		dir := filepath.Join(t.TempDir(), "sessions")
-		require.NoError(t, os.Mkdir(dir, 0o700))
-		require.NoError(t, os.Chmod(dir, mode))
-		_, err := gfsession.NewStorageFile(gfsession.FileConfig{Path: dir})
-		require.Error(t, err, "mode %04o", mode)
-		assert.Contains(t, err.Error(), "path: session folder")
-		assert.Contains(t, err.Error(), "writable by other users")
-		entries, err := os.ReadDir(dir)
-		require.NoError(t, err)
-		assert.Empty(t, entries, "nothing is created in a refused folder")
-	}
-	dir := filepath.Join(t.TempDir(), "sessions")
-	require.NoError(t, os.Mkdir(dir, 0o750))
-	newFile(t, gfsession.FileConfig{Path: dir}) // readable by the group is fine
-}

@@ -19,6 +19,87 @@ import (
 	"github.com/goframe-contrib/gfsession/storagetest"
 )
 
+// TestStorageFile_FolderRefused checks that a session folder other users
+// can write, or that belongs to another user, is refused (they could plant a
+// session file, without CryptoKeys one that logs them in as anyone, or
+// delete sessions), with a message that shows the mode as chmod takes it and
+// never suggests changing the mode of a folder that is not the
+// application's own.
+func TestStorageFile_FolderRefused(t *testing.T) {
+	ownFolder := "choose a folder of the application's own"
+	withMode := func(mode os.FileMode) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			dir := filepath.Join(t.TempDir(), "sessions")
+			require.NoError(t, os.Mkdir(dir, 0o700))
+			require.NoError(t, os.Chmod(dir, mode))
+			return dir
+		}
+	}
+	tests := []struct {
+		name    string
+		dir     func(t *testing.T) string
+		want    []string
+		notWant []string
+	}{
+		{"own folder, writable by all", withMode(0o777),
+			[]string{"writable by other users", "(mode 0777)", `make it 0700 (chmod 700 "`}, []string{ownFolder}},
+		{"own folder, writable by the group", withMode(0o770),
+			[]string{"writable by other users", "(mode 0770)", "chmod 700"}, nil},
+		{"own folder, writable by others, setgid", withMode(0o702 | os.ModeSetgid),
+			[]string{"(mode 2702)", "chmod 700"}, nil},
+		{"sticky folder", withMode(0o777 | os.ModeSticky),
+			[]string{"shared or system folder", "(mode 1777)", ownFolder, "sub-folder"}, []string{"chmod"}},
+		{"/tmp", func(*testing.T) string { return "/tmp" },
+			[]string{`"/tmp"`, "shared or system folder", "(mode 1777)", ownFolder}, []string{"chmod"}},
+		{"/var/tmp", func(*testing.T) string { return "/var/tmp" },
+			[]string{"(mode 1777)", ownFolder}, []string{"chmod"}},
+		{"the home folder", func(t *testing.T) string {
+			dir := withMode(0o777)(t)
+			t.Setenv("HOME", dir)
+			return dir
+		}, []string{"shared or system folder", "(mode 0777)", ownFolder}, []string{"chmod"}},
+		{"another user's folder", func(t *testing.T) string {
+			if os.Geteuid() != 0 {
+				return "/" // root's
+			}
+			dir := withMode(0o700)(t)
+			require.NoError(t, os.Chown(dir, 65534, 65534))
+			return dir
+		}, []string{"belongs to user id", ownFolder}, []string{"chmod"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tt.dir(t)
+			before, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			_, err = gfsession.NewStorageFile(gfsession.FileConfig{Path: dir})
+			require.Error(t, err)
+			t.Log(err)
+			assert.Contains(t, err.Error(), "path: session folder")
+			for _, want := range tt.want {
+				assert.Contains(t, err.Error(), want)
+			}
+			for _, notWant := range tt.notWant {
+				assert.NotContains(t, err.Error(), notWant)
+			}
+			after, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Equal(t, len(before), len(after), "something was created in a refused folder")
+		})
+	}
+
+	dir := withMode(0o750)(t)
+	newFile(t, gfsession.FileConfig{Path: dir}) // readable by the group is fine
+
+	// A sub-folder of the storage's that others can write is refused too.
+	dir = withMode(0o700)(t)
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "00"), 0o700))
+	require.NoError(t, os.Chmod(filepath.Join(dir, "00"), 0o777))
+	_, err := gfsession.NewStorageFile(gfsession.FileConfig{Path: dir})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "writable by other users")
+}
+
 // TestStorageFile_SymlinkedFolderResolvedOnce checks that a `path` that is a
 // symbolic link is resolved when the storage is created: repointing the
 // link later, to a folder another user can write, changes nothing.
