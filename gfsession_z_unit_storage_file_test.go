@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -480,9 +481,11 @@ func TestStorageFile_Config(t *testing.T) {
 		{"bad codec", map[string]any{"codec": "xml"}, []string{"codec", "xml", "binary", "json"}},
 		{"bad fsync", map[string]any{"fsync": "maybe"}, []string{"sessionStorage.fsync"}},
 		{"path is a file", map[string]any{"path": aFile}, []string{"path", aFile}},
+		{"negative maxFileSize", map[string]any{"maxFileSize": -1}, []string{"sessionStorage.maxFileSize", ">= 0"}},
+		{"maxFileSize not a number", map[string]any{"maxFileSize": "1MB"}, []string{"sessionStorage.maxFileSize", "whole number"}},
 		{"good", map[string]any{
 			"path": t.TempDir(), "maxLifetime": "1h", "cryptoKeys": []any{goodKey}, "codec": "json",
-			"fsync": true, "cleanupInterval": "1m", "userKey": "uid",
+			"fsync": true, "cleanupInterval": "1m", "userKey": "uid", "maxFileSize": 65536,
 		}, nil},
 		{"defaults", map[string]any{"path": t.TempDir()}, nil},
 	}
@@ -616,29 +619,166 @@ func TestStorageFile_ShortFileReadsAsNoSession(t *testing.T) {
 	}
 }
 
-// TestStorageFile_FolderOfOthers checks that a session folder other users
-// can write is refused: they could plant a session file (without
-// CryptoKeys, one that logs them in as anyone) or delete sessions. The
-// default folder is in the shared temporary folder, where another user
-// could have made it first.
-func TestStorageFile_FolderOfOthers(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Log("no unix permissions on windows")
-		return
-	}
-	for _, mode := range []os.FileMode{0o777, 0o770, 0o702} {
-		dir := filepath.Join(t.TempDir(), "sessions")
-		require.NoError(t, os.Mkdir(dir, 0o700))
-		require.NoError(t, os.Chmod(dir, mode))
-		_, err := gfsession.NewStorageFile(gfsession.FileConfig{Path: dir})
-		require.Error(t, err, "mode %04o", mode)
-		assert.Contains(t, err.Error(), "path: session folder")
-		assert.Contains(t, err.Error(), "writable by other users")
-		entries, err := os.ReadDir(dir)
+// fileLogBuffer collects what gf's default logger writes while a test runs.
+type fileLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *fileLogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *fileLogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// captureFileLog sends gf's default logger to a buffer until the test ends.
+func captureFileLog(t *testing.T) *fileLogBuffer {
+	t.Helper()
+	var (
+		b      = &fileLogBuffer{}
+		logger = g.Log()
+		old    = logger.GetWriter()
+	)
+	logger.SetWriter(b)
+	t.Cleanup(func() { logger.SetWriter(old) })
+	return b
+}
+
+// TestStorageFile_SetSessionNil checks that nil data is an error that
+// leaves the stored session alone (gf never passes nil; other callers can).
+func TestStorageFile_SetSessionNil(t *testing.T) {
+	ctx := context.Background()
+	s := newFile(t, gfsession.FileConfig{})
+	id := storagetest.NewId()
+	require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), time.Hour))
+	var err error
+	require.NotPanics(t, func() { err = s.SetSession(ctx, id, nil, time.Hour) })
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), id)
+	data, err := s.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.NotNil(t, data, "nil data deleted the session")
+	assert.Equal(t, "v", data.Get("k"))
+}
+
+// TestStorageFile_MaxFileSize checks that a session file larger than
+// MaxFileSize reads as no session without being read, and that a session
+// too large to be read back is never written.
+func TestStorageFile_MaxFileSize(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a huge file is not read", func(t *testing.T) {
+		s := newFile(t, gfsession.FileConfig{})
+		id := storagetest.NewId()
+		f, err := os.OpenFile(sessionFile(s, id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		require.NoError(t, err)
-		assert.Empty(t, entries, "nothing is created in a refused folder")
+		require.NoError(t, f.Truncate(64<<20)) // sparse: costs no disk
+		require.NoError(t, f.Close())
+		logs := captureFileLog(t)
+
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		data, err := s.GetSession(ctx, id, time.Hour)
+		runtime.ReadMemStats(&after)
+		require.NoError(t, err)
+		assert.Nil(t, data)
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(8<<20), "the oversized file was read")
+		assert.Contains(t, logs.String(), fmt.Sprintf("more than maxFileSize (%d bytes)", gfsession.DefaultFileMaxSize))
+		assert.NotContains(t, logs.String(), id)
+	})
+	t.Run("a session too large to read back is not written", func(t *testing.T) {
+		const max = 4096
+		s := newFile(t, gfsession.FileConfig{MaxFileSize: max})
+		m := gsession.New(time.Hour, s)
+		id := storagetest.NewId()
+		sess := m.New(ctx, id)
+		require.NoError(t, sess.Set("user", "ann"))
+		require.NoError(t, sess.Set("note", strings.Repeat("n", max/2)))
+		require.NoError(t, sess.Close())
+		fi, err := os.Stat(sessionFile(s, id))
+		require.NoError(t, err)
+		require.LessOrEqual(t, fi.Size(), int64(max))
+
+		sess = m.New(ctx, id)
+		require.NoError(t, sess.Set("note", strings.Repeat("n", max)))
+		err = sess.Close()
+		require.Error(t, err, "a session larger than maxFileSize was written")
+		assert.Contains(t, err.Error(), "maxFileSize (4096 bytes)")
+		assert.NotContains(t, err.Error(), id)
+
+		// The stored session is still the one before.
+		data, err := s.GetSession(ctx, id, time.Hour)
+		require.NoError(t, err)
+		require.NotNil(t, data)
+		assert.Equal(t, "ann", data.Get("user"))
+		assert.Len(t, data.Get("note"), max/2)
+	})
+	t.Run("config", func(t *testing.T) {
+		_, err := gfsession.NewStorageFile(gfsession.FileConfig{Path: t.TempDir(), MaxFileSize: -1})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "maxFileSize")
+	})
+}
+
+// TestStorageFile_IdsNotInMessages checks that no error or log line of the
+// file storage holds a whole session id (a bearer token), although the
+// paths of session files do.
+func TestStorageFile_IdsNotInMessages(t *testing.T) {
+	type reqKey struct{}
+	var (
+		ctx  = context.Background()
+		s    = newFile(t, gfsession.FileConfig{})
+		m    = gsession.New(time.Hour, s)
+		logs = captureFileLog(t)
+		ids  []string
+	)
+	newId := func() string {
+		id := storagetest.NewId()
+		ids = append(ids, id)
+		return id
 	}
-	dir := filepath.Join(t.TempDir(), "sessions")
-	require.NoError(t, os.Mkdir(dir, 0o750))
-	newFile(t, gfsession.FileConfig{Path: dir}) // readable by the group is fine
+
+	// A corrupt session file: logged, reads as no session.
+	corrupt := newId()
+	require.NoError(t, os.WriteFile(sessionFile(s, corrupt), []byte("garbage that is not a session"), 0o600))
+	data, err := s.GetSession(ctx, corrupt, time.Hour)
+	require.NoError(t, err)
+	assert.Nil(t, data)
+
+	// A stale write: a request loaded the session, another one deleted it.
+	stale := newId()
+	require.NoError(t, s.SetSession(ctx, stale, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), time.Hour))
+	sess := m.New(context.WithValue(ctx, reqKey{}, 1), stale)
+	assert.Equal(t, "v", sess.MustGet("k").String())
+	require.NoError(t, s.RemoveAll(context.WithValue(ctx, reqKey{}, 2), stale))
+	require.NoError(t, sess.Set("k", "w"))
+	require.NoError(t, sess.Close())
+	assert.NoFileExists(t, sessionFile(s, stale), "a deleted session came back")
+
+	// I/O errors: the session's sub-folder is a file.
+	broken := newId()
+	shard := filepath.Dir(sessionFile(s, broken))
+	require.NoError(t, os.RemoveAll(shard))
+	require.NoError(t, os.WriteFile(shard, nil, 0o600))
+	_, getErr := s.GetSession(ctx, broken, time.Hour)
+	setErr := s.SetSession(ctx, broken, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), time.Hour)
+	removeErr := s.RemoveAll(ctx, broken)
+	for name, err := range map[string]error{"GetSession": getErr, "SetSession": setErr, "RemoveAll": removeErr} {
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), broken[:8], "%s: the error should name the session", name)
+		assert.Contains(t, err.Error(), shard, "%s: the error should name the folder", name)
+		assert.NotContains(t, fmt.Sprintf("%+v", err), broken, "%s: the error holds the whole id", name)
+	}
+
+	out := logs.String()
+	assert.Contains(t, out, corrupt[:8], "the corrupt session was not logged")
+	assert.Contains(t, out, stale[:8], "the stale write was not logged")
+	for _, id := range ids {
+		assert.NotContains(t, out, id, "a log line holds a whole session id")
+	}
 }

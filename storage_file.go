@@ -29,6 +29,10 @@ const (
 	// session files when FileConfig.CleanupInterval is 0.
 	DefaultFileCleanupInterval = 10 * time.Minute
 
+	// DefaultFileMaxSize is the largest session file, in bytes, StorageFile
+	// writes or reads when FileConfig.MaxFileSize is 0: 1 MiB.
+	DefaultFileMaxSize = 1 << 20
+
 	// fileSuffix ends every session file name: "<id>.session", the name gf's
 	// own StorageFile uses, so a site switching from it keeps its sessions.
 	fileSuffix = ".session"
@@ -70,6 +74,12 @@ type FileConfig struct {
 	// when missing; an existing folder keeps its mode. On unix the folder
 	// must belong to the process's user and not be writable by others
 	// (NewStorageFile fails otherwise). Empty means DefaultFilePath.
+	//
+	// The folder is resolved once, when the storage is created: if Path is or
+	// goes through a symbolic link, the storage keeps using the folder the
+	// link named then, whatever the link names later. A session file that is
+	// not a regular file (a symbolic link, a named pipe, a device) reads as
+	// no session, logged; it is never followed or read.
 	Path string `json:"path"`
 	// MaxLifetime is the absolute lifetime of a session since its creation,
 	// however active it is. 0 means none: only the idle TTL applies.
@@ -93,6 +103,12 @@ type FileConfig struct {
 	// its user in an index folder (".users" in Path). Empty: no index, and
 	// DestroyUser fails.
 	UserKey string `json:"userKey"`
+	// MaxFileSize is the largest session file in bytes. A session that
+	// encodes to more fails to be written (Session.Close returns the error,
+	// and the stored session stays as it was); a larger file found in the
+	// folder reads as no session (logged) and is never read. 0 means
+	// DefaultFileMaxSize.
+	MaxFileSize int64 `json:"maxFileSize"`
 }
 
 // StorageFile keeps each session in a file "<id>.session" under one folder
@@ -126,8 +142,11 @@ type FileConfig struct {
 // they are rewritten in the current format and layout on their next change.
 type StorageFile struct {
 	gsession.StorageBase
-	config   FileConfig
+	config FileConfig
+	// dir is the session folder: absolute, with symbolic links resolved when
+	// the storage was created.
 	dir      string
+	maxSize  int64
 	envelope *envelope
 	tracker  loadTracker
 	// maxTTL is the largest TTL (nanoseconds) the storage has been called
@@ -140,9 +159,12 @@ type StorageFile struct {
 var _ Admin = (*StorageFile)(nil)
 
 // NewStorageFile creates a file storage in `config`.Path, creating the folder
-// when missing. It returns an error for a bad codec or crypto key or a folder
-// that cannot be created. With a CleanupInterval >= 0 it starts one goroutine
-// that removes expired files until Close.
+// when missing, and resolves the folder's symbolic links once: the storage
+// uses the folder found now for as long as it lives. It returns an error for
+// a bad codec, crypto key or MaxFileSize, a folder that cannot be created,
+// and on unix a folder (or one of its sub-folders) that is not a folder of
+// the process's user that only it can write. With a CleanupInterval >= 0 it
+// starts one goroutine that removes expired files until Close.
 func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	env, err := newEnvelope(config.Codec, config.CryptoKeys)
 	if err != nil {
@@ -150,6 +172,13 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	}
 	if config.MaxLifetime < 0 {
 		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `maxLifetime: %v is negative`, config.MaxLifetime)
+	}
+	maxSize := config.MaxFileSize
+	if maxSize < 0 {
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `maxFileSize: %d is negative`, maxSize)
+	}
+	if maxSize == 0 {
+		maxSize = DefaultFileMaxSize
 	}
 	dir := config.Path
 	if dir == "" {
@@ -161,19 +190,25 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	if err = os.MkdirAll(dir, fileModeDir); err != nil {
 		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
 	}
-	if fi, err := os.Stat(dir); err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, dir)
-	} else if !fi.IsDir() {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `path: %q is not a folder`, dir)
-	} else if err = checkFolderOwner(dir, fi); err != nil {
+	// From here on only the resolved folder is used: repointing a link on
+	// the way, later, changes nothing (the checks below hold for the folder
+	// the storage uses, not for whatever a link names at the time).
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, config.Path)
+	}
+	if err = checkSessionFolder(dir); err != nil {
 		return nil, err
 	}
 	for _, shard := range fileShardNames {
-		if err = os.MkdirAll(filepath.Join(dir, shard), fileModeDir); err != nil {
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
+		sub := filepath.Join(dir, shard)
+		if err = os.Mkdir(sub, fileModeDir); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, sub)
+		}
+		if err = checkSessionFolder(sub); err != nil {
+			return nil, err
 		}
 	}
-	s := &StorageFile{config: config, dir: dir, envelope: env}
+	s := &StorageFile{config: config, dir: dir, maxSize: maxSize, envelope: env}
 	interval := config.CleanupInterval
 	if interval == 0 {
 		interval = DefaultFileCleanupInterval
@@ -184,6 +219,20 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 		}
 	})
 	return s, nil
+}
+
+// checkSessionFolder checks that `dir` is a folder, not a symbolic link or
+// anything else, and (on unix) that it belongs to the process's user and no
+// other user can write it.
+func checkSessionFolder(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, dir)
+	}
+	if !fi.IsDir() {
+		return gerror.NewCodef(gcode.CodeInvalidConfiguration, `path: %q is not a folder (%s)`, dir, fileKind(fi.Mode()))
+	}
+	return checkFolderOwner(dir, fi)
 }
 
 func init() {
@@ -202,7 +251,9 @@ func newStorageFileFromConfig(_ context.Context, m map[string]any) (gsession.Sto
 	return s, nil
 }
 
-// Path returns the absolute path of the folder holding the session files.
+// Path returns the absolute path of the folder holding the session files,
+// with the symbolic links of FileConfig.Path resolved as they were when the
+// storage was created.
 func (s *StorageFile) Path() string {
 	return s.dir
 }
@@ -271,47 +322,51 @@ func (s *StorageFile) New(ctx context.Context, ttl time.Duration) (string, error
 // GetSession returns the session's data, or nil when the session file does
 // not exist, has not been written or refreshed for longer than `ttl`, has
 // outlived MaxLifetime, holds corrupt data or data sealed with an unknown key
-// (logged), or `sessionId` is not a valid id. An expired file is removed.
+// (logged), is not a regular file or is larger than MaxFileSize (logged, and
+// never followed or read), or `sessionId` is not a valid id. An expired file
+// is removed.
 // A session it returns has its idle TTL restarted at `ttl`: the file's
 // modification time is set to now, unless it was set less than
 // min(`ttl`/64, 1s) ago (so a busy session costs no metadata write per
 // request, and may expire that much early). Errors are only those of the
-// file system, naming the file.
+// file system, naming the file with its id shortened.
 func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
 	s.noteTTL(ttl)
 	path, legacy := s.sessionPath(sessionId), false
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		path, legacy = s.legacyPath(sessionId), true
-		f, err = os.Open(path)
-	}
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, gerror.Wrapf(err, `gfsession: file: open session file %q`, path)
-	}
-	defer f.Close()
 	// Stat and read the same open file: a concurrent write renames a new file
 	// over the path, and this one stays whole and consistent.
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, gerror.Wrapf(err, `gfsession: file: stat session file %q`, path)
+	f, fi, err := s.openSessionFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		path, legacy = s.legacyPath(sessionId), true
+		f, fi, err = s.openSessionFile(path)
 	}
+	if err != nil {
+		var refused *refusedFileError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, nil
+		case errors.As(err, &refused):
+			logDropped(ctx, TypeFile, sessionId, err)
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer f.Close()
 	now := time.Now()
 	if fi.ModTime().Add(ttl).Before(now) {
 		s.removeIfSame(path, fi)
 		return nil, nil
 	}
-	// One read of the size fstat gave: a session file is never changed in
-	// place (writes rename a new file over it), so that is all of it. A
-	// shorter file (one of gf's, rewritten meanwhile) reads as corrupt.
+	// One read of the size fstat gave (at most MaxFileSize): a session file
+	// is never changed in place (writes rename a new file over it), so that
+	// is all of it. A shorter file (one of gf's, rewritten meanwhile) reads
+	// as corrupt.
 	b := make([]byte, fi.Size())
 	if _, err = io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return nil, gerror.Wrapf(err, `gfsession: file: read session file %q`, path)
+		return nil, fileErr(err, "read session file", path)
 	}
 	data, created, err := s.envelope.decodeSession(sessionId, string(b))
 	if err != nil {
@@ -329,7 +384,7 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	// stat'ed, so a read-only request costs no second stat.
 	if now.Sub(fi.ModTime()) >= min(ttl/64, time.Second) {
 		if err = os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, gerror.Wrapf(err, `gfsession: file: touch session file %q`, path)
+			return nil, fileErr(err, "touch session file", path)
 		}
 	}
 	if !legacy && s.envelope.staleSeal(string(b)) {
@@ -338,6 +393,122 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	m := gmap.NewStrAnyMapFrom(data, true)
 	s.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, s.config.UserKey), legacy: legacy})
 	return m, nil
+}
+
+// refusedFileError is why a file at a session file's name is not read: it
+// is not a regular file, or it is larger than MaxFileSize. Such a file
+// reads as no session.
+type refusedFileError struct {
+	reason string
+}
+
+func (e *refusedFileError) Error() string {
+	return e.reason
+}
+
+// refusedFile returns the *refusedFileError for a file described by `fi`
+// that is not a regular file or is larger than `maxSize` (0: no limit), or
+// nil for a regular file within the limit.
+func refusedFile(fi fs.FileInfo, maxSize int64) error {
+	if !fi.Mode().IsRegular() {
+		return &refusedFileError{reason: fmt.Sprintf("a %s, not a regular file: not read", fileKind(fi.Mode()))}
+	}
+	if maxSize > 0 && fi.Size() > maxSize {
+		return &refusedFileError{reason: fmt.Sprintf("%d bytes, more than maxFileSize (%d bytes): not read", fi.Size(), maxSize)}
+	}
+	return nil
+}
+
+// fileKind names the kind of file `mode` describes, for messages.
+func fileKind(mode fs.FileMode) string {
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case mode&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case mode&fs.ModeSocket != 0:
+		return "socket"
+	case mode&fs.ModeDevice != 0:
+		return "device"
+	case mode.IsDir():
+		return "folder"
+	case mode.IsRegular():
+		return "regular file"
+	}
+	return "file of mode " + mode.String()
+}
+
+// openSessionFile opens the session file at `path` for reading and returns
+// it with its metadata. It never follows a symbolic link and never blocks
+// on a special file: a file at `path` that is not a regular file, or is
+// larger than MaxFileSize, is closed unread and refused with a
+// *refusedFileError. A missing file is an error that is fs.ErrNotExist;
+// other errors are the file system's, naming the file with its id
+// shortened.
+func (s *StorageFile) openSessionFile(path string) (*os.File, fs.FileInfo, error) {
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, nil, fileErr(err, "open session file", path)
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = refusedFile(fi, s.maxSize)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, nil, fileErr(err, "open session file", path)
+	}
+	return f, fi, nil
+}
+
+// readSessionFile returns the content of the session file at `path`, with
+// the errors of openSessionFile.
+func (s *StorageFile) readSessionFile(path string) ([]byte, error) {
+	f, fi, err := s.openSessionFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, fi.Size())
+	n, err := io.ReadFull(f, b)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return nil, fileErr(err, "read session file", path)
+	}
+	return b[:n], nil
+}
+
+// fileErr wraps `err`, the error of operation `op` on the file at `path`,
+// with a message naming the file as showPath does. The *fs.PathError or
+// *os.LinkError of the os package is unwrapped first: its message holds the
+// whole path, and the path of a session file holds the session id.
+// errors.Is and errors.As still see the cause (fs.ErrNotExist, a
+// *refusedFileError).
+func fileErr(err error, op, path string) error {
+	code := gcode.CodeInternalError
+	var refused *refusedFileError
+	switch e := err.(type) {
+	case *fs.PathError:
+		err = e.Err
+	case *os.LinkError:
+		err = e.Err
+	default:
+		if errors.As(err, &refused) {
+			code = gcode.CodeSecurityReason
+		}
+	}
+	return gerror.WrapCodef(code, err, `gfsession: file: %s %q`, op, showPath(path))
+}
+
+// showPath returns `path` as messages show it: a session id in its last
+// element (a session file "<id>.session", a user index entry "<id>") is
+// shortened by shortId, since the id is a bearer token.
+func showPath(path string) string {
+	dir, name := filepath.Split(path)
+	id := strings.TrimSuffix(name, fileSuffix)
+	if !IsValidSessionId(id) {
+		return path
+	}
+	return dir + shortId(id) + name[len(id):]
 }
 
 // removeIfSame removes the file at `path` if it still is the file `fi`
@@ -355,7 +526,9 @@ func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
 // `ttl`. A session loaded by GetSession keeps its creation time (for
 // MaxLifetime); any other starts now. A session with no keys is deleted.
 // Concurrent writers of one session: the last one wins. An invalid
-// `sessionId` is an error.
+// `sessionId`, a nil `sessionData` and a session that encodes to more than
+// MaxFileSize are errors (CodeInvalidParameter), and leave the stored
+// session as it was.
 //
 // A session GetSession loaded is written only while its file exists: if it
 // was deleted while the request ran (a logout elsewhere, Destroy,
@@ -367,11 +540,11 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
 	}
-	s.noteTTL(ttl)
-	var data map[string]any
-	if sessionData != nil {
-		data = sessionData.Map()
+	if sessionData == nil {
+		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: file: session %q: nil session data`, shortId(sessionId))
 	}
+	s.noteTTL(ttl)
+	data := sessionData.Map()
 	path := s.sessionPath(sessionId)
 	if len(data) == 0 {
 		return s.RemoveAll(ctx, sessionId)
@@ -393,7 +566,13 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 	}
 	b, err := s.envelope.encodeSession(sessionId, cur.created, data)
 	if err != nil {
-		return gerror.Wrapf(err, `gfsession: file: session %q`, sessionId)
+		return gerror.Wrapf(err, `gfsession: file: session %q`, shortId(sessionId))
+	}
+	if int64(len(b)) > s.maxSize {
+		// Never write what could not be read back.
+		return gerror.NewCodef(gcode.CodeInvalidParameter,
+			`gfsession: file: session %q is %d bytes encoded, more than maxFileSize (%d bytes): not written`,
+			shortId(sessionId), len(b), s.maxSize)
 	}
 	if cur.user != "" {
 		// Index first: a session is never stored without its index entry.
@@ -409,7 +588,7 @@ func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionD
 		if prev.legacy {
 			check = func() error { return fileStillExists(s.legacyPath(sessionId)) }
 		} else {
-			check = func() error { return fileStillCreated(path, prev.created) }
+			check = func() error { return s.fileStillCreated(path, prev.created) }
 		}
 	}
 	if err = s.writeFile(path, b, check); err != nil {
@@ -437,21 +616,22 @@ func fileStillExists(path string) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return errSessionGone
 		}
-		return gerror.Wrapf(err, `gfsession: file: stat %q`, path)
+		return fileErr(err, "stat session file", path)
 	}
 	return nil
 }
 
 // fileStillCreated is a writeFile check: the file at `path` holds a session
 // created at `created`, the one a request loaded, not a new session another
-// request started under the id.
-func fileStillCreated(path string, created time.Time) error {
-	f, err := os.Open(path)
+// request started under the id (nor anything else, such as a symbolic link).
+func (s *StorageFile) fileStillCreated(path string, created time.Time) error {
+	f, _, err := s.openSessionFile(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		var refused *refusedFileError
+		if errors.Is(err, fs.ErrNotExist) || errors.As(err, &refused) {
 			return errSessionGone
 		}
-		return gerror.Wrapf(err, `gfsession: file: open %q`, path)
+		return err
 	}
 	defer f.Close()
 	var head [headerSize]byte
@@ -475,14 +655,14 @@ func (s *StorageFile) reseal(ctx context.Context, id, path string, stored []byte
 	b, err := s.envelope.encodeSession(id, created, data)
 	if err == nil {
 		err = s.writeFile(path, b, func() error {
-			if cur, err := os.ReadFile(path); err != nil || !bytes.Equal(cur, stored) {
+			if cur, err := s.readSessionFile(path); err != nil || !bytes.Equal(cur, stored) {
 				return errSessionGone
 			}
 			return nil
 		})
 	}
 	if err != nil && !errors.Is(err, errSessionGone) {
-		g.Log().Warningf(ctx, `gfsession: file: sealing session %q with the new crypto key: %v`, id, err)
+		g.Log().Warningf(ctx, `gfsession: file: sealing session %q with the new crypto key: %v`, shortId(id), err)
 	}
 }
 
@@ -501,7 +681,7 @@ func (s *StorageFile) writeFile(path string, b []byte, check func() error) (err 
 		}
 	}
 	if err != nil {
-		return gerror.Wrapf(err, `gfsession: file: create temporary file for %q`, path)
+		return fileErr(err, "create temporary file for", path)
 	}
 	defer func() {
 		if err != nil {
@@ -511,15 +691,15 @@ func (s *StorageFile) writeFile(path string, b []byte, check func() error) (err 
 	}()
 	preallocate(tmp, int64(len(b)))
 	if _, err = tmp.Write(b); err != nil {
-		return gerror.Wrapf(err, `gfsession: file: write %q`, tmp.Name())
+		return fileErr(err, "write", tmp.Name())
 	}
 	if s.config.Fsync {
 		if err = tmp.Sync(); err != nil {
-			return gerror.Wrapf(err, `gfsession: file: fsync %q`, tmp.Name())
+			return fileErr(err, "fsync", tmp.Name())
 		}
 	}
 	if err = tmp.Close(); err != nil {
-		return gerror.Wrapf(err, `gfsession: file: close %q`, tmp.Name())
+		return fileErr(err, "close", tmp.Name())
 	}
 	if check != nil {
 		if err = check(); err != nil {
@@ -527,12 +707,12 @@ func (s *StorageFile) writeFile(path string, b []byte, check func() error) (err 
 		}
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
-		return gerror.Wrapf(err, `gfsession: file: rename %q to %q`, tmp.Name(), path)
+		return fileErr(err, "rename temporary file to", path)
 	}
 	if s.config.Fsync {
 		if err := syncDir(dir); err != nil {
 			// The session is in place; only its durability is in doubt.
-			return gerror.Wrapf(err, `gfsession: file: fsync folder %q`, dir)
+			return fileErr(err, "fsync folder", dir)
 		}
 	}
 	return nil
@@ -566,7 +746,7 @@ func (s *StorageFile) RemoveAll(ctx context.Context, sessionId string) error {
 	}
 	for _, path := range []string{s.sessionPath(sessionId), s.legacyPath(sessionId)} {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return gerror.Wrapf(err, `gfsession: file: remove session file %q`, path)
+			return fileErr(err, "remove session file", path)
 		}
 	}
 	s.tracker.removed(ctx, sessionId)
@@ -664,9 +844,10 @@ func (s *StorageFile) isSessionFile(name string) bool {
 }
 
 // scanDir calls `fn` for the entries of `dir`, read fileScanBatch at a time,
-// until `fn` returns false.
+// until `fn` returns false. A symbolic link at `dir` is not followed, and a
+// named pipe there does not block (reading it fails).
 func scanDir(dir string, fn func(e fs.DirEntry) bool) error {
-	d, err := os.Open(dir)
+	d, err := openNoFollow(dir, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -780,7 +961,7 @@ func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, erro
 		if errors.Is(err, fs.ErrNotExist) {
 			return 0, nil
 		}
-		return 0, gerror.Wrapf(err, `gfsession: file: read user index %q`, userDir)
+		return 0, fileErr(err, "read user index", userDir)
 	}
 	n := 0
 	for _, id := range ids {
@@ -788,21 +969,22 @@ func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, erro
 			return n, err
 		}
 		path := s.sessionPath(id)
-		b, err := os.ReadFile(path)
+		b, err := s.readSessionFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			path = s.legacyPath(id)
-			b, err = os.ReadFile(path)
+			b, err = s.readSessionFile(path)
 		}
+		var refused *refusedFileError
 		if err == nil {
 			data, _, derr := s.envelope.decodeSession(id, string(b))
 			if derr == nil && userOf(data, s.config.UserKey) == userId {
 				if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return n, gerror.Wrapf(err, `gfsession: file: remove session file %q`, path)
+					return n, fileErr(err, "remove session file", path)
 				}
 				n++
 			}
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return n, gerror.Wrapf(err, `gfsession: file: read session file %q`, path)
+		} else if !errors.Is(err, fs.ErrNotExist) && !errors.As(err, &refused) {
+			return n, err
 		}
 		_ = os.Remove(filepath.Join(userDir, id))
 	}
@@ -832,14 +1014,18 @@ func (s *StorageFile) indexUser(userId, id string) error {
 	// empty, between MkdirAll and WriteFile: then try again.
 	for try := 0; try < 3; try++ {
 		if err = os.MkdirAll(filepath.Dir(marker), fileModeDir); err != nil {
-			return gerror.Wrapf(err, `gfsession: file: create user index %q`, filepath.Dir(marker))
+			return fileErr(err, "create user index", filepath.Dir(marker))
 		}
-		if err = os.WriteFile(marker, nil, 0o600); !errors.Is(err, fs.ErrNotExist) {
+		var f *os.File
+		if f, err = openNoFollow(marker, os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+			err = f.Close()
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
 			break
 		}
 	}
 	if err != nil {
-		return gerror.Wrapf(err, `gfsession: file: write user index %q`, marker)
+		return fileErr(err, "write user index", marker)
 	}
 	return nil
 }
