@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -565,19 +566,21 @@ func guarded[T any](ctx context.Context, g *dbGuard, kind stmtKind, f func(ctx c
 	if err != nil {
 		return zero, err
 	}
+	var deadline time.Time // zero without a timeout
 	if g.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, g.timeout, errDBTimeout)
+		deadline = time.Now().Add(g.timeout)
+		ctx, cancel = context.WithDeadlineCause(ctx, deadline, errDBTimeout)
 		defer cancel()
 	}
 	write := kind&stmtWrite != 0 && g.writer != nil
 	if err = g.acquire(ctx, write); err != nil {
-		return zero, g.exit(ctx, kind, probe, err)
+		return zero, g.exit(ctx, deadline, kind, probe, err)
 	}
 	if !g.detach || g.timeout <= 0 {
 		v, err := f(ctx)
 		g.release(write)
-		return v, g.exit(ctx, kind, probe, err)
+		return v, g.exit(ctx, deadline, kind, probe, err)
 	}
 	type result struct {
 		v   T
@@ -591,14 +594,14 @@ func guarded[T any](ctx context.Context, g *dbGuard, kind stmtKind, f func(ctx c
 	}()
 	select {
 	case r := <-done:
-		return r.v, g.exit(ctx, kind, probe, r.err)
+		return r.v, g.exit(ctx, deadline, kind, probe, r.err)
 	case <-ctx.Done():
 		select {
 		case r := <-done: // ended at the deadline
-			return r.v, g.exit(ctx, kind, probe, r.err)
+			return r.v, g.exit(ctx, deadline, kind, probe, r.err)
 		default:
 		}
-		return zero, g.exit(ctx, kind, probe, ctx.Err())
+		return zero, g.exit(ctx, deadline, kind, probe, ctx.Err())
 	}
 }
 
@@ -645,13 +648,14 @@ func (g *dbGuard) release(write bool) {
 }
 
 // exit updates the breaker with the outcome `err` of a statement that ran
-// under `ctx`, and returns the error for the caller.
-func (g *dbGuard) exit(ctx context.Context, kind stmtKind, probe bool, err error) error {
+// under `ctx` until `deadline` (zero: none), and returns the error for the
+// caller.
+func (g *dbGuard) exit(ctx context.Context, deadline time.Time, kind stmtKind, probe bool, err error) error {
 	switch {
 	case err == nil:
 		g.answered(probe)
 		return nil
-	case context.Cause(ctx) == errDBTimeout:
+	case timedOut(ctx, deadline, err):
 		if g.breaker && kind&stmtBulk == 0 {
 			g.openUntil.Store(time.Now().Add(g.timeout).UnixNano())
 		}
@@ -672,6 +676,22 @@ func (g *dbGuard) exit(ctx context.Context, kind stmtKind, probe bool, err error
 		g.answered(probe)
 		return err
 	}
+}
+
+// timedOut reports whether statement error `err` means no answer in time:
+// the statement reached its deadline (a driver's own network timeout on the
+// same deadline may report it before `ctx` does), or the driver gave up
+// waiting on the network before the caller did (e.g. a dial timeout of the
+// link).
+func timedOut(ctx context.Context, deadline time.Time, err error) bool {
+	if context.Cause(ctx) == errDBTimeout || (!deadline.IsZero() && !time.Now().Before(deadline)) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false // the caller's own deadline or cancellation
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // answered closes the breaker.
