@@ -57,3 +57,16 @@ func TestStorageDB_RolledBack(t *testing.T) {
 		assert.Equal(t, tc.want, rolledBack(wrapped), name)
 	}
 }
+
+func TestStorageDB_SQLiteLinkDefaults(t *testing.T) {
+	for link, want := range map[string]string{
+		"sqlite::@file(s.db)":                                 "sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=5000",
+		"sqlite::@file(s.db)?":                                "sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=5000",
+		"sqlite::@file(s.db)?cache=shared":                    "sqlite::@file(s.db)?cache=shared&journal_mode=WAL&busy_timeout=5000",
+		"sqlite::@file(s.db)?busy_timeout=100":                "sqlite::@file(s.db)?busy_timeout=100&journal_mode=WAL",
+		"sqlite::@file(s.db)?Journal_Mode=DELETE&":            "sqlite::@file(s.db)?Journal_Mode=DELETE&busy_timeout=5000",
+		"sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=1": "sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=1",
+	} {
+		assert.Equal(t, want, sqliteLinkDefaults(link), link)
+	}
+}
