@@ -1,6 +1,7 @@
 package gfsession_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,7 +22,9 @@ import (
 	_ "github.com/gogf/gf/contrib/drivers/mysql/v2"
 	_ "github.com/gogf/gf/contrib/drivers/pgsql/v2"
 	_ "github.com/gogf/gf/contrib/drivers/sqlite/v2"
+	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/database/gdb"
+	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -786,4 +789,94 @@ func TestStorageDB_SQLiteConcurrentLogins(t *testing.T) {
 			assert.Less(t, latencies[clients*99/100-1], 3*time.Second, "p99")
 		})
 	}
+}
+
+// TestStorageDB_NilData checks that writing nil session data is an error,
+// not a panic.
+func TestStorageDB_NilData(t *testing.T) {
+	st := newDB(t, openTestDB(t, dbTestLink(t, "sqlite")), gfsession.DBConfig{CleanupInterval: -1})
+	var err error
+	require.NotPanics(t, func() { err = st.SetSession(context.Background(), gfsession.NewSessionId(), nil, time.Hour) })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nil")
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from any goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestStorageDB_IdsShortened checks that the error messages and log lines
+// of the storage never hold a whole session id (a bearer token): failing
+// statements, a session sealed with an old key that cannot be resealed, and
+// a corrupt row.
+func TestStorageDB_IdsShortened(t *testing.T) {
+	ctx := context.Background()
+	logged := &syncBuffer{}
+	prev := g.Log().GetWriter()
+	g.Log().SetWriter(logged)
+	t.Cleanup(func() { g.Log().SetWriter(prev) })
+
+	db := openTestDB(t, dbTestLink(t, "sqlite"))
+	table := testTable(t, db)
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	id := gfsession.NewSessionId()
+	assertShort := func(what, text string) {
+		t.Helper()
+		assert.NotContains(t, text, id, "%s holds the whole session id", what)
+		assert.Contains(t, text, id[:8], "%s does not name the session", what)
+	}
+
+	// An old key's session read by a storage with a new first key is
+	// resealed; the table refuses updates, so that fails and logs.
+	old := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, CryptoKeys: [][]byte{oldKey}})
+	require.NoError(t, old.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"user": "ann"}), time.Hour))
+	_, err := db.Exec(ctx, "CREATE TRIGGER "+table+"_ro BEFORE UPDATE ON "+table+" BEGIN SELECT RAISE(ABORT, 'read-only'); END")
+	require.NoError(t, err)
+	st := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, CryptoKeys: [][]byte{newKey, oldKey}})
+	data, err := st.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.NotNil(t, data)
+	require.Contains(t, logged.String(), "read-only", "the reseal did not fail")
+	assertShort("the reseal warning", logged.String())
+
+	// A corrupt row reads as no session, with a warning.
+	putRaw(t, db, table, id, []byte("garbage"), time.Now().Add(time.Hour))
+	data, err = st.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	assert.Nil(t, data)
+	assertShort("the corrupt-session warning", logged.String())
+
+	// Every statement fails once the table is gone.
+	_, err = db.Exec(ctx, "DROP TABLE "+table)
+	require.NoError(t, err)
+	_, err = st.GetSession(ctx, id, time.Hour)
+	require.Error(t, err)
+	assertShort("the load error", err.Error())
+	err = st.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"user": "ann"}), time.Hour)
+	require.Error(t, err)
+	assertShort("the write error", err.Error())
+	err = st.UpdateTTL(ctx, id, time.Hour)
+	require.Error(t, err)
+	assertShort("the refresh error", err.Error())
+	err = st.RemoveAll(ctx, id)
+	require.Error(t, err)
+	assertShort("the delete error", err.Error())
+	err = st.SetSession(ctx, id, nil, time.Hour)
+	require.Error(t, err)
+	assertShort("the nil data error", err.Error())
+	assert.NotContains(t, logged.String(), id)
 }
