@@ -195,6 +195,19 @@ type DBConfig struct {
 //
 // Expired rows are never served, and deleted in bounded batches by a cleaner
 // goroutine (see DBConfig.CleanupInterval) that stops on Close.
+//
+// A database that stops answering fails requests within about one
+// DBConfig.Timeout each, and costs at most DBConfig.MaxConns statements
+// (with their connections and goroutines) however many requests come; the
+// storage works again by itself once the database answers (see
+// DBConfig.Timeout).
+//
+// SQLite has one write lock per database: the storage's writes take turns
+// in arrival order, and the database should use the WAL journal (readers
+// then never wait for a writer) and a busy timeout (for writers of other
+// connections or processes). A config map `link` gets both unless it sets
+// them ("?journal_mode=WAL&busy_timeout=5000"); for a gdb.DB without them
+// NewStorageDB logs a warning that says what to add to its link.
 type StorageDB struct {
 	gsession.StorageBase
 	db      gdb.DB
