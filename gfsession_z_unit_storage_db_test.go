@@ -500,7 +500,7 @@ func TestStorageDB_Config(t *testing.T) {
 	t.Run("link", func(t *testing.T) {
 		st, err := gfsession.New(ctx, map[string]any{
 			"type": "db", "link": link, "table": "from_config", "cleanupInterval": "off",
-			"maxLifetime": "1h", "touchInterval": "1m", "cleanupBatch": 10, "codec": "json", "userKey": "uid", "timeout": "2s",
+			"maxLifetime": "1h", "touchInterval": "1m", "cleanupBatch": 10, "codec": "json", "userKey": "uid", "timeout": "2s", "maxConns": 8,
 		})
 		require.NoError(t, err)
 		require.IsType(t, &gfsession.StorageDB{}, st)
@@ -550,6 +550,7 @@ func TestStorageDB_Config(t *testing.T) {
 		{"bad cleanupInterval", map[string]any{"link": link, "cleanupInterval": "-5"}, []string{"sessionStorage.cleanupInterval", "unit"}},
 		{"negative touchInterval", map[string]any{"link": link, "touchInterval": "-1m"}, []string{"sessionStorage.touchInterval", "negative"}},
 		{"bad link", map[string]any{"link": 42}, []string{"sessionStorage.link"}},
+		{"negative maxConns", map[string]any{"link": link, "maxConns": -1}, []string{"sessionStorage.maxConns"}},
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {
