@@ -1,11 +1,15 @@
 package gfsession
 
 import (
+	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
+	_ "github.com/gogf/gf/contrib/drivers/sqlite/v2"
 	"github.com/gogf/gf/v2/database/gdb"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/lib/pq"
@@ -56,4 +60,50 @@ func TestStorageDB_RolledBack(t *testing.T) {
 		wrapped := gerror.Wrap(tc.err, "gdb") // as gdb returns it
 		assert.Equal(t, tc.want, rolledBack(wrapped), name)
 	}
+}
+
+func TestStorageDB_SQLiteLinkDefaults(t *testing.T) {
+	for link, want := range map[string]string{
+		"sqlite::@file(s.db)":                                 "sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=5000",
+		"sqlite::@file(s.db)?":                                "sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=5000",
+		"sqlite::@file(s.db)?cache=shared":                    "sqlite::@file(s.db)?cache=shared&journal_mode=WAL&busy_timeout=5000",
+		"sqlite::@file(s.db)?busy_timeout=100":                "sqlite::@file(s.db)?busy_timeout=100&journal_mode=WAL",
+		"sqlite::@file(s.db)?Journal_Mode=DELETE&":            "sqlite::@file(s.db)?Journal_Mode=DELETE&busy_timeout=5000",
+		"sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=1": "sqlite::@file(s.db)?journal_mode=WAL&busy_timeout=1",
+	} {
+		assert.Equal(t, want, sqliteLinkDefaults(link), link)
+	}
+}
+
+// TestStorageDB_CloseStopsCleaner closes a storage while its cleaner runs a
+// statement, and checks that when Close returns the cleaner's goroutine has
+// ended and no statement of the storage runs: nothing of the cleaner can
+// touch the database afterwards.
+func TestStorageDB_CloseStopsCleaner(t *testing.T) {
+	ctx := context.Background()
+	db, err := gdb.New(gdb.ConfigNode{Link: "sqlite::@file(" + filepath.Join(t.TempDir(), "s.db") + ")?journal_mode=WAL&busy_timeout=5000"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close(ctx) })
+	plain, err := NewStorageDB(db, DBConfig{CleanupInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, plain.Close(ctx))
+	// Expired rows enough for the cleaner to be busy for a while.
+	_, err = db.Exec(ctx, `WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < 4999)
+		INSERT INTO gf_sessions (id, data, expires_at, created_at) SELECT 'expired' || n, x'00', n, n FROM seq`)
+	require.NoError(t, err)
+
+	s, err := NewStorageDB(db, DBConfig{CleanupInterval: time.Millisecond, CleanupBatch: 100})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(s.guard.slots) > 0 }, 10*time.Second, 10*time.Microsecond,
+		"the cleaner never ran a statement")
+	require.NoError(t, s.Close(ctx))
+	select {
+	case <-s.cleaner.done:
+	default:
+		t.Fatal("Close returned before the cleaner's goroutine ended")
+	}
+	assert.Zero(t, len(s.guard.slots), "a statement still ran after Close returned")
+	n, err := db.GetValue(ctx, "SELECT COUNT(*) FROM gf_sessions")
+	require.NoError(t, err)
+	assert.Positive(t, n.Int(), "the cleaner finished before Close: the test proves nothing")
 }

@@ -1,15 +1,18 @@
 package gfsession_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +22,15 @@ import (
 	_ "github.com/gogf/gf/contrib/drivers/mysql/v2"
 	_ "github.com/gogf/gf/contrib/drivers/pgsql/v2"
 	_ "github.com/gogf/gf/contrib/drivers/sqlite/v2"
+	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/database/gdb"
+	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/tcpproxy"
 	"github.com/goframe-contrib/gfsession/storagetest"
 )
 
@@ -318,12 +324,12 @@ func TestStorageDB_Cleaner(t *testing.T) {
 			assert.Positive(t, reads.Load())
 			assert.Equal(t, "ann", m.New(ctx, live).MustGet("user").String())
 
-			// Close stops the cleaner (and is idempotent).
+			// Close stops the cleaner (TestStorageDB_CloseStopsCleaner checks
+			// that nothing of it runs after Close returns) and is
+			// idempotent; Cleanup still works.
 			require.NoError(t, cleaner.Close(ctx))
 			require.NoError(t, cleaner.Close(ctx))
 			putRaw(t, db, table, "leftover", []byte{0}, time.Now().Add(-time.Hour))
-			time.Sleep(100 * time.Millisecond) // 5 cleaner intervals: nothing may happen
-			assert.Equal(t, 2, countRows(t, db, table), "the cleaner ran after Close")
 			n, err := cleaner.Cleanup(ctx)
 			require.NoError(t, err)
 			assert.EqualValues(t, 1, n)
@@ -350,199 +356,138 @@ func fillExpired(t testing.TB, db gdb.DB, table string, n int) {
 	require.NoError(t, err)
 }
 
-// tcpProxy forwards loopback connections to a database, and can refuse or
-// black-hole them to simulate an outage.
-type tcpProxy struct {
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]bool
-	hold   bool // accept connections but never answer
-}
-
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
-	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(p.down)
-	return p
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			p.conns[c] = true
-			hold := p.hold
-			p.mu.Unlock()
-			if hold {
-				continue
-			}
-			go p.pipe(c)
-		}
-	}()
-}
-
-func (p *tcpProxy) pipe(c net.Conn) {
-	u, err := net.Dial("tcp", p.target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns[u] = true
-	p.mu.Unlock()
-	go p.copy(u, c)
-	p.copy(c, u)
-}
-
-// copy forwards `src` to `dst` until either closes; while the proxy holds,
-// what it reads is dropped, as in a network partition.
-func (p *tcpProxy) copy(dst, src net.Conn) {
-	defer func() { _ = dst.Close(); _ = src.Close() }()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			hold := p.hold
-			p.mu.Unlock()
-			if !hold {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// down closes the listener and every connection: the database is gone.
-func (p *tcpProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
-// blackhole stops forwarding on every connection, old and new, without
-// closing any: a database (or network) that hangs.
-func (p *tcpProxy) blackhole() {
-	p.mu.Lock()
-	p.hold = true
-	p.mu.Unlock()
-}
-
-// up serves again on the same address.
-func (p *tcpProxy) up(t *testing.T) {
-	p.down()
-	p.mu.Lock()
-	p.hold = false
-	p.mu.Unlock()
-	ln, err := net.Listen("tcp", p.addr)
-	require.NoError(t, err)
-	p.serve(ln)
-}
-
 var linkAddr = regexp.MustCompile(`@tcp\(([^)]*)\)`)
 
-// TestStorageDB_Outage runs the storage through a proxy that is closed, then
-// black-holed, then restored: requests fail with an error, within the
-// storage's timeout, and succeed again on the same storage once the database
-// is back.
+// proxiedDB returns a gdb.DB for the database of `link` reached through a
+// tcpproxy.Proxy, and the proxy.
+func proxiedDB(t *testing.T, link string) (gdb.DB, *tcpproxy.Proxy) {
+	match := linkAddr.FindStringSubmatch(link)
+	require.NotNil(t, match, "link %q has no @tcp(host:port)", link)
+	proxy, err := tcpproxy.New(match[1])
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	db, err := gdb.New(gdb.ConfigNode{Link: strings.Replace(link, match[0], "@tcp("+proxy.Addr()+")", 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close(context.Background()) })
+	return db, proxy
+}
+
+// TestStorageDB_Outage runs the storage through a proxy that refuses
+// connections, then black-holes them (a database or network that stops
+// answering), then works again. During the outage every request fails with
+// an error within about one Timeout (a request's load and its write do not
+// wait twice), concurrent requests pile up neither goroutines nor
+// connections, and afterwards the same storage works again by itself and
+// its goroutines are gone.
 func TestStorageDB_Outage(t *testing.T) {
 	for _, dialect := range []string{"mysql", "pgsql"} {
 		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
 			link := dbTestLink(t, dialect)
-			direct := openTestDB(t, link)
-			table := testTable(t, direct)
-			match := linkAddr.FindStringSubmatch(link)
-			require.NotNil(t, match, "link %q has no @tcp(host:port)", link)
-			proxy := newTCPProxy(t, match[1])
-			proxied := strings.Replace(link, match[0], "@tcp("+proxy.addr+")", 1)
-			db, err := gdb.New(gdb.ConfigNode{Link: proxied})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = db.Close(context.Background()) })
-
-			const timeout = 500 * time.Millisecond
-			s := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, Timeout: timeout})
+			table := testTable(t, openTestDB(t, link))
+			db, proxy := proxiedDB(t, link)
+			const (
+				timeout  = 400 * time.Millisecond
+				maxConns = 8
+				clients  = 16
+			)
+			s := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, Timeout: timeout, MaxConns: maxConns})
 			m := gsession.New(time.Hour, s)
 			ctx := context.Background()
 			id := gfsession.NewSessionId()
 			session := m.New(ctx, id)
 			require.NoError(t, session.Set("user", "ann"))
 			require.NoError(t, session.Close())
+			pool, err := db.Master()
+			require.NoError(t, err)
 
-			read := func() (string, error) {
+			// request is one login-style request: it reads a key of the
+			// session, writes one (a handler that goes on after a failed
+			// read: gf's Session loads again) and closes the session.
+			request := func() (string, error) {
 				s := m.New(ctx, id)
-				v, err := s.Get("user")
-				if err != nil {
-					return "", err
-				}
-				if err = s.Close(); err != nil {
+				v, getErr := s.Get("user")
+				setErr := s.Set("seen", time.Now().UnixNano())
+				if err := errors.Join(getErr, setErr, s.Close()); err != nil {
 					return "", err
 				}
 				return v.String(), nil
 			}
-			writeKey := func() error {
-				s := m.New(ctx, id)
-				if err := s.Set("k", time.Now().UnixNano()); err != nil {
-					return err
-				}
-				return s.Close()
-			}
-			v, err := read()
+			v, err := request()
 			require.NoError(t, err)
 			require.Equal(t, "ann", v)
+			baseline := runtime.NumGoroutine()
 
 			for _, outage := range []struct {
 				name  string
-				start func()
-			}{{"refused", proxy.down}, {"hanging", proxy.blackhole}} {
-				outage.start()
-				for i := 0; i < 3; i++ {
-					began := time.Now()
-					_, err := read()
-					assert.Error(t, err, "%s: read %d during the outage", outage.name, i)
-					assert.Error(t, writeKey(), "%s: write %d during the outage", outage.name, i)
-					took := time.Since(began)
-					assert.Less(t, took, 4*timeout+2*time.Second, "%s: requests hung during the outage", outage.name)
-					t.Logf("%s: %s outage: read+write failed in %v: %v", dialect, outage.name, took.Round(time.Millisecond), err)
+				start func() error
+			}{
+				{"cut", func() error { proxy.Cut(); return nil }},
+				{"blackhole", proxy.Blackhole},
+			} {
+				require.NoError(t, outage.start())
+				var (
+					wg                     sync.WaitGroup
+					requests, slow         atomic.Int64
+					maxGoroutines, maxOpen atomic.Int64
+					maxProxied             atomic.Int64
+					slowest                atomic.Int64
+				)
+				peak := func(v *atomic.Int64, n int64) {
+					for cur := v.Load(); n > cur && !v.CompareAndSwap(cur, n); cur = v.Load() {
+					}
 				}
-				proxy.up(t)
-				var recovered time.Duration
+				end := time.Now().Add(4 * timeout)
+				for c := 0; c < clients; c++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for time.Now().Before(end) {
+							began := time.Now()
+							_, err := request()
+							took := time.Since(began)
+							assert.Error(t, err, "%s: a request succeeded during the outage", outage.name)
+							requests.Add(1)
+							peak(&slowest, int64(took))
+							if took > timeout*8/5 {
+								slow.Add(1)
+							}
+							peak(&maxGoroutines, int64(runtime.NumGoroutine()))
+							peak(&maxOpen, int64(pool.Stats().OpenConnections))
+							peak(&maxProxied, int64(proxy.Conns()))
+							// A client's think time: requests that fail
+							// fast must not starve the two cores.
+							time.Sleep(5 * time.Millisecond)
+						}
+					}()
+				}
+				wg.Wait()
+				t.Logf("%s: %s: %d failed requests, slowest %v; at most %d goroutines (baseline %d), %d open connections, %d proxied connections",
+					dialect, outage.name, requests.Load(), time.Duration(slowest.Load()).Round(time.Millisecond),
+					maxGoroutines.Load(), baseline, maxOpen.Load(), maxProxied.Load())
+				assert.Zero(t, slow.Load(), "%s: requests waited longer than about one timeout (slowest %v)",
+					outage.name, time.Duration(slowest.Load()))
+				assert.LessOrEqual(t, maxOpen.Load(), int64(maxConns), "%s: open connections", outage.name)
+				// Each statement holds at most a connection and, on
+				// PostgreSQL, a cancel connection.
+				assert.LessOrEqual(t, maxProxied.Load(), int64(2*maxConns+2), "%s: proxied connections", outage.name)
+				// The clients, plus per statement running the statement's
+				// goroutine and the driver's watcher and cancel goroutines.
+				assert.LessOrEqual(t, maxGoroutines.Load(), int64(baseline+clients+4*maxConns+10), "%s: goroutines", outage.name)
+
+				require.NoError(t, proxy.Normal())
 				began := time.Now()
 				require.Eventually(t, func() bool {
-					v, err := read()
+					v, err := request()
 					return err == nil && v == "ann"
-				}, 15*time.Second, 20*time.Millisecond, "%s: the storage did not recover", outage.name)
-				recovered = time.Since(began)
-				for i := 0; i < 20; i++ {
-					v, err := read()
+				}, 5*time.Second, 10*time.Millisecond, "%s: the storage did not recover", outage.name)
+				t.Logf("%s: recovered from the %s in %v", dialect, outage.name, time.Since(began).Round(time.Millisecond))
+				for i := 0; i < 10; i++ {
+					v, err := request()
 					require.NoError(t, err, "%s: after recovery", outage.name)
 					require.Equal(t, "ann", v)
-					require.NoError(t, writeKey())
 				}
-				t.Logf("%s: recovered from the %s outage in %v", dialect, outage.name, recovered.Round(time.Millisecond))
+				require.Eventually(t, func() bool { return runtime.NumGoroutine() <= baseline+5 }, 5*time.Second, 10*time.Millisecond,
+					"%s: goroutines after recovery: %d, baseline %d", outage.name, runtime.NumGoroutine(), baseline)
 			}
 		})
 	}
@@ -555,7 +500,7 @@ func TestStorageDB_Config(t *testing.T) {
 	t.Run("link", func(t *testing.T) {
 		st, err := gfsession.New(ctx, map[string]any{
 			"type": "db", "link": link, "table": "from_config", "cleanupInterval": "off",
-			"maxLifetime": "1h", "touchInterval": "1m", "cleanupBatch": 10, "codec": "json", "userKey": "uid", "timeout": "2s",
+			"maxLifetime": "1h", "touchInterval": "1m", "cleanupBatch": 10, "codec": "json", "userKey": "uid", "timeout": "2s", "maxConns": 8,
 		})
 		require.NoError(t, err)
 		require.IsType(t, &gfsession.StorageDB{}, st)
@@ -605,6 +550,7 @@ func TestStorageDB_Config(t *testing.T) {
 		{"bad cleanupInterval", map[string]any{"link": link, "cleanupInterval": "-5"}, []string{"sessionStorage.cleanupInterval", "unit"}},
 		{"negative touchInterval", map[string]any{"link": link, "touchInterval": "-1m"}, []string{"sessionStorage.touchInterval", "negative"}},
 		{"bad link", map[string]any{"link": 42}, []string{"sessionStorage.link"}},
+		{"negative maxConns", map[string]any{"link": link, "maxConns": -1}, []string{"sessionStorage.maxConns"}},
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {
@@ -779,4 +725,159 @@ func TestStorageDB_DestroyUserDuringSlowRequest(t *testing.T) {
 			assert.True(t, data == nil || data.Size() == 0, "alice's session survived DestroyUser")
 		})
 	}
+}
+
+// TestStorageDB_SQLiteConcurrentLogins runs 100 clients that log in at once
+// (a write) and read their session back (a read and an expiry refresh) on a
+// file-backed SQLite database, both through a config map `link` that sets
+// nothing (the storage adds WAL and a busy timeout) and through a gdb.DB of
+// the application: every request succeeds.
+func TestStorageDB_SQLiteConcurrentLogins(t *testing.T) {
+	const clients = 100
+	for _, tc := range []struct {
+		name    string
+		storage func(t *testing.T) gsession.Storage
+	}{
+		{"link", func(t *testing.T) gsession.Storage {
+			st, err := gfsession.New(context.Background(), map[string]any{
+				"type": "db", "link": "sqlite::@file(" + filepath.Join(t.TempDir(), "sessions.db") + ")", "cleanupInterval": "off",
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, st.(*gfsession.StorageDB).Close(context.Background())) })
+			return st
+		}},
+		{"gdb.DB", func(t *testing.T) gsession.Storage {
+			return newDB(t, openTestDB(t, dbTestLink(t, "sqlite")), gfsession.DBConfig{CleanupInterval: -1})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := gsession.New(time.Hour, tc.storage(t))
+			ctx := context.Background()
+			var (
+				wg        sync.WaitGroup
+				start     = make(chan struct{})
+				latencies = make([]time.Duration, clients)
+			)
+			for i := 0; i < clients; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					began := time.Now()
+					defer func() { latencies[i] = time.Since(began) }()
+					s := m.New(ctx, "")
+					if !assert.NoError(t, s.Set("user", i)) || !assert.NoError(t, s.Close()) {
+						return
+					}
+					id, err := s.Id()
+					require.NoError(t, err)
+					s = m.New(ctx, id)
+					v, err := s.Get("user")
+					if assert.NoError(t, err, "client %d: reading", i) && assert.NotNil(t, v, "client %d: session lost", i) {
+						assert.Equal(t, i, v.Int())
+					}
+					assert.NoError(t, s.Close())
+				}()
+			}
+			close(start)
+			wg.Wait()
+			slices.Sort(latencies)
+			t.Logf("%d concurrent logins + reads: p50 %v, p99 %v, max %v", clients,
+				latencies[clients/2].Round(time.Millisecond), latencies[clients*99/100-1].Round(time.Millisecond),
+				latencies[clients-1].Round(time.Millisecond))
+			// Writers take turns in arrival order: the last waits for the
+			// 99 before it, not for SQLite's busy handler to let it in.
+			assert.Less(t, latencies[clients*99/100-1], 3*time.Second, "p99")
+		})
+	}
+}
+
+// TestStorageDB_NilData checks that writing nil session data is an error,
+// not a panic.
+func TestStorageDB_NilData(t *testing.T) {
+	st := newDB(t, openTestDB(t, dbTestLink(t, "sqlite")), gfsession.DBConfig{CleanupInterval: -1})
+	var err error
+	require.NotPanics(t, func() { err = st.SetSession(context.Background(), gfsession.NewSessionId(), nil, time.Hour) })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nil")
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from any goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestStorageDB_IdsShortened checks that the error messages and log lines
+// of the storage never hold a whole session id (a bearer token): failing
+// statements, a session sealed with an old key that cannot be resealed, and
+// a corrupt row.
+func TestStorageDB_IdsShortened(t *testing.T) {
+	ctx := context.Background()
+	logged := &syncBuffer{}
+	prev := g.Log().GetWriter()
+	g.Log().SetWriter(logged)
+	t.Cleanup(func() { g.Log().SetWriter(prev) })
+
+	db := openTestDB(t, dbTestLink(t, "sqlite"))
+	table := testTable(t, db)
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	id := gfsession.NewSessionId()
+	assertShort := func(what, text string) {
+		t.Helper()
+		assert.NotContains(t, text, id, "%s holds the whole session id", what)
+		assert.Contains(t, text, id[:8], "%s does not name the session", what)
+	}
+
+	// An old key's session read by a storage with a new first key is
+	// resealed; the table refuses updates, so that fails and logs.
+	old := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, CryptoKeys: [][]byte{oldKey}})
+	require.NoError(t, old.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"user": "ann"}), time.Hour))
+	_, err := db.Exec(ctx, "CREATE TRIGGER "+table+"_ro BEFORE UPDATE ON "+table+" BEGIN SELECT RAISE(ABORT, 'read-only'); END")
+	require.NoError(t, err)
+	st := newDB(t, db, gfsession.DBConfig{Table: table, CleanupInterval: -1, CryptoKeys: [][]byte{newKey, oldKey}})
+	data, err := st.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.NotNil(t, data)
+	require.Contains(t, logged.String(), "read-only", "the reseal did not fail")
+	assertShort("the reseal warning", logged.String())
+
+	// A corrupt row reads as no session, with a warning.
+	putRaw(t, db, table, id, []byte("garbage"), time.Now().Add(time.Hour))
+	data, err = st.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	assert.Nil(t, data)
+	assertShort("the corrupt-session warning", logged.String())
+
+	// Every statement fails once the table is gone.
+	_, err = db.Exec(ctx, "DROP TABLE "+table)
+	require.NoError(t, err)
+	_, err = st.GetSession(ctx, id, time.Hour)
+	require.Error(t, err)
+	assertShort("the load error", err.Error())
+	err = st.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"user": "ann"}), time.Hour)
+	require.Error(t, err)
+	assertShort("the write error", err.Error())
+	err = st.UpdateTTL(ctx, id, time.Hour)
+	require.Error(t, err)
+	assertShort("the refresh error", err.Error())
+	err = st.RemoveAll(ctx, id)
+	require.Error(t, err)
+	assertShort("the delete error", err.Error())
+	err = st.SetSession(ctx, id, nil, time.Hour)
+	require.Error(t, err)
+	assertShort("the nil data error", err.Error())
+	assert.NotContains(t, logged.String(), id)
 }

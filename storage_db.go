@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -37,6 +39,13 @@ const (
 	// DefaultDBTimeout bounds every statement of StorageDB when
 	// DBConfig.Timeout is 0.
 	DefaultDBTimeout = 5 * time.Second
+	// DefaultDBMaxConns is how many statements StorageDB runs at once when
+	// DBConfig.MaxConns is 0.
+	DefaultDBMaxConns = 64
+	// DefaultDBSQLiteBusyTimeout is the busy timeout StorageDB adds to a
+	// SQLite `link` of its config map that sets none: how long a write waits
+	// for another connection's (or process's) write lock.
+	DefaultDBSQLiteBusyTimeout = 5 * time.Second
 
 	// dbTouchCacheMax bounds the memory of the TouchInterval bookkeeping.
 	dbTouchCacheMax = 100_000
@@ -148,7 +157,21 @@ type DBConfig struct {
 	// that a database that stops answering fails requests instead of hanging
 	// them, whatever the driver does with the context. 0 means
 	// DefaultDBTimeout; a negative value means no bound.
+	//
+	// On MySQL and PostgreSQL, when a statement on one session gets no
+	// answer within Timeout, every statement fails at once for the next
+	// Timeout, so that a request waits for a dead database at most about
+	// one Timeout; then one statement at a time is let through until one
+	// gets an answer, and the storage works again by itself.
 	Timeout time.Duration `json:"timeout" config:"negative"`
+	// MaxConns is the most statements the storage runs at once, and so the
+	// most connections of the pool it holds (plus, on PostgreSQL, one
+	// cancel connection per statement abandoned at its Timeout). Statements
+	// the database stopped answering count until their connection ends, so
+	// an outage cannot pile up connections and goroutines; a further
+	// statement waits for its turn within Timeout. 0 means
+	// DefaultDBMaxConns.
+	MaxConns int `json:"maxConns"`
 }
 
 // StorageDB keeps sessions in a SQL table through gf's gdb: MySQL/MariaDB,
@@ -172,6 +195,19 @@ type DBConfig struct {
 //
 // Expired rows are never served, and deleted in bounded batches by a cleaner
 // goroutine (see DBConfig.CleanupInterval) that stops on Close.
+//
+// A database that stops answering fails requests within about one
+// DBConfig.Timeout each, and costs at most DBConfig.MaxConns statements
+// (with their connections and goroutines) however many requests come; the
+// storage works again by itself once the database answers (see
+// DBConfig.Timeout).
+//
+// SQLite has one write lock per database: the storage's writes take turns
+// in arrival order, and the database should use the WAL journal (readers
+// then never wait for a writer) and a busy timeout (for writers of other
+// connections or processes). A config map `link` gets both unless it sets
+// them ("?journal_mode=WAL&busy_timeout=5000"); for a gdb.DB without them
+// NewStorageDB logs a warning that says what to add to its link.
 type StorageDB struct {
 	gsession.StorageBase
 	db      gdb.DB
@@ -182,6 +218,7 @@ type StorageDB struct {
 	env     *envelope
 	tracker loadTracker
 	touches *dbTouches // nil without TouchInterval
+	guard   *dbGuard
 
 	sqlSelect, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
 	sqlCount, sqlRange, sqlDestroyUser                                          string
@@ -252,6 +289,12 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultDBTimeout
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultDBMaxConns
+	}
+	if c.MaxConns < 0 {
+		return nil, gerror.NewCode(gcode.CodeInvalidConfiguration, `maxConns must not be negative`)
+	}
 	if c.MaxLifetime < 0 || c.TouchInterval < 0 {
 		return nil, gerror.NewCode(gcode.CodeInvalidConfiguration, `maxLifetime and touchInterval must not be negative`)
 	}
@@ -263,6 +306,7 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 	}
 	s.dialect = d.dialect
 	s.table = c.Table
+	s.guard = newDBGuard(s.dialect, c.Timeout, c.MaxConns)
 	var err error
 	if s.env, err = newEnvelope(c.Codec, c.CryptoKeys); err != nil {
 		return nil, err
@@ -275,6 +319,9 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 		if err = s.createTable(context.Background()); err != nil {
 			return nil, err
 		}
+	}
+	if s.dialect == dialectSQLite {
+		s.checkSQLite(context.Background())
 	}
 	s.cleaner.start(c.CleanupInterval, func(ctx context.Context) {
 		if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
@@ -380,10 +427,10 @@ func (s *StorageDB) ddl() []string {
 
 func (s *StorageDB) createTable(ctx context.Context) error {
 	for _, stmt := range s.ddl() {
-		if _, err := s.exec(ctx, stmt); err != nil {
+		if _, err := s.exec(ctx, stmtBulk, stmt); err != nil {
 			// Concurrent CREATE ... IF NOT EXISTS can fail on PostgreSQL
 			// (a race on its catalog); what counts is that the table is there.
-			if _, perr := s.query(ctx, fmt.Sprintf(`SELECT 1 FROM %s WHERE 1 = 0`, s.dialect.quote(s.table))); perr == nil {
+			if _, perr := s.query(ctx, stmtBulk, fmt.Sprintf(`SELECT 1 FROM %s WHERE 1 = 0`, s.dialect.quote(s.table))); perr == nil {
 				continue
 			}
 			return gerror.WrapCodef(gcode.CodeDbOperationError, err, `gfsession: db: creating table %s`, s.table)
@@ -392,37 +439,300 @@ func (s *StorageDB) createTable(ctx context.Context) error {
 	return nil
 }
 
-// bounded runs the statement `f` under DBConfig.Timeout. The statement runs
-// in its own goroutine, so that the request returns at the timeout even
-// when the driver ignores the context: lib/pq, for one, waits forever for a
-// server that stopped answering on an open connection. Such a statement is
-// left to finish or fail in the background, holding its connection until
-// then.
-func bounded[T any](ctx context.Context, timeout time.Duration, f func(ctx context.Context) (T, error)) (T, error) {
-	if timeout <= 0 {
-		return f(ctx)
+// checkSQLite warns, through gf's logger, when the SQLite database is not
+// set up for concurrent requests: without the WAL journal every read waits
+// while a write commits, and without a busy timeout a statement that meets
+// another connection's lock fails at once. It says what to add to the link.
+func (s *StorageDB) checkSQLite(ctx context.Context) {
+	pragma := func(name string) string {
+		rec, err := s.query(ctx, stmtBulk, "PRAGMA "+name)
+		if err != nil {
+			return ""
+		}
+		for _, v := range rec {
+			return strings.ToLower(v.String())
+		}
+		return ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	var missing []string
+	if mode := pragma("journal_mode"); mode != "" && mode != "wal" && mode != "memory" {
+		missing = append(missing, "journal_mode=WAL")
+	}
+	if pragma("busy_timeout") == "0" {
+		missing = append(missing, fmt.Sprintf("busy_timeout=%d", DefaultDBSQLiteBusyTimeout.Milliseconds()))
+	}
+	if len(missing) > 0 {
+		g.Log().Warningf(ctx,
+			`gfsession: db: the SQLite database is not set up for concurrent requests: add %s to its link, e.g. "sqlite::@file(sessions.db)?%s"`,
+			strings.Join(missing, " and "), strings.Join(missing, "&"))
+	}
+}
+
+// sqliteLinkDefaults returns SQLite `link` with what concurrent requests
+// need added, unless the link sets it: the WAL journal, in which readers
+// never wait for the writer, and a busy timeout of
+// DefaultDBSQLiteBusyTimeout, so that a write waits for another
+// connection's write lock instead of failing at once. gf's SQLite driver
+// runs each parameter of the link as a PRAGMA on every connection.
+func sqliteLinkDefaults(link string) string {
+	_, params, _ := strings.Cut(link, "?")
+	has := func(name string) bool {
+		for _, p := range strings.Split(params, "&") {
+			if k, _, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(k), name) {
+				return true
+			}
+		}
+		return false
+	}
+	var add []string
+	if !has("journal_mode") {
+		add = append(add, "journal_mode=WAL")
+	}
+	if !has("busy_timeout") {
+		add = append(add, fmt.Sprintf("busy_timeout=%d", DefaultDBSQLiteBusyTimeout.Milliseconds()))
+	}
+	if len(add) == 0 {
+		return link
+	}
+	switch {
+	case !strings.Contains(link, "?"):
+		link += "?"
+	case !strings.HasSuffix(link, "?") && !strings.HasSuffix(link, "&"):
+		link += "&"
+	}
+	return link + strings.Join(add, "&")
+}
+
+// stmtKind tells guarded how a statement runs.
+type stmtKind uint8
+
+const (
+	// stmtPoint is a statement on one session, by primary key: it answers
+	// in milliseconds, so its timeout means the database is not answering.
+	stmtPoint stmtKind = 0
+	// stmtWrite marks a statement that writes: on SQLite it waits for the
+	// storage's single writer turn.
+	stmtWrite stmtKind = 1
+	// stmtBulk marks a statement over many rows (cleanup, count, listing,
+	// DDL), which may take long on a big table: its timeout is its own
+	// failure, not a sign that the database stopped answering.
+	stmtBulk stmtKind = 2
+)
+
+// errDBTimeout is the cause of a statement's context that reached
+// DBConfig.Timeout.
+var errDBTimeout = errors.New("gfsession: db: statement timeout")
+
+// dbGuard bounds what a database that stops answering (a hung server, a
+// network partition that drops packets) costs the application:
+//
+//   - Every statement runs under DBConfig.Timeout. Where the driver cannot
+//     be interrupted, the statement runs on a goroutine of its own, so that
+//     the caller returns at the timeout and the statement is left to end
+//     with its connection. lib/pq only asks the server to cancel (on a
+//     second connection), which a hung server or a partition never
+//     receives; SQLite's busy handler does not look at the context.
+//     go-sql-driver/mysql closes the connection when the context ends, so
+//     MySQL statements run on the caller's goroutine.
+//   - At most DBConfig.MaxConns statements run at once, abandoned ones
+//     included, so that an outage cannot pile up goroutines and
+//     connections: a further statement waits for a turn within its timeout.
+//   - On MySQL and PostgreSQL, a statement on one session that times out
+//     opens a breaker: for the next Timeout every statement fails at once,
+//     so that a request that could not load its session does not wait
+//     again to write it, and other requests do not wait at all. Then one
+//     statement at a time is let through; the first that gets an answer
+//     (an error too) closes the breaker, so the storage recovers by itself.
+//   - On SQLite, which has one write lock per database, writing statements
+//     take turns in the storage, first come first served, instead of
+//     polling for the lock in SQLite's busy handler, whose back-off lets
+//     some writers starve for seconds when many write at once.
+type dbGuard struct {
+	timeout   time.Duration
+	detach    bool          // run statements on a goroutine of their own
+	breaker   bool          // point statement timeouts open the breaker
+	slots     chan struct{} // one per statement running
+	writer    chan struct{} // SQLite: one per writing statement running; else nil
+	openUntil atomic.Int64  // Unix ns until which statements fail fast; 0 when closed
+	probing   atomic.Bool   // a statement is let through the open breaker
+}
+
+func newDBGuard(d dbDialect, timeout time.Duration, maxConns int) *dbGuard {
+	g := &dbGuard{
+		timeout: timeout,
+		detach:  d != dialectMySQL,
+		breaker: d != dialectSQLite,
+		slots:   make(chan struct{}, maxConns),
+	}
+	if d == dialectSQLite {
+		g.writer = make(chan struct{}, 1)
+	}
+	return g
+}
+
+// guarded runs statement `f` under guard `g` (see dbGuard) and returns its
+// result, or an error with CodeDbOperationError when the breaker is open or
+// the statement does not end within DBConfig.Timeout.
+func guarded[T any](ctx context.Context, g *dbGuard, kind stmtKind, f func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	probe, err := g.enter()
+	if err != nil {
+		return zero, err
+	}
+	var deadline time.Time // zero without a timeout
+	if g.timeout > 0 {
+		var cancel context.CancelFunc
+		deadline = time.Now().Add(g.timeout)
+		ctx, cancel = context.WithDeadlineCause(ctx, deadline, errDBTimeout)
+		defer cancel()
+	}
+	write := kind&stmtWrite != 0 && g.writer != nil
+	if err = g.acquire(ctx, write); err != nil {
+		return zero, g.exit(ctx, deadline, kind, probe, err)
+	}
+	if !g.detach || g.timeout <= 0 {
+		v, err := f(ctx)
+		g.release(write)
+		return v, g.exit(ctx, deadline, kind, probe, err)
+	}
 	type result struct {
 		v   T
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
+		defer g.release(write)
 		v, err := f(ctx)
 		done <- result{v, err}
 	}()
 	select {
 	case r := <-done:
-		return r.v, r.err
+		return r.v, g.exit(ctx, deadline, kind, probe, r.err)
 	case <-ctx.Done():
-		var zero T
-		if ctx.Err() == context.DeadlineExceeded {
-			return zero, gerror.WrapCodef(gcode.CodeDbOperationError, ctx.Err(), `no answer from the database within %v`, timeout)
+		select {
+		case r := <-done: // ended at the deadline
+			return r.v, g.exit(ctx, deadline, kind, probe, r.err)
+		default:
 		}
-		return zero, gerror.WrapCode(gcode.CodeDbOperationError, ctx.Err())
+		return zero, g.exit(ctx, deadline, kind, probe, ctx.Err())
 	}
+}
+
+// enter fails fast while the breaker is open, and lets one statement
+// through (`probe`) once the open period is over.
+func (g *dbGuard) enter() (probe bool, err error) {
+	until := g.openUntil.Load()
+	if until == 0 {
+		return false, nil
+	}
+	wait := time.Until(time.Unix(0, until))
+	if wait <= 0 && g.probing.CompareAndSwap(false, true) {
+		return true, nil
+	}
+	return false, gerror.NewCodef(gcode.CodeDbOperationError,
+		`the database gave no answer within %v a moment ago: failing fast until it answers again (next try in %v)`,
+		g.timeout, max(wait, 0).Round(time.Millisecond))
+}
+
+// acquire waits for a turn to run a statement, and on SQLite for the writer
+// turn when `write`.
+func (g *dbGuard) acquire(ctx context.Context, write bool) error {
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if write {
+		select {
+		case g.writer <- struct{}{}:
+		case <-ctx.Done():
+			<-g.slots
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (g *dbGuard) release(write bool) {
+	if write {
+		<-g.writer
+	}
+	<-g.slots
+}
+
+// exit updates the breaker with the outcome `err` of a statement that ran
+// under `ctx` until `deadline` (zero: none), and returns the error for the
+// caller.
+func (g *dbGuard) exit(ctx context.Context, deadline time.Time, kind stmtKind, probe bool, err error) error {
+	switch {
+	case err == nil:
+		g.answered(probe)
+		return nil
+	case timedOut(ctx, deadline, err):
+		if g.breaker && kind&stmtBulk == 0 {
+			g.openUntil.Store(time.Now().Add(g.timeout).UnixNano())
+		}
+		if probe {
+			g.probing.Store(false)
+		}
+		return gerror.WrapCodef(gcode.CodeDbOperationError, context.DeadlineExceeded,
+			`no answer from the database within %v`, g.timeout)
+	case ctx.Err() != nil:
+		// The caller gave up (its request ended), which tells nothing about
+		// the database.
+		if probe {
+			g.probing.Store(false)
+		}
+		return gerror.WrapCode(gcode.CodeDbOperationError, ctx.Err())
+	default:
+		// An answer, if an error: the database is there.
+		g.answered(probe)
+		return err
+	}
+}
+
+// timedOut reports whether statement error `err` means no answer in time:
+// the statement reached its deadline (a driver's own network timeout on the
+// same deadline may report it before `ctx` does), or the driver gave up
+// waiting on the network before the caller did (e.g. a dial timeout of the
+// link).
+func timedOut(ctx context.Context, deadline time.Time, err error) bool {
+	if context.Cause(ctx) == errDBTimeout || (!deadline.IsZero() && !time.Now().Before(deadline)) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false // the caller's own deadline or cancellation
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// answered closes the breaker.
+func (g *dbGuard) answered(probe bool) {
+	if g.openUntil.Load() != 0 {
+		g.openUntil.Store(0)
+	}
+	if probe {
+		g.probing.Store(false)
+	}
+}
+
+// drain waits until no statement runs, at most until `ctx` is done.
+func (g *dbGuard) drain(ctx context.Context) error {
+	n := 0
+	defer func() {
+		for ; n > 0; n-- {
+			<-g.slots
+		}
+	}()
+	for ; n < cap(g.slots); n++ {
+		select {
+		case g.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // dbExecTries is how often exec runs a statement that the database rolled
@@ -435,8 +745,8 @@ const dbExecTries = 3
 // (40001) is run again, up to dbExecTries times: a request refreshing its
 // session while the cleaner deletes expired rows next to it in the expiry
 // index must not fail for that.
-func (s *StorageDB) exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	return bounded(ctx, s.config.Timeout, func(ctx context.Context) (int64, error) {
+func (s *StorageDB) exec(ctx context.Context, kind stmtKind, sql string, args ...any) (int64, error) {
+	return guarded(ctx, s.guard, kind|stmtWrite, func(ctx context.Context) (int64, error) {
 		res, err := s.db.Exec(ctx, sql, args...)
 		for try := 1; err != nil && try < dbExecTries && rolledBack(err) && ctx.Err() == nil; try++ {
 			res, err = s.db.Exec(ctx, sql, args...)
@@ -453,8 +763,8 @@ func (s *StorageDB) exec(ctx context.Context, sql string, args ...any) (int64, e
 }
 
 // query runs one SELECT and returns its first row, or nil.
-func (s *StorageDB) query(ctx context.Context, sql string, args ...any) (gdb.Record, error) {
-	return bounded(ctx, s.config.Timeout, func(ctx context.Context) (gdb.Record, error) {
+func (s *StorageDB) query(ctx context.Context, kind stmtKind, sql string, args ...any) (gdb.Record, error) {
+	return guarded(ctx, s.guard, kind, func(ctx context.Context) (gdb.Record, error) {
 		rows, err := s.selectMaster(ctx, sql, args...)
 		if err != nil || len(rows) == 0 {
 			return nil, err
@@ -590,6 +900,9 @@ func openDBLink(link string) (gdb.DB, error) {
 			`database type %q is not supported; supported: %s (link syntax: type:user:pass@protocol(host:port)/dbname?options)`,
 			dbType, dbSupportedTypes)
 	}
+	if d.dialect == dialectSQLite {
+		link = sqliteLinkDefaults(link)
+	}
 	db, err := gdb.New(gdb.ConfigNode{Link: link})
 	if err != nil {
 		return nil, explainDriverError(err, dbType, d.driver)
@@ -672,9 +985,9 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 		return nil, nil
 	}
 	now := time.Now()
-	rec, err := s.query(ctx, s.sqlSelect, sessionId, now.UnixMilli())
+	rec, err := s.query(ctx, stmtPoint, s.sqlSelect, sessionId, now.UnixMilli())
 	if err != nil {
-		return nil, gerror.Wrapf(err, `gfsession: db: loading session %q from table %s`, sessionId, s.table)
+		return nil, gerror.Wrapf(err, `gfsession: db: loading session %q from table %s`, shortId(sessionId), s.table)
 	}
 	if rec.IsEmpty() {
 		return nil, nil
@@ -709,16 +1022,17 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.Time, data map[string]any) {
 	blob, err := s.env.encodeSession(id, created, data)
 	if err == nil {
-		_, err = s.exec(ctx, s.sqlReseal, blob, id, []byte(stored))
+		_, err = s.exec(ctx, stmtPoint, s.sqlReseal, blob, id, []byte(stored))
 	}
 	if err != nil {
-		g.Log().Warningf(ctx, `gfsession: db: sealing session %q with the new crypto key: %v`, id, err)
+		g.Log().Warningf(ctx, `gfsession: db: sealing session %q with the new crypto key: %v`, shortId(id), err)
 	}
 }
 
 // SetSession writes the whole session with one statement (last writer wins
 // per session), expiring `ttl` from now but never after MaxLifetime since its
 // creation. A session without keys, or past its MaxLifetime, is deleted.
+// Nil `sessionData` is an error (CodeInvalidParameter).
 //
 // A session GetSession loaded is only updated, and only while the row is
 // still that session (same id and creation time): if it was deleted while
@@ -731,6 +1045,9 @@ func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.
 func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
+	}
+	if sessionData == nil {
+		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: db: writing session %q: session data is nil`, shortId(sessionId))
 	}
 	if s.touches != nil {
 		s.touches.take(sessionId)
@@ -754,14 +1071,14 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	if left <= 0 {
 		// Past MaxLifetime: deleted for good, not by the request's choice,
 		// so a further write of this map is dropped too.
-		if _, err := s.exec(ctx, s.sqlDelete, sessionId); err != nil {
-			return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, sessionId, s.table)
+		if _, err := s.exec(ctx, stmtPoint, s.sqlDelete, sessionId); err != nil {
+			return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, shortId(sessionId), s.table)
 		}
 		return nil
 	}
 	blob, err := s.env.encodeSession(sessionId, created, data)
 	if err != nil {
-		return gerror.Wrapf(err, `gfsession: db: encoding session %q`, sessionId)
+		return gerror.Wrapf(err, `gfsession: db: encoding session %q`, shortId(sessionId))
 	}
 	var user any // NULL without a user
 	if u := userOf(data, s.config.UserKey); u != "" {
@@ -774,17 +1091,17 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 		// the user was active, the write goes. (MySQL counts changed rows:
 		// a write identical to the row, down to the millisecond of its
 		// expiry, also counts 0 and is dropped, which changes nothing.)
-		n, err := s.exec(ctx, s.sqlUpdate, blob, expires, user, sessionId, created.UnixMilli())
+		n, err := s.exec(ctx, stmtPoint, s.sqlUpdate, blob, expires, user, sessionId, created.UnixMilli())
 		if err != nil {
-			return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
+			return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, shortId(sessionId), s.table)
 		}
 		if n == 0 {
 			logStaleWrite(ctx, "db", sessionId)
 		}
 		return nil
 	}
-	if _, err = s.exec(ctx, s.sqlUpsert, sessionId, blob, expires, created.UnixMilli(), user); err != nil {
-		return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, sessionId, s.table)
+	if _, err = s.exec(ctx, stmtPoint, s.sqlUpsert, sessionId, blob, expires, created.UnixMilli(), user); err != nil {
+		return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, shortId(sessionId), s.table)
 	}
 	s.tracker.retrack(ref, sessionId, nil, created)
 	return nil
@@ -818,8 +1135,8 @@ func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Du
 	if s.touches != nil {
 		args = append(args, exp-touch)
 	}
-	if _, err := s.exec(ctx, s.sqlTouch, args...); err != nil {
-		return gerror.Wrapf(err, `gfsession: db: refreshing session %q in table %s`, sessionId, s.table)
+	if _, err := s.exec(ctx, stmtPoint, s.sqlTouch, args...); err != nil {
+		return gerror.Wrapf(err, `gfsession: db: refreshing session %q in table %s`, shortId(sessionId), s.table)
 	}
 	return nil
 }
@@ -832,8 +1149,8 @@ func (s *StorageDB) RemoveAll(ctx context.Context, sessionId string) error {
 	if s.touches != nil {
 		s.touches.take(sessionId)
 	}
-	if _, err := s.exec(ctx, s.sqlDelete, sessionId); err != nil {
-		return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, sessionId, s.table)
+	if _, err := s.exec(ctx, stmtPoint, s.sqlDelete, sessionId); err != nil {
+		return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, shortId(sessionId), s.table)
 	}
 	s.tracker.removed(ctx, sessionId)
 	return nil
@@ -848,7 +1165,7 @@ func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
 	batch := int64(s.config.CleanupBatch)
 	for {
 		began := time.Now()
-		n, err := s.exec(ctx, s.sqlCleanup, began.UnixMilli())
+		n, err := s.exec(ctx, stmtBulk, s.sqlCleanup, began.UnixMilli())
 		deleted += n
 		if err != nil {
 			return deleted, gerror.Wrapf(err, `gfsession: db: deleting expired sessions from table %s`, s.table)
@@ -873,7 +1190,7 @@ var _ Admin = (*StorageDB)(nil)
 // Count returns the number of live sessions (rows not yet expired), with one
 // COUNT(*) statement.
 func (s *StorageDB) Count(ctx context.Context) (int, error) {
-	rec, err := s.query(ctx, s.sqlCount, time.Now().UnixMilli())
+	rec, err := s.query(ctx, stmtBulk, s.sqlCount, time.Now().UnixMilli())
 	if err != nil {
 		return 0, gerror.Wrapf(err, `gfsession: db: counting sessions in table %s`, s.table)
 	}
@@ -891,7 +1208,7 @@ func (s *StorageDB) Range(ctx context.Context, fn func(sessionId string) bool) e
 			page gdb.Result
 			err  error
 		)
-		page, err = bounded(ctx, s.config.Timeout, func(ctx context.Context) (gdb.Result, error) {
+		page, err = guarded(ctx, s.guard, stmtBulk, func(ctx context.Context) (gdb.Result, error) {
 			return s.selectMaster(ctx, s.sqlRange, after, time.Now().UnixMilli())
 		})
 		if err != nil {
@@ -928,7 +1245,7 @@ func (s *StorageDB) DestroyUser(ctx context.Context, userId string) (int, error)
 	if userId == "" {
 		return 0, nil
 	}
-	n, err := s.exec(ctx, s.sqlDestroyUser, dbUserId(userId))
+	n, err := s.exec(ctx, stmtBulk, s.sqlDestroyUser, dbUserId(userId))
 	if err != nil {
 		return 0, gerror.Wrapf(err, `gfsession: db: deleting the sessions of user %q from table %s`, userId, s.table)
 	}
@@ -945,13 +1262,27 @@ func dbUserId(u string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// Close stops the cleaner and waits for it, and closes the database when the
-// storage opened it itself (config map `link`). It is idempotent; the storage
-// keeps serving sessions after Close when the database is the caller's.
+// Close stops the cleaner and waits for it, and for the statements running
+// (at most until `ctx` is done or one DBConfig.Timeout has passed: a
+// statement the database stopped answering may run on), so that no
+// statement of the cleaner runs after it returns. It then closes the
+// database when the storage opened it itself (config map `link`). It is
+// idempotent; the storage keeps serving sessions after Close when the
+// database is the caller's.
 func (s *StorageDB) Close(ctx context.Context) error {
 	var err error
 	s.closed.Do(func() {
 		s.cleaner.stop()
+		// A statement of the cleaner left running at its cancellation (on
+		// a goroutine of its own, see dbGuard) ends too before Close
+		// returns, or before the database is closed under it.
+		wait := ctx
+		if s.config.Timeout > 0 {
+			var cancel context.CancelFunc
+			wait, cancel = context.WithTimeout(ctx, s.config.Timeout)
+			defer cancel()
+		}
+		_ = s.guard.drain(wait)
 		if s.ownsDB {
 			err = s.db.Close(ctx)
 		}
