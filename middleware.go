@@ -160,7 +160,7 @@ func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestSt
 		g.Log().Errorf(ctx, "gfsession: Middleware: storing the session failed after the response was sent: %v", err)
 		return
 	}
-	g.Log().Errorf(ctx, "gfsession: Middleware: storing the session failed, answering with an error: %v", err)
+	g.Log().Stack(false).Errorf(ctx, "gfsession: Middleware: storing the session failed, answering with an error: %v", err)
 	if res.Status >= http.StatusBadRequest {
 		return
 	}
