@@ -57,17 +57,19 @@ import (
 // middleware, it writes the session (or refreshes its TTL) at once, before
 // ghttp sends the response, instead of after it as ghttp does. When that
 // write fails, the buffered response is replaced by 503 Service Unavailable
-// (the storage could not be reached: the client may retry), or by 500
-// Internal Server Error when the storage refused the data itself
-// (gcode.CodeInvalidParameter: a value the codec cannot store, which no
-// retry fixes); a response that already has an error status (400 or more)
-// keeps it. The session cookie is then not sent, so the client keeps its
-// session, and the write is not tried again. A response the handler already
-// sent (flushed, streamed or hijacked) cannot change: the failure is logged.
-// ghttp's own close of the session after the response writes nothing more,
-// unless something changed the session after the middleware wrote it
-// (middleware registered before this one, or hooks): such a change is
-// written after the response, as ghttp does.
+// (the storage could not be reached or timed out: a condition that passes),
+// or by 500 Internal Server Error when the storage refused the data itself
+// (an error with gcode.CodeInvalidParameter, such as a value the codec
+// cannot store: no retry fixes it); a response that already has an error
+// status (400 or more) keeps it. The session cookie is then not sent, so
+// the client keeps its session, and the write is not tried again. A
+// response the handler already sent (flushed, streamed or hijacked) cannot
+// change: the failure is only logged, as is a failed TTL refresh of a
+// session the request did not change. ghttp's own close of the session
+// after the response writes nothing more, unless something changed the
+// session after the middleware wrote it (middleware registered before this
+// one, or hooks): such a change is written after the response, as ghttp
+// does.
 //
 // A middleware registered before this one that already used the session
 // leaves the middleware nothing to check: it logs a warning once and lets
@@ -311,7 +313,10 @@ func logOnce(once *sync.Once, msg string) {
 // deleting the old id from the storage, and returns the new id, which ghttp
 // sends to the client in the session cookie. Call it at login and whenever
 // the session's privileges change: it defeats session fixation with ids an
-// attacker obtained before the change.
+// attacker obtained before the change. Requests of the same client still
+// carrying the old id (sent before the response arrived) then read as
+// anonymous; behind Middleware they get no session cookie unless they
+// write, so they cannot overwrite the new one.
 func Regenerate(r *ghttp.Request) (newId string, err error) {
 	return r.Session.RegenerateId(true)
 }
