@@ -71,9 +71,10 @@ import (
 // one, or hooks): such a change is written after the response, as ghttp
 // does.
 //
-// A middleware registered before this one that already used the session
-// leaves the middleware nothing to check: it logs a warning once and lets
-// the request through unchanged.
+// A middleware registered before this one (or a BeforeServe hook) that
+// already used the session leaves the middleware nothing to check: it logs
+// a warning once and lets the request through unchanged, with ghttp's
+// session and ghttp's handling of it.
 //
 // An attacker can still plant an id of a real session (one they opened
 // themselves) in a victim's browser. Rotate the id when the privilege level
