@@ -110,7 +110,9 @@ func TestSecurity_EndToEnd(t *testing.T) {
 		require.NoError(t, os.WriteFile(path, blob, 0o600))
 		body, newId := call(t, http.MethodGet, base+"/me", id)
 		assert.Empty(t, body["user"], "a tampered session reads as no session")
-		assert.NotEmpty(t, newId, "and its id is replaced")
+		assert.Empty(t, newId, "a read-only request gets no new cookie")
+		_, newId = call(t, http.MethodPost, base+"/counter", id)
+		assert.NotEmpty(t, newId, "a write goes to a new id")
 		assert.NotEqual(t, id, newId)
 	})
 
