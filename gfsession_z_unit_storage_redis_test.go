@@ -1056,3 +1056,115 @@ func TestStorageRedis_OtherTypeUnderPrefix(t *testing.T) {
 	assert.Equal(t, "not a session", srv.MustDo(t, "GET", prefix+str))
 	assert.EqualValues(t, 1, srv.MustDo(t, "LLEN", prefix+list))
 }
+
+// redisReqCtx is a context of its own, as each ghttp request has.
+func redisReqCtx() context.Context {
+	return context.WithValue(context.Background(), redisReqCtxKey{}, gfsession.NewSessionId())
+}
+
+type redisReqCtxKey struct{}
+
+// TestStorageRedis_UserIndexFollowsStored is a slow request that loaded a
+// session logged in as alice and writes it back, whole, after a concurrent
+// request logged the session out or switched it to bob: the slow write
+// wins (last writer wins per session), so the session names alice again,
+// and DestroyUser("alice") must destroy it. Through a client of gf's
+// go-redis adapter (write and index in one script) and through another
+// adapter (index after the write).
+func TestStorageRedis_UserIndexFollowsStored(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	clients := map[string]func() *gredis.Redis{
+		"go-redis": func() *gredis.Redis { return newGredis(t, &gredis.Config{Address: srv.Addr}) },
+		"other adapter": func() *gredis.Redis {
+			client, _ := newRedisOtherAdapterClient(t, srv.Addr)
+			return client
+		},
+	}
+	for clientName, newClient := range clients {
+		for _, tt := range []struct {
+			name  string
+			other func(s *gsession.Session)
+			then  string // the user stored by the concurrent request
+		}{
+			{"logout", func(s *gsession.Session) { require.NoError(t, s.Remove("uid")) }, ""},
+			{"switch", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "bob")) }, "bob"},
+		} {
+			t.Run(clientName+"/"+tt.name, func(t *testing.T) {
+				st := newRedisStorage(t, gfsession.TypeRedis, newClient(), gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: "uid"})
+				a := redisAdmin(t, st)
+				m := gsession.New(time.Hour, st)
+				id := gfsession.NewSessionId()
+				login := m.New(redisReqCtx(), id)
+				require.NoError(t, login.SetMap(map[string]any{"uid": "alice", "page": 1}))
+				require.NoError(t, login.Close())
+
+				slow := m.New(redisReqCtx(), id)
+				require.Equal(t, "alice", slow.MustGet("uid").String())
+				other := m.New(redisReqCtx(), id)
+				tt.other(other)
+				require.NoError(t, other.Close())
+				if tt.then != "" {
+					n, err := a.DestroyUser(ctx, "alice")
+					require.NoError(t, err)
+					require.Equal(t, 0, n, "the session names %s now", tt.then)
+				}
+				require.NoError(t, slow.Set("page", 2))
+				require.NoError(t, slow.Close())
+
+				stored, err := m.New(redisReqCtx(), id).Data()
+				require.NoError(t, err)
+				require.Equal(t, map[string]any{"uid": "alice", "page": 2}, stored, "the last writer wins")
+				if tt.then != "" {
+					n, err := a.DestroyUser(ctx, tt.then)
+					require.NoError(t, err)
+					assert.Equal(t, 0, n, "the session does not name %s any more", tt.then)
+				}
+				n, err := a.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Equal(t, 1, n, "a session stored as alice's escaped DestroyUser")
+				stored, err = m.New(redisReqCtx(), id).Data()
+				require.NoError(t, err)
+				assert.Empty(t, stored)
+			})
+		}
+	}
+}
+
+// TestStorageRedis_RemoveAllThenSetUnderFlood is gf's Session.RemoveAll,
+// then Set, in one request while other requests remove many other sessions
+// (each unknown id the middleware replaces removes one): the request's
+// write starts a new session, however many removals came in between.
+func TestStorageRedis_RemoveAllThenSetUnderFlood(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			st := newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix()})
+			removeAllThenSetUnderFlood(t, st)
+		})
+	}
+}
+
+// TestStorageRedis_NilData checks that SetSession refuses nil data with an
+// error instead of a panic.
+func TestStorageRedis_NilData(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	st := newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: redisTestPrefix()})
+	id := gfsession.NewSessionId()
+	err := st.SetSession(context.Background(), id, nil, time.Minute)
+	require.Error(t, err)
+	assert.Equal(t, gcode.CodeInvalidParameter, gerror.Code(err))
+	assert.NotContains(t, err.Error(), id)
+}
+
+// TestStorageRedis_StaleWriteLogShortensId checks that the line logged for
+// a dropped stale write names the session by a shortened id only: ids are
+// bearer tokens.
+func TestStorageRedis_StaleWriteLogShortensId(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	st := newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: redisTestPrefix()})
+	staleWriteLogShortensId(t, st)
+}
