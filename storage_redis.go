@@ -80,11 +80,12 @@ type RedisConfig struct {
 	// types) or CodecJSON.
 	Codec string `json:"codec"`
 	// UserKey is the session key holding the user id, for DestroyUser ("log
-	// out everywhere"). With it set, a write that changes a session's user
-	// (a login, a logout, a switch of user) also updates the user index: one
-	// sorted set per user, key prefix + "user:" + user id (with NoPrefix:
-	// "user:" + user id), holding the user's session ids scored by login
-	// time. Empty disables the index, and DestroyUser fails.
+	// out everywhere"). With it set, writes keep a user index: one sorted
+	// set per user, key prefix + "user:" + user id (with NoPrefix: "user:" +
+	// user id), holding the user's session ids scored by the time they were
+	// indexed (StorageRedis: every write of a session naming the user;
+	// StorageRedisHash: a login). Empty disables the index, and DestroyUser
+	// fails.
 	UserKey string `json:"userKey"`
 	// UserIndexTTL is how long a user's index lives after the user's last
 	// login, and how long an index entry lives at all: every login trims the
