@@ -293,3 +293,12 @@ func TestStorageMemory_MaxSessionsBoundsMemory(t *testing.T) {
 	assert.True(t, bounded, "the heap grew from %d to %d MB with %d live sessions of 10 KB", before>>20, after>>20, max)
 	runtime.KeepAlive(s)
 }
+
+// TestStorageFile_RemoveAllThenSetUnderFlood runs the same on the file
+// storage, whose writes rely on the same record of a request's RemoveAll.
+func TestStorageFile_RemoveAllThenSetUnderFlood(t *testing.T) {
+	st, err := gfsession.NewStorageFile(gfsession.FileConfig{Path: t.TempDir(), CleanupInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	removeAllThenSetUnderFlood(t, st)
+}
