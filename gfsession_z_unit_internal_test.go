@@ -131,9 +131,8 @@ func TestLoadTracker_RemembersLiveMaps(t *testing.T) {
 }
 
 // TestStorageMemory_UntrackedMap checks the safe side of a write whose load
-// is unknown (a map the storage did not hand out, or a load forgotten with
-// more than a million maps in use): the write keeps every key it holds and
-// deletes nothing it cannot prove the request removed.
+// is unknown (a map the storage did not hand out): the write keeps every
+// key it holds and deletes nothing it cannot prove the request removed.
 func TestStorageMemory_UntrackedMap(t *testing.T) {
 	s := NewStorageMemory(MemoryConfig{CleanupInterval: -1})
 	ctx := context.Background()

@@ -664,7 +664,7 @@ func redisAdmin(t *testing.T, st gsession.Storage) gfsession.Admin {
 }
 
 func TestStorageRedis_DestroyUser(t *testing.T) {
-	// The scenario: one user logged in from 5 clients, another from
+	// One user logged in from 5 clients, another from
 	// 2; "log out everywhere" for the first ends its 5 sessions only.
 	srv := testredis.Start(t)
 	client := newGredis(t, &gredis.Config{Address: srv.Addr})

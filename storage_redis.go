@@ -591,7 +591,7 @@ func (r *redisStore) close(ctx context.Context) error {
 // StorageRedis
 
 // StorageRedis keeps each session as one Redis key holding the whole session
-// in the versioned envelope (see DESIGN.md): values keep their Go types,
+// in the versioned envelope of this package: values keep their Go types,
 // optionally sealed with CryptoKeys. It works on standalone Redis, Sentinel
 // and Cluster (whatever the gredis client is configured for); it uses one
 // key per command and needs Redis 6.2 or newer (GETEX).
