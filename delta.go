@@ -3,8 +3,8 @@ package gfsession
 import (
 	"context"
 	"reflect"
+	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 	"weak"
@@ -16,9 +16,6 @@ import (
 const (
 	trackerShardBits = 6
 	trackerShards    = 1 << trackerShardBits
-	trackerSlots     = 64      // slots per shard to start with
-	trackerMaxSlots  = 1 << 16 // slots per shard at most (4M in all)
-	trackerMaxScan   = 1024    // slots a full ring searches for a free one
 )
 
 // loadTracker remembers, for each session map handed out by GetSession, which
@@ -29,211 +26,221 @@ const (
 // keys of one session do not overwrite each other; others keep what they
 // loaded along (creation time, user) in `extra`.
 //
-// A load is remembered for as long as its map is reachable: gf's Session
-// holds the map for as long as the request can still write it (a Session
-// may be closed, changed and closed again), and the tracker holds it only
-// through a weak pointer, found again by weak pointer equality. Each shard
-// (by the map's address) is a ring of slots; a new load takes the next slot whose
-// map has been garbage collected, and the ring doubles when every map in it
-// still looks reachable. A map looks reachable until a garbage collection
-// has found it is not, so the ring holds about the loads made since the
-// last collection. Only past trackerMaxSlots of those in one shard (4M in
-// all) is a slot of a map that may be in use reused, which forgets that
-// load. A write whose load was forgotten is treated as a write of a session
-// nobody loaded: every key it holds is written and none is deleted, so it
-// can lose a key it removed but never deletes another request's keys.
+// A load is remembered for exactly as long as its map is reachable, and no
+// longer: gf's Session holds the map for as long as the request can still
+// write it (a Session may be closed, changed and closed again), the tracker
+// holds it only through a weak pointer, and a cleanup attached to the map
+// (runtime.AddCleanup) drops the load, `base` and `extra` included, once the
+// map has been collected. What the tracker holds is so bounded by the maps in
+// use (in-flight requests), however many sessions come and go, and a load
+// still in use is never forgotten.
 //
-// What a load keeps (`base`, `extra`) stays in its slot until the slot is
-// reused; the maps themselves are not kept alive.
+// The tracker also remembers which request deleted a session with RemoveAll
+// after loading it, in the load itself (see removed): the record lives as
+// long as the request's map, so no number of other removals in between can
+// make a request's write after its own RemoveAll look stale.
 type loadTracker struct {
-	shards   [trackerShards]trackerShard
-	removals [trackerShards]removalShard
-	seq      atomic.Uint64 // the clock of loads, writes and removals
+	maps [trackerShards]mapShard // the loads, by map
+	ids  [trackerShards]idShard  // the same loads, by the session id they hold
 }
 
-type trackerShard struct {
+type mapShard struct {
 	mu    sync.Mutex
-	next  int           // where the search for a free slot starts
-	slots []trackerSlot // allocated on first use
+	loads map[weak.Pointer[gmap.StrAnyMap]]*load // allocated on first use
 }
 
-type trackerSlot struct {
-	m weak.Pointer[gmap.StrAnyMap] // zero or collected: the slot is free
+type idShard struct {
+	mu    sync.Mutex
+	loads map[string][]*load // allocated on first use
+}
+
+// load is one tracked map. Its fields are guarded by the mutex of the map's
+// mapShard; `id` also by the idShard of the id, whose list holds the load,
+// and `removedBy` by that idShard only. Lock order: mapShard, then idShard.
+type load struct {
+	m   weak.Pointer[gmap.StrAnyMap]
+	pos int // in the idShard's list of `id`; guarded by that idShard
 	loaded
 }
 
-// loaded is a session's state as one request loaded it.
+// loaded is a session's state as one request loaded (or last wrote) it.
 type loaded struct {
 	id   string
 	base map[string]any // never mutated
 	// extra is backend data kept with the load (creation time, user, ...).
 	extra any
-	// seq orders loads and writes against RemoveAll (see removedBySelf).
-	seq uint64
+	// removedBy is the request (ctxKey) whose RemoveAll last deleted session
+	// `id` after this load or write; zero if none did, or one that cannot be
+	// told apart.
+	removedBy reqKey
 }
 
-// shard returns the shard of map `m`, by its address (Go's collector does
-// not move objects), so that a map written under another id than it was
+// mapShard returns the shard of map `m`, by its address (Go's collector does
+// not move heap objects), so that a map written under another id than it was
 // loaded from (RegenerateId) is found.
-func (t *loadTracker) shard(m *gmap.StrAnyMap) *trackerShard {
+func (t *loadTracker) mapShard(m *gmap.StrAnyMap) *mapShard {
 	h := uint64(uintptr(unsafe.Pointer(m))) * 0x9E3779B97F4A7C15 // Fibonacci hashing
-	return &t.shards[h>>(64-trackerShardBits)]
+	return &t.maps[h>>(64-trackerShardBits)]
 }
 
-// find returns the index of the slot holding `w`, most recent loads first,
-// or -1. It compares weak pointers only: calling Value on the slots would
-// mark their maps reachable during a collection and keep dead ones alive.
-// The caller holds sh.mu.
-func (sh *trackerShard) find(w weak.Pointer[gmap.StrAnyMap]) int {
-	n := len(sh.slots)
-	for i := 1; i <= n; i++ {
-		j := (sh.next - i + n) % n
-		if sh.slots[j].m == w {
-			return j
-		}
-	}
-	return -1
-}
-
-// free returns the index of a slot whose map has been collected, searching
-// from where the last search stopped, and doubles the ring when every map
-// in it still looks reachable. A full ring (trackerMaxSlots) searches
-// trackerMaxScan slots and then reuses the next one regardless. The caller
-// holds sh.mu.
-func (sh *trackerShard) free() int {
-	n := len(sh.slots)
-	scan := n
-	if n >= trackerMaxSlots {
-		scan = trackerMaxScan
-	}
-	for i := 0; i < scan; i++ {
-		j := sh.next
-		sh.next = (j + 1) % n
-		if sh.slots[j].m.Value() == nil {
-			return j
-		}
-	}
-	if n >= trackerMaxSlots {
-		j := sh.next
-		sh.next = (j + 1) % n
-		return j
-	}
-	sh.slots = append(sh.slots, make([]trackerSlot, max(n, trackerSlots))...)
-	sh.next = n + 1
-	return n
+func (t *loadTracker) idShard(id string) *idShard {
+	return &t.ids[shardIndex(id)&(trackerShards-1)]
 }
 
 // track records that `m` was loaded from session `id` holding `base`.
 func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
-	w := weak.Make(m)
-	sh := t.shard(m)
-	sh.mu.Lock()
-	sh.slots[sh.free()] = trackerSlot{m: w, loaded: loaded{id: id, base: base, extra: extra, seq: t.seq.Add(1)}}
-	sh.mu.Unlock()
+	ref := loadRef{sh: t.mapShard(m), w: weak.Make(m)}
+	t.store(m, ref, id, base, extra)
 }
 
 // loadRef is where lookup looked for a map, handed to retrack so that a
-// write searches its shard once: the weak pointer, made once per write, and
-// the slot that held it, or -1.
+// write makes the weak pointer and finds the shard once.
 type loadRef struct {
-	sh   *trackerShard
-	w    weak.Pointer[gmap.StrAnyMap]
-	slot int
+	sh *mapShard
+	w  weak.Pointer[gmap.StrAnyMap]
 }
 
-// lookup returns what `m` was loaded as, if it is remembered, and a
-// reference for retrack. The load may be of another session than the one
-// being written (gf's RegenerateId writes the map it loaded to a new id):
-// callers compare loaded.id.
+// lookup returns what `m` was loaded as, if it is tracked, and a reference
+// for retrack. The load may be of another session than the one being
+// written (gf's RegenerateId writes the map it loaded to a new id): callers
+// compare loaded.id.
 func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, loadRef, bool) {
-	ref := loadRef{sh: t.shard(m), w: weak.Make(m)}
+	ref := loadRef{sh: t.mapShard(m), w: weak.Make(m)}
 	ref.sh.mu.Lock()
 	defer ref.sh.mu.Unlock()
-	ref.slot = ref.sh.find(ref.w)
-	if ref.slot >= 0 {
-		return ref.sh.slots[ref.slot].loaded, ref, true
+	e := ref.sh.loads[ref.w]
+	if e == nil {
+		return loaded{}, ref, false
 	}
-	return loaded{}, ref, false
+	l := e.loaded
+	ids := t.idShard(e.id)
+	ids.mu.Lock()
+	l.removedBy = e.removedBy
+	ids.mu.Unlock()
+	return l, ref, true
 }
 
 // retrack replaces what the map of `ref` (from lookup) is known to hold
 // after it was written to `id`, so a second write of the same map sends only
-// what changed since the first.
+// what changed since the first. A map that was not tracked (a new session's)
+// is tracked from now on. It clears the record of a RemoveAll: the write
+// came after it.
+//
+// The caller keeps the map reachable until retrack returns (it passed it to
+// lookup and still uses it), so the map of `ref` is alive.
 func (t *loadTracker) retrack(ref loadRef, id string, base map[string]any, extra any) {
+	t.store(ref.w.Value(), ref, id, base, extra)
+}
+
+// store records `m` (made into `ref`) as holding session `id` as `base`,
+// tracking it if it was not.
+func (t *loadTracker) store(m *gmap.StrAnyMap, ref loadRef, id string, base map[string]any, extra any) {
+	if m == nil {
+		return
+	}
 	sh := ref.sh
 	sh.mu.Lock()
-	j := ref.slot
-	// The slot is reused only once its map is collected, which the caller's
-	// reference prevents, or when a full ring wraps: check it still holds
-	// the map.
-	if j < 0 || j >= len(sh.slots) || sh.slots[j].m != ref.w {
-		j = -1
+	if sh.loads == nil {
+		sh.loads = make(map[weak.Pointer[gmap.StrAnyMap]]*load)
 	}
-	if j < 0 {
-		j = sh.free()
-		sh.slots[j].m = ref.w
+	e := sh.loads[ref.w]
+	if e == nil {
+		e = &load{m: ref.w}
+		sh.loads[ref.w] = e
+		// Not the map itself in the argument: the cleanup would keep it
+		// reachable.
+		runtime.AddCleanup(m, untrack, untrackArg{t: t, sh: sh, w: ref.w})
+	} else {
+		t.unlist(e)
 	}
-	sh.slots[j].loaded = loaded{id: id, base: base, extra: extra, seq: t.seq.Add(1)}
+	e.loaded = loaded{id: id, base: base, extra: extra}
+	t.list(e)
 	sh.mu.Unlock()
 }
 
-// removed records that a RemoveAll with `ctx` deleted session `id`, so that
-// a write of the same request after it (gf's Session.RemoveAll, then Set)
-// starts a new session under the id, while a write of another request that
-// loaded the session before is dropped (see removedBySelf). A context that
-// cannot tell requests apart (see ctxKey) records nothing. The last
-// removalsPerShard removals of each of trackerShards shards (by id) are
-// kept: the write of a request follows its own RemoveAll within the
-// request.
+// list adds load `e` to the loads of its id; unlist removes it. The caller
+// holds the lock of e's mapShard.
+func (t *loadTracker) list(e *load) {
+	ids := t.idShard(e.id)
+	ids.mu.Lock()
+	if ids.loads == nil {
+		ids.loads = make(map[string][]*load)
+	}
+	e.pos = len(ids.loads[e.id])
+	ids.loads[e.id] = append(ids.loads[e.id], e)
+	ids.mu.Unlock()
+}
+
+func (t *loadTracker) unlist(e *load) {
+	ids := t.idShard(e.id)
+	ids.mu.Lock()
+	list := ids.loads[e.id]
+	if i := e.pos; i < len(list) && list[i] == e {
+		last := len(list) - 1
+		list[i] = list[last]
+		list[i].pos = i
+		list[last] = nil
+		list = list[:last]
+		if len(list) == 0 {
+			delete(ids.loads, e.id)
+		} else {
+			ids.loads[e.id] = list
+		}
+	}
+	ids.mu.Unlock()
+}
+
+type untrackArg struct {
+	t  *loadTracker
+	sh *mapShard
+	w  weak.Pointer[gmap.StrAnyMap]
+}
+
+// untrack forgets the load of a map that has been collected (the cleanup
+// track attaches to it).
+func untrack(a untrackArg) {
+	a.sh.mu.Lock()
+	if e := a.sh.loads[a.w]; e != nil {
+		delete(a.sh.loads, a.w)
+		a.t.unlist(e)
+	}
+	a.sh.mu.Unlock()
+}
+
+// size returns the number of loads tracked, for tests.
+func (t *loadTracker) size() (n int) {
+	for i := range t.maps {
+		sh := &t.maps[i]
+		sh.mu.Lock()
+		n += len(sh.loads)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// removed records that a RemoveAll with `ctx` deleted session `id`, in every
+// load of the session still in use: a later write of the same request's map
+// (gf's Session.RemoveAll, then Set) starts a new session under the id,
+// while a write of another request that loaded the session before is
+// dropped (see removedBySelf). A RemoveAll with a context that cannot be
+// told apart from others (see ctxKey) clears the record of an earlier one:
+// who deleted the session last is then unknown, and writes that loaded it
+// before are dropped.
 func (t *loadTracker) removed(ctx context.Context, id string) {
 	by := ctxKey(ctx)
-	if by == nil {
-		return
+	ids := t.idShard(id)
+	ids.mu.Lock()
+	for _, e := range ids.loads[id] {
+		e.removedBy = by
 	}
-	sh := &t.removals[shardIndex(id)&(trackerShards-1)]
-	sh.mu.Lock()
-	if sh.byId == nil {
-		sh.byId = make(map[string]removal)
-		sh.ring = make([]removalAt, removalsPerShard)
-	}
-	seq := t.seq.Add(1)
-	if old := sh.ring[sh.next]; old.id != "" && sh.byId[old.id].seq == old.seq {
-		delete(sh.byId, old.id)
-	}
-	sh.ring[sh.next] = removalAt{id: id, seq: seq}
-	sh.next = (sh.next + 1) % removalsPerShard
-	sh.byId[id] = removal{by: by, seq: seq}
-	sh.mu.Unlock()
+	ids.mu.Unlock()
 }
 
 // removedBySelf reports whether session `id`, which a request with `ctx`
 // loaded (or last wrote) as `l`, was deleted after that by a RemoveAll of
-// the same request.
+// the same request, and by no other request since.
 func (t *loadTracker) removedBySelf(ctx context.Context, id string, l loaded) bool {
-	sh := &t.removals[shardIndex(id)&(trackerShards-1)]
-	sh.mu.Lock()
-	r, ok := sh.byId[id]
-	sh.mu.Unlock()
-	return ok && l.seq < r.seq && r.by == ctxKey(ctx)
-}
-
-const removalsPerShard = 256
-
-type removalShard struct {
-	mu   sync.Mutex
-	byId map[string]removal
-	ring []removalAt // the order of removals, to forget the oldest
-	next int
-}
-
-type removal struct {
-	by  any // ctxKey of the RemoveAll's context
-	seq uint64
-}
-
-type removalAt struct {
-	id  string
-	seq uint64
+	return l.id == id && l.removedBy.t != nil && l.removedBy == ctxKey(ctx)
 }
 
 // logStaleWrite logs a write dropped because the session it loaded was
@@ -242,24 +249,45 @@ func logStaleWrite(ctx context.Context, backend, id string) {
 	g.Log().Infof(ctx, `gfsession: %s: session %q was deleted while a request that had loaded it ran: its write is dropped`, backend, shortId(id))
 }
 
-// ctxKey is `ctx` as a comparable value (gf's Session calls the storage
-// with the context of its request every time: ghttp gives each request a
-// context of its own), or nil when its type cannot be compared. A context
-// derived by a wrapper (StorageObserved's span) stands for the one the
-// wrapper was called with (callerCtxKey). context.Background() is one value
-// for every caller: code that runs several Sessions of one id on it (tests,
-// jobs) is taken for one request.
-func ctxKey(ctx context.Context) any {
+// reqKey is a request's context as a comparable value that does not keep the
+// context reachable (a ghttp context holds its request, and so the session
+// map the tracker must let go): the context's dynamic type and, for a
+// pointer, its address. The zero reqKey names no request.
+//
+// An address names one context only while that context is alive. The
+// tracker compares the context of a RemoveAll, kept in a load, with the
+// context of a later write of the load's map: gf's Session holds its map and
+// its context together, and the load existed before the RemoveAll, so the
+// writing request's context was alive all along and cannot have taken the
+// address of another, collected, context.
+type reqKey struct {
+	t reflect.Type
+	p uintptr
+}
+
+// ctxKey returns the reqKey of `ctx` (gf's Session calls the storage with
+// the context of its request every time: ghttp gives each request a context
+// of its own). A context derived by a wrapper (StorageObserved's span)
+// stands for the one the wrapper was called with (callerCtxKey). A context
+// of an empty type (context.Background(), context.TODO()) is one value for
+// every caller: code that runs several Sessions of one id on it (tests,
+// jobs) is taken for one request. A context of another non-pointer type
+// cannot be told apart: its key is zero.
+func ctxKey(ctx context.Context) reqKey {
 	if ctx == nil {
-		return nil
+		return reqKey{}
 	}
-	if caller, ok := ctx.Value(callerCtxKey{}).(context.Context); ok {
+	if caller, ok := ctx.Value(callerCtxKey{}).(context.Context); ok && caller != nil {
 		ctx = caller
 	}
-	if !reflect.TypeOf(ctx).Comparable() {
-		return nil
+	v := reflect.ValueOf(ctx)
+	switch {
+	case v.Kind() == reflect.Pointer:
+		return reqKey{t: v.Type(), p: v.Pointer()}
+	case v.Type().Size() == 0:
+		return reqKey{t: v.Type()}
 	}
-	return ctx
+	return reqKey{}
 }
 
 // callerCtxKey is the context value under which a storage wrapper that

@@ -664,7 +664,7 @@ func redisAdmin(t *testing.T, st gsession.Storage) gfsession.Admin {
 }
 
 func TestStorageRedis_DestroyUser(t *testing.T) {
-	// The scenario: one user logged in from 5 clients, another from
+	// One user logged in from 5 clients, another from
 	// 2; "log out everywhere" for the first ends its 5 sessions only.
 	srv := testredis.Start(t)
 	client := newGredis(t, &gredis.Config{Address: srv.Addr})
@@ -743,7 +743,13 @@ func TestStorageRedis_DestroyUser(t *testing.T) {
 			})
 			third := login(int64(7))
 			require.NoError(t, a.Destroy(ctx, third))
-			assert.EqualValues(t, 3, srv.MustDo(t, "ZCARD", prefix+"user:7"), "bob[1], moved, third")
+			if kind == gfsession.TypeRedis {
+				// Writes never remove an entry (a concurrent request may
+				// write the user back): bob[0]'s stays until DestroyUser.
+				assert.EqualValues(t, 4, srv.MustDo(t, "ZCARD", prefix+"user:7"), "bob[0], bob[1], moved, third")
+			} else {
+				assert.EqualValues(t, 3, srv.MustDo(t, "ZCARD", prefix+"user:7"), "bob[1], moved, third")
+			}
 			n, err = a.DestroyUser(ctx, "7")
 			require.NoError(t, err)
 			assert.Equal(t, 1, n, "only the regenerated session still is bob's")
@@ -755,8 +761,11 @@ func TestStorageRedis_DestroyUser(t *testing.T) {
 }
 
 func TestStorageRedis_UserIndexRoundTrips(t *testing.T) {
-	// The user index costs a round trip only on the writes that change the
-	// session's user; every other request costs what it costs without it.
+	// redis-hash: the user index costs a round trip only on the writes that
+	// change the session's user; every other request costs what it costs
+	// without it. redis on a single server: no round trip at all, the
+	// write's script indexes the user the session names (every write of a
+	// logged-in session runs index commands inside it).
 	srv := testredis.Start(t)
 	for _, kind := range redisKinds {
 		t.Run(kind, func(t *testing.T) {
@@ -783,19 +792,20 @@ func TestStorageRedis_UserIndexRoundTrips(t *testing.T) {
 			}
 			plain, indexed := newRun(""), newRun("uid")
 			steps := []struct {
-				name  string
-				fn    func(s *gsession.Session)
-				extra int64
+				name    string
+				fn      func(s *gsession.Session)
+				extra   int64 // redis-hash
+				indexKV bool  // redis: index commands in the write's script
 			}{
-				{"anonymous write", func(s *gsession.Session) { require.NoError(t, s.Set("cart", "x")) }, 0},
-				{"login", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 1},
-				{"read-only", func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("uid").String()) }, 0},
-				{"writing", func(s *gsession.Session) { require.NoError(t, s.Set("n", 1)) }, 0},
-				{"same user set again", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 0},
-				{"switch user", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "bob")) }, 2},
-				{"logout", func(s *gsession.Session) { require.NoError(t, s.Remove("uid")) }, 1},
-				{"login again", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 1},
-				{"logout by RemoveAll", func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) }, 1},
+				{"anonymous write", func(s *gsession.Session) { require.NoError(t, s.Set("cart", "x")) }, 0, false},
+				{"login", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 1, true},
+				{"read-only", func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("uid").String()) }, 0, false},
+				{"writing", func(s *gsession.Session) { require.NoError(t, s.Set("n", 1)) }, 0, true},
+				{"same user set again", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 0, true},
+				{"switch user", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "bob")) }, 2, true},
+				{"logout", func(s *gsession.Session) { require.NoError(t, s.Remove("uid")) }, 1, false},
+				{"login again", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "ann")) }, 1, true},
+				{"logout by RemoveAll", func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) }, 1, false},
 			}
 			plainId, indexedId := gfsession.NewSessionId(), gfsession.NewSessionId()
 			for _, step := range steps {
@@ -808,9 +818,13 @@ func TestStorageRedis_UserIndexRoundTrips(t *testing.T) {
 				redisReq(t, indexed.m, indexedId, step.fn)
 				got := indexed.counter.calls.Load() - before
 				stats := redisCommandStats(t, srv)
-				assert.Equal(t, base+step.extra, got, "%s: round trips with the user index (%d without)", step.name, base)
+				extra, index := step.extra, step.extra > 0
+				if kind == gfsession.TypeRedis {
+					extra, index = 0, step.indexKV
+				}
+				assert.Equal(t, base+extra, got, "%s: round trips with the user index (%d without)", step.name, base)
 				t.Logf("%s, %s: %d round trips without the index, %d with; commandstats %v", kind, step.name, base, got, stats)
-				if step.extra == 0 {
+				if !index {
 					for cmd := range stats {
 						assert.False(t, strings.HasPrefix(cmd, "z"), "%s: index command %s", step.name, cmd)
 					}
@@ -1055,4 +1069,116 @@ func TestStorageRedis_OtherTypeUnderPrefix(t *testing.T) {
 	}
 	assert.Equal(t, "not a session", srv.MustDo(t, "GET", prefix+str))
 	assert.EqualValues(t, 1, srv.MustDo(t, "LLEN", prefix+list))
+}
+
+// redisReqCtx is a context of its own, as each ghttp request has.
+func redisReqCtx() context.Context {
+	return context.WithValue(context.Background(), redisReqCtxKey{}, gfsession.NewSessionId())
+}
+
+type redisReqCtxKey struct{}
+
+// TestStorageRedis_UserIndexFollowsStored is a slow request that loaded a
+// session logged in as alice and writes it back, whole, after a concurrent
+// request logged the session out or switched it to bob: the slow write
+// wins (last writer wins per session), so the session names alice again,
+// and DestroyUser("alice") must destroy it. Through a client of gf's
+// go-redis adapter (write and index in one script) and through another
+// adapter (index after the write).
+func TestStorageRedis_UserIndexFollowsStored(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	clients := map[string]func() *gredis.Redis{
+		"go-redis": func() *gredis.Redis { return newGredis(t, &gredis.Config{Address: srv.Addr}) },
+		"other adapter": func() *gredis.Redis {
+			client, _ := newRedisOtherAdapterClient(t, srv.Addr)
+			return client
+		},
+	}
+	for clientName, newClient := range clients {
+		for _, tt := range []struct {
+			name  string
+			other func(s *gsession.Session)
+			then  string // the user stored by the concurrent request
+		}{
+			{"logout", func(s *gsession.Session) { require.NoError(t, s.Remove("uid")) }, ""},
+			{"switch", func(s *gsession.Session) { require.NoError(t, s.Set("uid", "bob")) }, "bob"},
+		} {
+			t.Run(clientName+"/"+tt.name, func(t *testing.T) {
+				st := newRedisStorage(t, gfsession.TypeRedis, newClient(), gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: "uid"})
+				a := redisAdmin(t, st)
+				m := gsession.New(time.Hour, st)
+				id := gfsession.NewSessionId()
+				login := m.New(redisReqCtx(), id)
+				require.NoError(t, login.SetMap(map[string]any{"uid": "alice", "page": 1}))
+				require.NoError(t, login.Close())
+
+				slow := m.New(redisReqCtx(), id)
+				require.Equal(t, "alice", slow.MustGet("uid").String())
+				other := m.New(redisReqCtx(), id)
+				tt.other(other)
+				require.NoError(t, other.Close())
+				if tt.then != "" {
+					n, err := a.DestroyUser(ctx, "alice")
+					require.NoError(t, err)
+					require.Equal(t, 0, n, "the session names %s now", tt.then)
+				}
+				require.NoError(t, slow.Set("page", 2))
+				require.NoError(t, slow.Close())
+
+				stored, err := m.New(redisReqCtx(), id).Data()
+				require.NoError(t, err)
+				require.Equal(t, map[string]any{"uid": "alice", "page": 2}, stored, "the last writer wins")
+				if tt.then != "" {
+					n, err := a.DestroyUser(ctx, tt.then)
+					require.NoError(t, err)
+					assert.Equal(t, 0, n, "the session does not name %s any more", tt.then)
+				}
+				n, err := a.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Equal(t, 1, n, "a session stored as alice's escaped DestroyUser")
+				stored, err = m.New(redisReqCtx(), id).Data()
+				require.NoError(t, err)
+				assert.Empty(t, stored)
+			})
+		}
+	}
+}
+
+// TestStorageRedis_RemoveAllThenSetUnderFlood is gf's Session.RemoveAll,
+// then Set, in one request while other requests remove many other sessions
+// (each unknown id the middleware replaces removes one): the request's
+// write starts a new session, however many removals came in between.
+func TestStorageRedis_RemoveAllThenSetUnderFlood(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			st := newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix()})
+			removeAllThenSetUnderFlood(t, st)
+		})
+	}
+}
+
+// TestStorageRedis_NilData checks that SetSession refuses nil data with an
+// error instead of a panic.
+func TestStorageRedis_NilData(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	st := newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: redisTestPrefix()})
+	id := gfsession.NewSessionId()
+	err := st.SetSession(context.Background(), id, nil, time.Minute)
+	require.Error(t, err)
+	assert.Equal(t, gcode.CodeInvalidParameter, gerror.Code(err))
+	assert.NotContains(t, err.Error(), id)
+}
+
+// TestStorageRedis_StaleWriteLogShortensId checks that the line logged for
+// a dropped stale write names the session by a shortened id only: ids are
+// bearer tokens.
+func TestStorageRedis_StaleWriteLogShortensId(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	st := newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: redisTestPrefix()})
+	staleWriteLogShortensId(t, st)
 }

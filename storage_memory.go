@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/os/gsession"
 )
 
@@ -178,7 +180,7 @@ func (s *StorageMemory) expiry(created, now int64, ttl time.Duration) int64 {
 }
 
 // SetSession applies what the request changed in `sessionData` to the stored
-// session: keys it set or changed are written, keys it removed are deleted,
+// session (a nil `sessionData` is an error, CodeInvalidParameter): keys it set or changed are written, keys it removed are deleted,
 // keys it left alone keep whatever a concurrent request stored meanwhile. A
 // session left with no keys is deleted. The TTL restarts at `ttl`.
 //
@@ -190,6 +192,9 @@ func (s *StorageMemory) expiry(created, now int64, ttl time.Duration) int64 {
 func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
+	}
+	if sessionData == nil {
+		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: memory: SetSession of session %q: data is nil", shortId(sessionId))
 	}
 	var (
 		base          map[string]any

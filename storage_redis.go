@@ -80,11 +80,12 @@ type RedisConfig struct {
 	// types) or CodecJSON.
 	Codec string `json:"codec"`
 	// UserKey is the session key holding the user id, for DestroyUser ("log
-	// out everywhere"). With it set, a write that changes a session's user
-	// (a login, a logout, a switch of user) also updates the user index: one
-	// sorted set per user, key prefix + "user:" + user id (with NoPrefix:
-	// "user:" + user id), holding the user's session ids scored by login
-	// time. Empty disables the index, and DestroyUser fails.
+	// out everywhere"). With it set, writes keep a user index: one sorted
+	// set per user, key prefix + "user:" + user id (with NoPrefix: "user:" +
+	// user id), holding the user's session ids scored by the time they were
+	// indexed (StorageRedis: every write of a session naming the user;
+	// StorageRedisHash: a login). Empty disables the index, and DestroyUser
+	// fails.
 	UserKey string `json:"userKey"`
 	// UserIndexTTL is how long a user's index lives after the user's last
 	// login, and how long an index entry lives at all: every login trims the
@@ -249,11 +250,19 @@ func (r *redisStore) eval(ctx context.Context, s *redisScript, id string, args .
 	return v, nil
 }
 
-// evalKey runs `s` on the one key `key` with `args`. It returns the command
-// it sent last (EVALSHA or EVAL) and the client's error, unwrapped.
+// evalKey runs `s` on the one key `key` with `args`.
 func (r *redisStore) evalKey(ctx context.Context, s *redisScript, key string, args ...any) (*gvar.Var, string, error) {
-	full := make([]any, 0, 3+len(args))
-	full = append(full, s.sha, 1, key)
+	return r.evalKeys(ctx, s, []string{key}, args...)
+}
+
+// evalKeys runs `s` on the keys `keys` with `args`. It returns the command
+// it sent last (EVALSHA or EVAL) and the client's error, unwrapped.
+func (r *redisStore) evalKeys(ctx context.Context, s *redisScript, keys []string, args ...any) (*gvar.Var, string, error) {
+	full := make([]any, 0, 2+len(keys)+len(args))
+	full = append(full, s.sha, len(keys))
+	for _, k := range keys {
+		full = append(full, k)
+	}
 	full = append(full, args...)
 	v, err := r.client.Do(ctx, "EVALSHA", full...)
 	if err != nil && isNoScript(err) {
@@ -306,19 +315,34 @@ func (r *redisStore) removeAll(ctx context.Context, id string) error {
 // ---------------------------------------------------------------------------
 // Admin: user index, SCAN, DestroyUser (shared by both Redis storages)
 
-// userIndexScript records a login in a user index, in one round trip.
-// KEYS[1] is the user's index (a sorted set); ARGV: session id, now (Unix
-// ms), index TTL ms. It drops the entries older than the index TTL (logins
-// that, by UserIndexTTL's contract, can no longer be logged in), adds the
-// session scored now, and makes the index live at least the index TTL.
-var userIndexScript = newRedisScript(`
-local now = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+// userIndexLua adds session ARGV[1] to the user index KEYS[1] (a sorted set),
+// with ARGV[2] now (Unix ms) and ARGV[3] the index TTL ms. It drops the
+// entries older than the index TTL (sessions that, by UserIndexTTL's
+// contract, can no longer be logged in), adds the session scored now, and
+// makes the index live at least the index TTL. The score of an entry only
+// grows, by at least 1 on every add, so that DestroyUser, which removes an
+// entry only if its score has not changed since it checked the session
+// (userIndexDropScript), never removes an entry re-added after its check.
+const userIndexLua = `
+local function index(key, id, now, ttl)
+  now = tonumber(now)
+  ttl = tonumber(ttl)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+  local score = redis.call('ZSCORE', key, id)
+  if score and tonumber(score) >= now then
+    now = tonumber(score) + 1
+  end
+  redis.call('ZADD', key, now, id)
+  if redis.call('PTTL', key) < ttl then
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
+`
+
+// userIndexScript records session ARGV[1] in the user index KEYS[1], in one
+// round trip (see userIndexLua for the arguments).
+var userIndexScript = newRedisScript(userIndexLua + `
+index(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 return 1
 `)
 
@@ -567,7 +591,7 @@ func (r *redisStore) close(ctx context.Context) error {
 // StorageRedis
 
 // StorageRedis keeps each session as one Redis key holding the whole session
-// in the versioned envelope (see DESIGN.md): values keep their Go types,
+// in the versioned envelope of this package: values keep their Go types,
 // optionally sealed with CryptoKeys. It works on standalone Redis, Sentinel
 // and Cluster (whatever the gredis client is configured for); it uses one
 // key per command and needs Redis 6.2 or newer (GETEX).
@@ -592,13 +616,15 @@ func (r *redisStore) close(ctx context.Context) error {
 // It implements Admin. Count and Range SCAN the keys under the prefix (on
 // every master of a Cluster). With RedisConfig.UserKey, a user index (one
 // sorted set per user, see UserKey) lets DestroyUser read only the user's
-// sessions. The index is updated only by writes that change a session's
-// user, so ordinary requests cost no index command and a login one more
-// round trip. It is best effort and self-healing rather than atomic with
-// the session (on a Cluster the index lives in another slot): stale entries
-// (expired sessions, sessions of another user now, sessions deleted by
-// Destroy or RegenerateId) are checked and dropped by DestroyUser and
-// trimmed by the user's next login once older than UserIndexTTL.
+// sessions. Every write of a session that names a user lists it in that
+// user's index, in the write's own script on a single server or Sentinel
+// (no extra round trip), after the write on a Cluster, where the index
+// lives in another slot (one more round trip): a session stored under a
+// user is always in the user's index, whatever concurrent requests did.
+// Entries are never removed by writes; stale ones (expired sessions,
+// sessions of another user now or logged out, sessions deleted by Destroy
+// or RegenerateId) are checked and dropped by DestroyUser and trimmed by
+// the user's next write once older than UserIndexTTL.
 //
 // The storage does not close a client passed to NewStorageRedis; it closes a
 // client it created itself from the config map (Close).
@@ -720,7 +746,7 @@ func (r *redisStore) reseal(ctx context.Context, id, stored string, created time
 		_, err = r.eval(ctx, resealScript, id, stored, blob)
 	}
 	if err != nil {
-		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, id, err)
+		g.Log().Warningf(ctx, `gfsession: %s: sealing session %q with the new crypto key: %v`, r.backend, shortId(id), err)
 	}
 }
 
@@ -730,9 +756,9 @@ func (r *redisStore) reseal(ctx context.Context, id, stored string, created time
 // other session starts now. It is last-writer-wins (see StorageRedis). An
 // invalid `sessionId` is an error and sends nothing.
 //
-// A new session is one SET with PX. A session GetSession loaded is written
-// by a script (setIfCreatedScript) only while the stored session is still
-// the one loaded, by its creation time: if it was deleted while the request
+// The write is one script (kvWriteScript): a new session is SET with PX; a
+// session GetSession loaded is written only while the stored session is
+// still the one loaded, by its creation time: if it was deleted while the request
 // ran (a logout elsewhere, Destroy, DestroyUser, expiry), or deleted and
 // replaced by a new one under the id, the write is dropped and logged, so a
 // request in flight cannot bring a logged-out session back. (A session in
@@ -740,13 +766,17 @@ func (r *redisStore) reseal(ctx context.Context, id, stored string, created time
 // RemoveAll by the same request (gf's Session.RemoveAll, then Set) starts a
 // new session under the id.
 //
-// With a UserKey, a write that changes the session's user (from what
-// GetSession loaded; for a map it did not load, from none) also updates the
-// user index, one more round trip: on login the index entry is added before
-// the session is written, on logout or deletion it is removed after.
+// With a UserKey, the index of the user that the written session names
+// lists the session once the write is done, whoever wrote in between (see
+// write): in the same script on a single server or Sentinel, one more round
+// trip after the write on a Cluster (two on a login). A nil `sessionData`
+// is an error (CodeInvalidParameter).
 func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
+	}
+	if sessionData == nil {
+		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: SetSession of session %q: data is nil", s.r.backend, shortId(sessionId))
 	}
 	r := s.r
 	var prev loadedMeta
@@ -767,11 +797,9 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	}
 	data := sessionData.Map()
 	if len(data) == 0 {
-		if err := r.removeAll(ctx, sessionId); err != nil {
-			return err
-		}
-		r.unindexUser(ctx, prev.user, sessionId)
-		return nil
+		// The user index entry, if any, stays until DestroyUser or the
+		// age trim drops it (see write).
+		return r.removeAll(ctx, sessionId)
 	}
 	now := time.Now()
 	cur := loadedMeta{created: prev.created, user: userOf(data, r.userKey)}
@@ -782,65 +810,138 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	if left <= 0 {
 		// The session ran out of lifetime during this request: deleted for
 		// good, so a further write of this map is dropped too.
-		if _, err := r.do(ctx, sessionId, "DEL", r.key(sessionId)); err != nil {
-			return err
-		}
-		r.unindexUser(ctx, prev.user, sessionId)
-		return nil
+		_, err := r.do(ctx, sessionId, "DEL", r.key(sessionId))
+		return err
 	}
 	blob, err := r.env.encodeSession(sessionId, cur.created, data)
 	if err != nil {
 		return err
 	}
-	err = r.reindexUser(ctx, sessionId, prev.user, cur.user, func() error {
-		var (
-			v   *gvar.Var
-			err error
-		)
-		switch {
-		case !loaded:
-			v, err = r.do(ctx, sessionId, "SET", r.key(sessionId), blob, "PX", millis(left))
-		case prev.created.IsZero():
-			// Loaded in gf's format, which has no creation time: only
-			// while it exists.
-			v, err = r.do(ctx, sessionId, "SET", r.key(sessionId), blob, "PX", millis(left), "XX")
-		default:
-			// Only while it is the session loaded: one deleted since (a
-			// logout elsewhere, Destroy, DestroyUser), or deleted and
-			// replaced by a new session under the id, stays so.
-			var created [8]byte
-			binary.BigEndian.PutUint64(created[:], uint64(prev.created.UnixMilli()))
-			v, err = r.eval(ctx, setIfCreatedScript, sessionId, blob, millis(left), string(created[:]), envelopeMagic)
-		}
-		if err == nil && (v == nil || v.IsNil() || v.String() == "0") {
-			return errStaleWrite
-		}
-		return err
-	})
-	if errors.Is(err, errStaleWrite) {
-		logStaleWrite(ctx, r.backend, sessionId)
-		return nil
+	mode := kvWriteNew
+	switch {
+	case !loaded:
+	case prev.created.IsZero():
+		// Loaded in gf's format, which has no creation time: only while it
+		// exists.
+		mode = kvWriteExisting
+	default:
+		// Only while it is the session loaded: one deleted since (a logout
+		// elsewhere, Destroy, DestroyUser), or deleted and replaced by a new
+		// session under the id, stays so.
+		mode = kvWriteLoaded
 	}
+	written, err := s.write(ctx, sessionId, blob, left, mode, prev.created, prev.user, cur.user)
 	if err != nil {
 		return err
+	}
+	if !written {
+		logStaleWrite(ctx, r.backend, sessionId)
+		return nil
 	}
 	r.tracker.retrack(ref, sessionId, nil, cur)
 	return nil
 }
 
-// setIfCreatedScript writes a session only if the stored one is the session
-// a request loaded: our envelope carrying the same creation time. KEYS[1]
-// is the session key; ARGV: the new value, its TTL in ms, the 8 bytes of
-// the creation time as the envelope stores them, the envelope's magic. It
-// returns 1 when it wrote, 0 when the session is gone or another one. It
-// reads only the 13 header bytes (GETRANGE; "" for a missing key): GET
-// would copy a whole large session into Lua just to compare 11 of its bytes.
-var setIfCreatedScript = newRedisScript(`
-local cur = redis.call('GETRANGE', KEYS[1], 0, 12)
-if string.sub(cur, 1, 3) ~= ARGV[4] or string.sub(cur, 6, 13) ~= ARGV[3] then
-  return 0
+// kvWrite is how SetSession writes a session's key.
+type kvWrite int
+
+const (
+	kvWriteNew      kvWrite = iota // a session not loaded: unconditionally
+	kvWriteExisting                // loaded in gf's format: only while the key exists
+	kvWriteLoaded                  // loaded: only while the key holds the session loaded
+)
+
+// write stores `blob` as session `id` with a TTL of `left`, as `mode` says
+// (`created` is the creation time loaded, for kvWriteLoaded), and reports
+// whether it was written: false means the session was deleted or replaced
+// since it was loaded, and nothing was written.
+//
+// With a user, `to`, in the session written, the user's index names the
+// session once the write is done, whatever happened to the index while the
+// request ran: the entry is added after the write, as one script with it
+// where the two keys can be used together (a client of one server, or
+// Sentinel), else by a second call after it (a Cluster, where they live in
+// different slots, or another gredis adapter); a login (`to` other than the
+// user loaded, `from`) is also indexed before the write there, so that a
+// failure between the two calls leaves no session of a user without its
+// entry. An entry is never removed here: the index of a user the session
+// no longer names keeps it until DestroyUser checks the session and drops
+// it, or until it is older than UserIndexTTL. Removing it at a logout
+// could remove it after a concurrent request, which loaded the session
+// before the logout, wrote the user back.
+func (s *StorageRedis) write(ctx context.Context, id string, blob []byte, left time.Duration, mode kvWrite, created time.Time, from, to string) (bool, error) {
+	r := s.r
+	var createdArg [8]byte
+	binary.BigEndian.PutUint64(createdArg[:], uint64(created.UnixMilli()))
+	args := []any{blob, millis(left), string(createdArg[:]), envelopeMagic, int(mode)}
+	keys := []string{r.key(id)}
+	_, standalone := r.raw.(*redis.Client)
+	together := to != "" && standalone
+	if together {
+		keys = append(keys, r.userIndexKey(to))
+		args = append(args, id, time.Now().UnixMilli(), millis(r.userIndexTTL))
+	} else if to != "" && to != from {
+		if err := r.indexUser(ctx, to, id); err != nil {
+			return false, err
+		}
+	}
+	var (
+		v   *gvar.Var
+		err error
+	)
+	if mode == kvWriteNew && !together {
+		// Nothing to check or index with it: a plain SET.
+		v, err = r.do(ctx, id, "SET", r.key(id), blob, "PX", millis(left))
+		if err != nil {
+			return false, err
+		}
+	} else {
+		var cmd string
+		if v, cmd, err = r.evalKeys(ctx, kvWriteScript, keys, args...); err != nil {
+			return false, r.wrap(err, cmd, id)
+		}
+		if v != nil && !v.IsNil() && v.Int() != 1 {
+			return false, nil
+		}
+	}
+	if v == nil || v.IsNil() {
+		return false, nil
+	}
+	if to != "" && !together {
+		if err := r.indexUser(ctx, to, id); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// kvWriteScript writes a session of StorageRedis. KEYS[1] is the session
+// key, KEYS[2] (optional) the index of the user the session names; ARGV:
+// the new value, its TTL in ms, the 8 bytes of the creation time loaded as
+// the envelope stores them, the envelope's magic, the kvWrite mode, and
+// with KEYS[2] the session id, now (Unix ms) and the index TTL in ms. It
+// returns 1 when it wrote (and indexed), 0 when the session is gone or
+// another one. A loaded session is compared by its 13 header bytes only
+// (GETRANGE; "" for a missing key): GET would copy a whole large session
+// into Lua just to compare 11 of its bytes.
+var kvWriteScript = newRedisScript(userIndexLua + `
+local mode = tonumber(ARGV[5])
+if mode == 2 then
+  local cur = redis.call('GETRANGE', KEYS[1], 0, 12)
+  if string.sub(cur, 1, 3) ~= ARGV[4] or string.sub(cur, 6, 13) ~= ARGV[3] then
+    return 0
+  end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif mode == 1 then
+  if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX') then
+    return 0
+  end
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if #KEYS > 1 then
+  index(KEYS[2], ARGV[6], ARGV[7], ARGV[8])
+end
 return 1
 `)
 
