@@ -307,6 +307,25 @@ func TestServerConfigHook_WarnsOnScriptReadableCookie(t *testing.T) {
 	assert.Contains(t, logs(), `server.cookieSameSite is "none" without cookieSecure`)
 }
 
+// TestServerConfigHook_WarnsOnSharedFileFolder: a server left with gf's
+// default name shares its file folder with every other such application,
+// which a warning says at start-up; a named server gets no warning.
+func TestServerConfigHook_WarnsOnSharedFileFolder(t *testing.T) {
+	sessionPath := t.TempDir()
+	logs := captureLog(t)
+	c, err := ghttp.ConfigFromMap(map[string]any{"sessionPath": sessionPath, "sessionStorage": "file"})
+	require.NoError(t, err)
+	requireFilePath(t, filepath.Join(sessionPath, ghttp.DefaultServerName), c.SessionStorage)
+	assert.Contains(t, logs(), "shares this folder")
+	assert.Contains(t, logs(), "server.name")
+
+	named := captureLog(t)
+	c, err = ghttp.ConfigFromMap(map[string]any{"name": "shop", "sessionPath": sessionPath, "sessionStorage": "file"})
+	require.NoError(t, err)
+	requireFilePath(t, filepath.Join(sessionPath, "shop"), c.SessionStorage)
+	assert.NotContains(t, named(), "shares this folder")
+}
+
 // TestServerConfigHook_WarningDoesNotHang: g.Server(name) converts the
 // config while it holds one of gf's 64 instance locks, chosen by a hash of
 // the name; a warning logged through g.Log(), whose instance may share that

@@ -187,6 +187,9 @@ type serverInfo struct {
 	name string
 	// sessionPath is the server's sessionPath, gf's folder for session files.
 	sessionPath string
+	// unnamed is true for a server with gf's default name, which every
+	// application that does not name its server shares.
+	unnamed bool
 }
 
 type serverInfoKey struct{}
@@ -251,9 +254,11 @@ func convertServerConfig(from any, to reflect.Value) error {
 	if storageKey == "" {
 		return nil
 	}
+	name := serverName(ctx, m, config)
 	ctx = context.WithValue(ctx, serverInfoKey{}, serverInfo{
-		name:        serverName(ctx, m, config),
+		name:        name,
 		sessionPath: config.SessionPath,
+		unnamed:     name == ghttp.DefaultServerName,
 	})
 	storage, err := newFromConfigValue(ctx, storageNode)
 	if err != nil {

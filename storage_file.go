@@ -210,6 +210,11 @@ func newStorageFileFromConfig(ctx context.Context, m map[string]any) (gsession.S
 			sessionPath = gsession.DefaultStorageFilePath
 		}
 		config.Path = gfile.Join(sessionPath, server.name)
+		if server.unnamed {
+			startupLogger().Warningf(ctx,
+				`gfsession: file storage in %q: every application whose server keeps gf's default name %q shares this folder, and each one's cleaner removes the others' idle sessions; name the server (server.name) or give the storage a path`,
+				config.Path, server.name)
+		}
 	}
 	return NewStorageFile(config)
 }
