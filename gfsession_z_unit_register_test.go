@@ -3,6 +3,7 @@ package gfsession_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -305,6 +306,26 @@ func TestServerConfigHook_WarnsOnScriptReadableCookie(t *testing.T) {
 	_, err = ghttp.ConfigFromMap(map[string]any{"cookieSameSite": "none"})
 	require.NoError(t, err)
 	assert.Contains(t, logs(), `server.cookieSameSite is "none" without cookieSecure`)
+}
+
+// TestNew_BackendCheck: a database storage whose database does not answer
+// is built, with a warning naming the database and its address but not
+// its password.
+func TestNew_BackendCheck(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := l.Addr().String()
+	require.NoError(t, l.Close())
+	logs := captureLog(t)
+	st, err := gfsession.New(context.Background(), map[string]any{
+		"type":        "DB",
+		"link":        "mysql:root:s3cret@tcp(" + closed + ")/test",
+		"createTable": false,
+	})
+	require.NoError(t, err, "an unreachable database must not stop start-up")
+	t.Cleanup(func() { _ = st.(*gfsession.StorageDB).Close(context.Background()) })
+	assert.Contains(t, logs(), "gfsession: db storage: mysql at "+closed+"/test does not answer")
+	assert.NotContains(t, logs(), "s3cret")
 }
 
 // TestServerConfigHook_WarnsOnSharedFileFolder: a server left with gf's

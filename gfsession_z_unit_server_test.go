@@ -186,28 +186,28 @@ func TestServer_ConfigFileError(t *testing.T) {
 	assert.Contains(t, err.Error(), "unit")
 }
 
-// testLog receives what g.Log() logs in this test binary, passes it on to
-// stdout, and keeps it while a test captures it (captureLog). It is set
-// once, before any test runs: glog's SetWriter is not safe while other
-// goroutines log.
-var testLog = &logTee{}
+// testLog receives what g.Log() logs in this test binary (which still
+// prints it to stdout too) and keeps it while a test captures it
+// (captureLog). It is set once, before any test runs: glog's SetWriter is
+// not safe while other goroutines log.
+var testLog = &logCapture{}
 
 func init() { glog.Instance().SetWriter(testLog) }
 
-// logTee writes to stdout and, while capturing, to a buffer.
-type logTee struct {
+// logCapture keeps what is written to it while capturing.
+type logCapture struct {
 	mu        sync.Mutex
 	capturing int
 	buf       bytes.Buffer
 }
 
-func (l *logTee) Write(p []byte) (int, error) {
+func (l *logCapture) Write(p []byte) (int, error) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.capturing > 0 {
 		l.buf.Write(p)
 	}
-	l.mu.Unlock()
-	return os.Stdout.Write(p)
+	return len(p), nil
 }
 
 // captureLog returns a function that reads what g.Log() logged since the
