@@ -58,6 +58,10 @@ func decodeConfig(path string, m map[string]any, out any, extraKeys ...string) (
 				`%s.%s: unknown key; valid keys: %s`, path, key, strings.Join(append(valid, extraKeys...), ", "))
 		}
 		if err = setField(rv.Field(i), value); err != nil {
+			if _, rest, ok := leadingKey(err.Error(), map[string]any{key: nil}); ok {
+				// "cryptoKeys[1]: ..." already names the key.
+				return nil, &keyError{msg: path + "." + key + rest, err: err}
+			}
 			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, path, key)
 		}
 		if d, ok := rv.Field(i).Interface().(time.Duration); ok && d < 0 && rt.Field(i).Tag.Get("config") != "negative" {
@@ -211,4 +215,90 @@ func isNumber(s string) bool {
 		}
 	}
 	return true
+}
+
+// keyError is a config error whose message starts with the full name of the
+// key it is about ("server.sessionStorage.codec: ..."), wrapping the error
+// it was made from, whose code and stack it keeps.
+type keyError struct {
+	msg string
+	err error
+}
+
+func (e *keyError) Error() string { return e.msg }
+
+// Unwrap returns the error the message was made from.
+func (e *keyError) Unwrap() error { return e.err }
+
+// Code returns the code of the wrapped error, or CodeInvalidConfiguration
+// when it has none.
+func (e *keyError) Code() gcode.Code {
+	if code := gerror.Code(e.err); code != gcode.CodeNil {
+		return code
+	}
+	return gcode.CodeInvalidConfiguration
+}
+
+// Stack returns the stack of the wrapped error.
+func (e *keyError) Stack() string { return gerror.Stack(e.err) }
+
+// prefixError returns `err` with `prefix` put before its message, e.g. the
+// "server." of a storage configured in the server node.
+func prefixError(prefix string, err error) error {
+	return &keyError{msg: prefix + err.Error(), err: err}
+}
+
+// keyedError makes the message of `err`, returned by a storage factory for
+// the config node `path` with the options `config`, start with the key it
+// is about: "path.key: ..." when it starts with the name of one of the
+// given options ("codec: unknown codec" becomes "sessionStorage.codec:
+// unknown codec"), else "path: ...". A message that already starts with
+// `path` is kept.
+func keyedError(path string, config map[string]any, err error) error {
+	text := err.Error()
+	msg := strings.TrimPrefix(text, "gfsession: ")
+	if hasKeyPrefix(msg, path) && !strings.HasPrefix(msg, path+": ") {
+		// Already "path.key: ...".
+	} else {
+		bare := strings.TrimPrefix(msg, path+": ")
+		if key, rest, ok := leadingKey(bare, config); ok {
+			msg = path + "." + key + rest
+		} else {
+			msg = path + ": " + bare
+		}
+	}
+	if msg == text {
+		return err
+	}
+	return &keyError{msg: msg, err: err}
+}
+
+// leadingKey returns the key of `config` that `msg` starts with, followed by
+// a colon or an index ("codec: ...", "cryptoKeys[1]: ..."), spelled as in
+// `config`, and the rest of `msg`.
+func leadingKey(msg string, config map[string]any) (key, rest string, ok bool) {
+	end := 0
+	for end < len(msg) && (msg[end] == '_' || msg[end] >= 'a' && msg[end] <= 'z' ||
+		msg[end] >= 'A' && msg[end] <= 'Z' || msg[end] >= '0' && msg[end] <= '9') {
+		end++
+	}
+	if end == 0 || end == len(msg) || msg[end] != ':' && msg[end] != '[' {
+		return "", "", false
+	}
+	for k := range config {
+		if strings.EqualFold(k, msg[:end]) {
+			return k, msg[end:], true
+		}
+	}
+	return "", "", false
+}
+
+// hasKeyPrefix reports whether `msg` starts with the key `path`, alone or
+// followed by a sub-key (".x", "[0]") and a colon.
+func hasKeyPrefix(msg, path string) bool {
+	if !strings.HasPrefix(msg, path) {
+		return false
+	}
+	rest := msg[len(path):]
+	return rest == "" || rest[0] == ':' || rest[0] == '.' || rest[0] == '['
 }

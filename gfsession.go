@@ -15,6 +15,15 @@
 //	    type: "redis"
 //	    redis: "default"
 //
+// The same hook makes the rest of the server node safer for sessions: a
+// bare number for `sessionMaxAge` or `sessionCookieMaxAge` (gf reads 86400
+// as 86.4µs) stops start-up with an error naming the key; the session cookie
+// is HttpOnly and SameSite=Lax unless `cookieHttpOnly` and `cookieSameSite`
+// say otherwise; a "file" storage without a `path` keeps its files in gf's
+// folder for the server, `sessionPath` joined with the server's name; and a
+// storage whose Redis or database does not answer at start-up is logged,
+// not fatal.
+//
 // Storages can also be built in code and set with ghttp's
 // Server.SetSessionStorage. Custom storages register with Register and can
 // check themselves against the package storagetest.

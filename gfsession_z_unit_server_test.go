@@ -1,23 +1,30 @@
 package gfsession_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gcfg"
+	"github.com/gogf/gf/v2/os/glog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	_ "github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/testredis"
 )
 
 // useConfigFile points gf's global configuration at a config.yaml holding
@@ -177,4 +184,214 @@ func TestServer_ConfigFileError(t *testing.T) {
 	require.True(t, ok, "panic value %v", recovered)
 	assert.Contains(t, err.Error(), "sessionStorage.maxLifetime")
 	assert.Contains(t, err.Error(), "unit")
+}
+
+// testLog receives what g.Log() logs in this test binary (which still
+// prints it to stdout too) and keeps it while a test captures it
+// (captureLog). It is set once, before any test runs: glog's SetWriter is
+// not safe while other goroutines log.
+var testLog = &logCapture{}
+
+func init() { glog.Instance().SetWriter(testLog) }
+
+// logCapture keeps what is written to it while capturing.
+type logCapture struct {
+	mu        sync.Mutex
+	capturing int
+	buf       bytes.Buffer
+}
+
+func (l *logCapture) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.capturing > 0 {
+		l.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+// captureLog returns a function that reads what g.Log() logged since the
+// call, until the end of the test.
+func captureLog(t *testing.T) func() string {
+	t.Helper()
+	require.Same(t, g.Log(), glog.Instance(), "g.Log() is glog's default logger")
+	testLog.mu.Lock()
+	testLog.capturing++
+	start := testLog.buf.Len()
+	testLog.mu.Unlock()
+	t.Cleanup(func() {
+		testLog.mu.Lock()
+		defer testLog.mu.Unlock()
+		if testLog.capturing--; testLog.capturing == 0 {
+			testLog.buf.Reset()
+		}
+	})
+	return func() string {
+		testLog.mu.Lock()
+		defer testLog.mu.Unlock()
+		return testLog.buf.String()[start:]
+	}
+}
+
+// sessionFiles returns the session files under `dir`, at any depth.
+func sessionFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".session") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	return files
+}
+
+// TestServer_FileFolderPerApp: applications with `sessionStorage: "file"`
+// and different TTLs each keep their sessions in their own folder, gf's
+// `sessionPath` joined with the server's name (the config node's name under
+// g.Server(name), else the `name` key), so that the cleaner of one with a
+// short TTL never deletes the sessions of another.
+func TestServer_FileFolderPerApp(t *testing.T) {
+	sessionPath := t.TempDir()
+	useConfigFile(t, fmt.Sprintf(`server:
+  files-a:
+    address: "127.0.0.1:0"
+    dumpRouterMap: false
+    sessionPath: %[1]q
+    sessionMaxAge: "300ms"
+    sessionStorage: "file"
+  files-b:
+    address: "127.0.0.1:0"
+    dumpRouterMap: false
+    sessionPath: %[1]q
+    sessionMaxAge: "1h"
+    sessionStorage: "file"
+`, sessionPath))
+	a, b := newClient(t, startSessionApp(t, "files-a")), newClient(t, startSessionApp(t, "files-b"))
+	a.do(http.MethodPost, "/login?user=alice")
+	b.do(http.MethodPost, "/login?user=bob")
+	aDir, bDir := filepath.Join(sessionPath, "files-a"), filepath.Join(sessionPath, "files-b")
+	aFiles, bFiles := sessionFiles(t, aDir), sessionFiles(t, bDir)
+	require.Len(t, aFiles, 1, "files-a's session is in its own folder")
+	require.Len(t, bFiles, 1, "files-b's session is in its own folder")
+
+	// A third application, with a short TTL and a cleaner running every
+	// 20ms; its config is built here, so that its storage can be closed.
+	config, err := ghttp.ConfigFromMap(map[string]any{
+		"name":           "files-c",
+		"address":        "127.0.0.1:0",
+		"dumpRouterMap":  false,
+		"sessionPath":    sessionPath,
+		"sessionMaxAge":  "300ms",
+		"sessionStorage": map[string]any{"type": "file", "cleanupInterval": "20ms"},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = config.SessionStorage.(*gfsession.StorageFile).Close(context.Background()) })
+	s := ghttp.GetServer("files-c-test")
+	require.NoError(t, s.SetConfig(config))
+	s.BindHandler("POST:/login", func(r *ghttp.Request) {
+		r.Session.MustSet("user", r.Get("user").String())
+		r.Response.WriteJson(g.Map{"ok": true})
+	})
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { _ = s.Shutdown() })
+	newClient(t, fmt.Sprintf("http://127.0.0.1:%d", s.GetListenedPort())).do(http.MethodPost, "/login?user=carol")
+	cDir := filepath.Join(sessionPath, "files-c")
+	require.Len(t, sessionFiles(t, cDir), 1, "files-c's session is in its own folder")
+
+	// files-c's cleaner removes its own idle session ...
+	require.Eventually(t, func() bool { return len(sessionFiles(t, cDir)) == 0 },
+		5*time.Second, 20*time.Millisecond, "files-c's cleaner removes its idle session")
+	// ... and leaves the other applications' sessions alone, though they
+	// are idle for longer than its TTL.
+	assert.Equal(t, aFiles, sessionFiles(t, aDir))
+	assert.Equal(t, bFiles, sessionFiles(t, bDir))
+	user, _ := b.me()
+	assert.Equal(t, "bob", user, "files-b's user stays logged in")
+}
+
+// TestServer_SessionCookieDefaults reads the Set-Cookie header of a login:
+// the session cookie is HttpOnly and SameSite=Lax unless the config says
+// otherwise, and Secure only when configured.
+func TestServer_SessionCookieDefaults(t *testing.T) {
+	useConfigFile(t, `server:
+  cookie-default:
+    address: "127.0.0.1:0"
+    dumpRouterMap: false
+    sessionStorage: "memory"
+  cookie-configured:
+    address: "127.0.0.1:0"
+    dumpRouterMap: false
+    sessionStorage: "memory"
+    cookieHttpOnly: false
+    cookieSameSite: "Strict"
+    cookieSecure: true
+`)
+	login := func(base string) *http.Cookie {
+		t.Helper()
+		resp, err := http.Post(base+"/login?user=alice", "text/plain", nil)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		for _, c := range resp.Cookies() {
+			if c.Name == "gfsessionid" {
+				return c
+			}
+		}
+		require.Fail(t, "no session cookie", "Set-Cookie: %q", resp.Header.Values("Set-Cookie"))
+		return nil
+	}
+
+	c := login(startSessionApp(t, "cookie-default"))
+	assert.True(t, c.HttpOnly, "Set-Cookie: %s", c.Raw)
+	assert.Equal(t, http.SameSiteLaxMode, c.SameSite, "Set-Cookie: %s", c.Raw)
+	assert.False(t, c.Secure, "Secure is the application's choice: Set-Cookie: %s", c.Raw)
+
+	logs := captureLog(t)
+	c = login(startSessionApp(t, "cookie-configured"))
+	assert.False(t, c.HttpOnly, "Set-Cookie: %s", c.Raw)
+	assert.Equal(t, http.SameSiteStrictMode, c.SameSite, "Set-Cookie: %s", c.Raw)
+	assert.True(t, c.Secure, "Set-Cookie: %s", c.Raw)
+	assert.Contains(t, logs(), "server.cookieHttpOnly is false", "turning HttpOnly off is warned about")
+}
+
+// TestServer_BackendDownAtStart: a server whose Redis does not answer at
+// start-up starts, with a warning naming the Redis address, and its
+// sessions work once a Redis listens there.
+func TestServer_BackendDownAtStart(t *testing.T) {
+	srv := testredis.Start(t)
+	srv.Kill(t)
+	logs := captureLog(t)
+	s := ghttp.GetServer("backend-down")
+	require.NoError(t, s.SetConfigWithMap(map[string]any{
+		"address":       "127.0.0.1:0",
+		"dumpRouterMap": false,
+		"sessionStorage": map[string]any{
+			"type":    "Redis",
+			"address": srv.Addr,
+			"prefix":  "backend-down:",
+		},
+	}))
+	assert.Contains(t, logs(), "gfsession: redis storage: Redis at "+srv.Addr+" does not answer")
+	s.Group("/", func(group *ghttp.RouterGroup) {
+		group.POST("/login", func(r *ghttp.Request) {
+			r.Session.MustSet("user", r.Get("user").String())
+			r.Response.WriteJson(g.Map{"ok": true})
+		})
+		group.GET("/me", func(r *ghttp.Request) {
+			r.Response.WriteJson(g.Map{"user": r.Session.MustGet("user").String()})
+		})
+	})
+	require.NoError(t, s.Start(), "an unreachable backend must not stop a deploy")
+	t.Cleanup(func() { _ = s.Shutdown() })
+
+	srv.Restart(t)
+	alice := newClient(t, fmt.Sprintf("http://127.0.0.1:%d", s.GetListenedPort()))
+	alice.do(http.MethodPost, "/login?user=alice")
+	user, _ := alice.me()
+	assert.Equal(t, "alice", user)
 }

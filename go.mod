@@ -4,11 +4,11 @@ go 1.24
 
 require (
 	github.com/go-sql-driver/mysql v1.7.1
-	github.com/gogf/gf/contrib/drivers/mysql/v2 v2.10.2
-	github.com/gogf/gf/contrib/drivers/pgsql/v2 v2.10.2
-	github.com/gogf/gf/contrib/drivers/sqlite/v2 v2.10.2
-	github.com/gogf/gf/contrib/nosql/redis/v2 v2.10.2
-	github.com/gogf/gf/v2 v2.10.2
+	github.com/gogf/gf/contrib/drivers/mysql/v2 v2.10.0
+	github.com/gogf/gf/contrib/drivers/pgsql/v2 v2.10.0
+	github.com/gogf/gf/contrib/drivers/sqlite/v2 v2.10.0
+	github.com/gogf/gf/contrib/nosql/redis/v2 v2.10.0
+	github.com/gogf/gf/v2 v2.10.0
 	github.com/lib/pq v1.10.9
 	github.com/redis/go-redis/v9 v9.12.1
 	github.com/stretchr/testify v1.12.1

@@ -65,8 +65,12 @@ const (
 )
 
 // DefaultFilePath is the folder StorageFile uses when FileConfig.Path is
-// empty: "gfsessions" in the system's temporary folder.
-var DefaultFilePath = gfile.Temp("gfsessions")
+// empty: "gfsessions/<executable name>" in the system's temporary folder,
+// so that two applications never share sessions or delete each other's
+// (each cleaner removes the files idle for longer than its own TTL). A
+// storage from the `server.sessionStorage` config node has another default:
+// gf's own, the server's `sessionPath` joined with the server's name.
+var DefaultFilePath = gfile.Temp("gfsessions", gfile.SelfName())
 
 // FileConfig configures StorageFile. The zero value is ready to use.
 type FileConfig struct {
@@ -239,16 +243,29 @@ func init() {
 	Register(TypeFile, newStorageFileFromConfig)
 }
 
-func newStorageFileFromConfig(_ context.Context, m map[string]any) (gsession.Storage, error) {
+// newStorageFileFromConfig builds the file storage of a `sessionStorage`
+// node. Built for a server by the config hook, a storage without a `path`
+// keeps its files where gf keeps the server's: `sessionPath` (gf's default:
+// "gsessions" in the temporary folder) joined with the server's name, one
+// folder per application.
+func newStorageFileFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
 	var config FileConfig
 	if _, err := decodeConfig(configPath, m, &config); err != nil {
 		return nil, err
 	}
-	s, err := NewStorageFile(config)
-	if err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s`, configPath)
+	if server, ok := serverOf(ctx); ok && config.Path == "" {
+		sessionPath := server.sessionPath
+		if sessionPath == "" {
+			sessionPath = gsession.DefaultStorageFilePath
+		}
+		config.Path = gfile.Join(sessionPath, server.name)
+		if server.unnamed {
+			startupLogger().Warningf(ctx,
+				`gfsession: file storage in %q: every application whose server keeps gf's default name %q shares this folder, and each one's cleaner removes the others' idle sessions; name the server (server.name) or give the storage a path`,
+				config.Path, server.name)
+		}
 	}
-	return s, nil
+	return NewStorageFile(config)
 }
 
 // Path returns the absolute path of the folder holding the session files,

@@ -10,6 +10,8 @@ import (
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gcmd"
+	"github.com/gogf/gf/v2/os/gfile"
+	"github.com/gogf/gf/v2/os/gsession"
 
 	"github.com/goframe-contrib/gfsession"
 
@@ -39,7 +41,7 @@ var Main = gcmd.Command{
 			return err
 		}
 		g.Log().Infof(ctx, "gfsession example listening on %s (storage: %s)",
-			listenURL(s), describeStorage(ctx))
+			listenURL(s), describeStorage(ctx, s))
 		g.Wait()
 		return nil
 	},
@@ -55,7 +57,7 @@ func listenURL(s *ghttp.Server) string {
 }
 
 // describeStorage says which storage the config file chose.
-func describeStorage(ctx context.Context) string {
+func describeStorage(ctx context.Context, s *ghttp.Server) string {
 	node := g.Cfg().MustGet(ctx, "server.sessionStorage")
 	if node.IsNil() {
 		return "gf's default file storage (server.sessionStorage is not set)"
@@ -69,7 +71,9 @@ func describeStorage(ctx context.Context) string {
 	}
 	if typ == gfsession.TypeFile {
 		if path == "" {
-			path = gfsession.DefaultFilePath
+			// gf's folder for the server's session files.
+			sessionPath := g.Cfg().MustGet(ctx, "server.sessionPath", gsession.DefaultStorageFilePath).String()
+			path = gfile.Join(sessionPath, s.GetName())
 		}
 		return typ + " in " + path
 	}
