@@ -119,6 +119,9 @@ func FuzzDecodeSession(f *testing.F) {
 			if data == nil {
 				t.Fatalf("sealed=%v: accepted with a nil map", e.keys != nil)
 			}
+			if why := notPlain(data); why != "" {
+				t.Fatalf("sealed=%v: decoding built %s", e.keys != nil, why)
+			}
 			again, err := e.encodeSession(fuzzSessionId, created, data)
 			if err != nil {
 				t.Fatalf("sealed=%v: accepted %#v but cannot re-encode it: %v", e.keys != nil, data, err)
@@ -516,4 +519,29 @@ func diffStored(want, got any) string {
 		return ""
 	}
 	return diffValue(want, got)
+}
+
+// notPlain returns "" when `v` is built only of the types the decoders
+// build (stored data never chooses a type), else the first other type.
+func notPlain(v any) string {
+	switch x := v.(type) {
+	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64,
+		float32, float64, string, []byte, []string, time.Time, *gtime.Time:
+		return ""
+	case map[string]any:
+		for _, item := range x {
+			if why := notPlain(item); why != "" {
+				return why
+			}
+		}
+		return ""
+	case []any:
+		for _, item := range x {
+			if why := notPlain(item); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
+	return fmt.Sprintf("a %T", v)
 }
