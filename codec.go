@@ -506,15 +506,20 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-func appendTime(dst []byte, t time.Time) []byte {
+// appendTime appends `t` after `tag`. A zone offset beyond a day, which
+// time.FixedZone allows, is refused: the decoder refuses it as corrupt.
+func appendTime(dst []byte, tag byte, t time.Time) ([]byte, error) {
 	name, offset := t.Zone()
+	if offset < -24*3600 || offset > 24*3600 {
+		return nil, gerror.NewCodef(gcode.CodeInvalidParameter, "time zone offset %ds is beyond a day", offset)
+	}
 	if t.Location() == time.UTC {
 		name = "UTC"
 	}
-	dst = binary.AppendVarint(dst, t.Unix())
+	dst = binary.AppendVarint(append(dst, tag), t.Unix())
 	dst = binary.AppendUvarint(dst, uint64(t.Nanosecond()))
 	dst = binary.AppendVarint(dst, int64(offset))
-	return appendString(dst, name)
+	return appendString(dst, name), nil
 }
 
 // encodeBinary appends `v`, a value at nesting `depth` reached through
@@ -562,19 +567,19 @@ func encodeBinary(dst []byte, v any, depth, hops int) ([]byte, error) {
 		dst = binary.AppendUvarint(append(dst, tagBytes), uint64(len(x)))
 		return append(dst, x...), nil
 	case time.Time:
-		return appendTime(append(dst, tagTime), x), nil
+		return appendTime(dst, tagTime, x)
 	case *time.Time:
 		if x == nil {
 			return append(dst, tagNil), nil
 		}
-		return appendTime(append(dst, tagTime), *x), nil
+		return appendTime(dst, tagTime, *x)
 	case *gtime.Time:
 		if x == nil {
 			return append(dst, tagNil), nil
 		}
-		return appendTime(append(dst, tagGTime), x.Time), nil
+		return appendTime(dst, tagGTime, x.Time)
 	case gtime.Time:
-		return appendTime(append(dst, tagGTime), x.Time), nil
+		return appendTime(dst, tagGTime, x.Time)
 	case *gvar.Var:
 		if x == nil {
 			return append(dst, tagNil), nil

@@ -316,8 +316,14 @@ func (g *fuzzValues) value() fuzzValue {
 		b := g.bytes(int(g.byte() % 16))
 		return leaf(b, b, base64.StdEncoding.EncodeToString(b))
 	case 8:
-		t := time.Unix(int64(int32(g.uint64())), int64(g.uint64()%1e9)).In(time.FixedZone("F", (int(g.byte())-128)*15*60))
-		return leaf(t, t, t.Format(time.RFC3339Nano))
+		offset := (int(g.byte()) - 128) * 15 * 60
+		t := time.Unix(int64(int32(g.uint64())), int64(g.uint64()%1e9)).In(time.FixedZone("F", offset))
+		v := leaf(t, t, t.Format(time.RFC3339Nano))
+		// The decoder takes offsets up to a day, RFC 3339 less than a day.
+		v.binBad = offset < -24*3600 || offset > 24*3600
+		v.jsBad = offset <= -24*3600 || offset >= 24*3600
+		v.inJSONBad = v.jsBad
+		return v
 	case 9, 10, 11:
 		return g.wrap(g.i-1, g.value())
 	case 12: // nesting in a few bytes

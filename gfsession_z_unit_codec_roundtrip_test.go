@@ -150,6 +150,7 @@ func TestCodecs_OddTypes(t *testing.T) {
 		{"empty struct", struct{}{}, map[string]any{}, map[string]any{}},
 		{"time", time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600)),
 			time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600)), "2026-01-02T03:04:05.000000006+01:00"},
+		{"time zone offset beyond a day", time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("X", 25*3600)), refused{}, refused{}},
 		{"time beyond JSON", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), refused{}},
 	}
 	for _, tt := range tests {
