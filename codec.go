@@ -137,29 +137,29 @@ func codecById(id byte) valueCodec {
 // ---------------------------------------------------------------------------
 // what both encoders share
 
-// storage is how the encoders store a value of a type that their fast
+// storedForm is how the encoders store a value of a type that their fast
 // paths do not know.
-type storage uint8
+type storedForm uint8
 
 const (
-	byKind    storage = iota // by its reflect.Kind
-	asText                   // as the text of its MarshalText: a string
-	asJSON                   // as its JSON (MarshalJSON, or a struct's fields)
-	asNothing                // refused: a struct whose JSON would be {}
+	byKind    storedForm = iota // by its reflect.Kind
+	asText                      // as the text of its MarshalText: a string
+	asJSON                      // as its JSON (MarshalJSON, or a struct's fields)
+	asNothing                   // refused: a struct whose JSON would be {}
 )
 
 var (
 	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
 	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
-	storageOfType     sync.Map // reflect.Type -> storage
+	storageOfType     sync.Map // reflect.Type -> storedForm
 )
 
 // storedAs returns how a value of type `t` is stored. A text form wins
 // over MarshalJSON, and methods of *T count for a T: stored from an
 // addressable copy, a big.Int keeps its digits and a big.Float its text.
-func storedAs(t reflect.Type) storage {
+func storedAs(t reflect.Type) storedForm {
 	if s, ok := storageOfType.Load(t); ok {
-		return s.(storage)
+		return s.(storedForm)
 	}
 	s := byKind
 	implements := func(iface reflect.Type) bool {
