@@ -65,16 +65,17 @@ func (e *envelope) flags() byte {
 }
 
 // encodeSession returns the stored form of session `id` with `data`, created
-// at `created`.
+// at `created`. A value that the codec cannot store so that it comes back
+// (see CodecBinary) is an error naming its session key (CodeInvalidParameter).
 func (e *envelope) encodeSession(id string, created time.Time, data map[string]any) ([]byte, error) {
 	buf := make([]byte, headerSize, headerSize+64+16*len(data))
 	copy(buf, envelopeMagic)
 	buf[3], buf[4] = envelopeVersion, e.flags()
 	binary.BigEndian.PutUint64(buf[5:], uint64(created.UnixMilli()))
 	if e.keys == nil {
-		return e.codec.encode(buf, data)
+		return e.codec.encodeMap(buf, data)
 	}
-	plain, err := e.codec.encode(nil, data)
+	plain, err := e.codec.encodeMap(nil, data)
 	if err != nil {
 		return nil, err
 	}
@@ -181,15 +182,21 @@ func decodeJSONObject(s string) (map[string]any, error) {
 }
 
 // encodeValue returns the stored form of one value `v` under `key` of session
-// `id` (a Redis hash field).
+// `id` (a Redis hash field). A value that the codec cannot store so that it
+// comes back (see CodecBinary) is an error naming `key`
+// (CodeInvalidParameter).
 func (e *envelope) encodeValue(id, key string, v any) ([]byte, error) {
 	buf := []byte{magic0, e.flags()}
 	if e.keys == nil {
-		return e.codec.encode(buf, v)
+		b, err := e.codec.encode(buf, v)
+		if err != nil {
+			return nil, errKey(key, err)
+		}
+		return b, nil
 	}
 	plain, err := e.codec.encode(nil, v)
 	if err != nil {
-		return nil, err
+		return nil, errKey(key, err)
 	}
 	return e.keys.seal(buf, plain, valueAAD(buf, id, key)), nil
 }
@@ -223,7 +230,7 @@ func (e *envelope) decodeValue(id, key string, stored string) (any, error) {
 	} else if e.keys != nil {
 		return nil, errCorrupt("value is not sealed but cryptoKeys are configured")
 	}
-	return codec.decode(payload)
+	return codec.decodeValue(payload)
 }
 
 // staleSeal reports whether `stored`, a session decodeSession opened, is
