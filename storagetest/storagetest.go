@@ -118,15 +118,15 @@ func WithCorrupter(corrupt func(t *testing.T, s gsession.Storage, sessionId stri
 	return func(o *options) { o.corrupt = corrupt }
 }
 
-// WithCopier gives a function that copies the stored form of session
-// `fromId` of storage `s`, byte for byte, directly in the backend, to
-// session `toId`, replacing what `toId` held (for a hash-based storage: the
-// whole hash). With WithCryptoKeys the suite then checks that a sealed
+// WithCopier gives a function `copyStored` that copies the stored form of
+// session `fromId` of storage `s`, byte for byte, directly in the backend,
+// to session `toId`, replacing what `toId` held (for a hash-based storage:
+// the whole hash). With WithCryptoKeys the suite then checks that a sealed
 // session is bound to its id: copied under another id, it reads as "no
 // session", so whoever can write to the backend but does not hold the keys
 // cannot move one user's session to another id.
-func WithCopier(copy func(t *testing.T, s gsession.Storage, fromId, toId string)) Option {
-	return func(o *options) { o.copy = copy }
+func WithCopier(copyStored func(t *testing.T, s gsession.Storage, fromId, toId string)) Option {
+	return func(o *options) { o.copy = copyStored }
 }
 
 // WithCryptoKeys gives a constructor for the storage sealing with `keys`
