@@ -189,5 +189,12 @@ func TestObserve_Conformance(t *testing.T) {
 		inner := gfsession.NewStorageMemory(gfsession.MemoryConfig{UserKey: userKey})
 		t.Cleanup(func() { _ = inner.Close(context.Background()) })
 		return gfsession.Observe(inner, gfsession.ObserveConfig{Backend: "memory", Metrics: true})
-	}))
+	}), storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
+		inner := gfsession.NewStorageMemory(gfsession.MemoryConfig{MaxLifetime: d})
+		t.Cleanup(func() { _ = inner.Close(context.Background()) })
+		return gfsession.Observe(inner, gfsession.ObserveConfig{Backend: "memory", Metrics: true, Tracing: true})
+	}), storagetest.RequireAll(),
+		storagetest.Excuse("CorruptData", "memory keeps Go values, never a stored form"),
+		storagetest.Excuse("CryptoKeys", "memory keeps Go values, never a stored form"),
+		storagetest.Excuse("SealBoundToId", "memory keeps Go values, never a stored form"))
 }

@@ -129,6 +129,12 @@ func TestStorageDB_Conformance(t *testing.T) {
 				c.CleanupInterval = 300 * time.Millisecond
 				return newDB(t, db, c)
 			}
+			copyRow := storagetest.WithCopier(func(t *testing.T, _ gsession.Storage, from, to string) {
+				rec, err := db.GetOne(context.Background(), "SELECT data, expires_at FROM "+table+" WHERE id = ?", from)
+				require.NoError(t, err)
+				require.False(t, rec.IsEmpty(), "no row to copy")
+				putRaw(t, db, table, to, rec["data"].Bytes(), time.UnixMilli(rec["expires_at"].Int64()))
+			})
 			storagetest.Run(t,
 				func(t *testing.T) gsession.Storage { return storage(t, gfsession.DBConfig{}) },
 				storagetest.DropsStaleWrites(),
@@ -145,6 +151,8 @@ func TestStorageDB_Conformance(t *testing.T) {
 					// A table of its own, so that Count is exact.
 					return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), UserKey: userKey})
 				}),
+				copyRow,
+				storagetest.RequireAll(),
 			)
 			// The same with TouchInterval, which changes the refresh path.
 			t.Run("TouchInterval", func(t *testing.T) {
@@ -152,7 +160,13 @@ func TestStorageDB_Conformance(t *testing.T) {
 					return storage(t, gfsession.DBConfig{TouchInterval: 20 * time.Millisecond})
 				}, storagetest.DropsStaleWrites(), storagetest.WithMaxLifetime(func(t *testing.T, d time.Duration) gsession.Storage {
 					return storage(t, gfsession.DBConfig{MaxLifetime: d, TouchInterval: 20 * time.Millisecond})
-				}))
+				}), storagetest.WithCorrupter(func(t *testing.T, _ gsession.Storage, id string, data []byte) {
+					putRaw(t, db, table, id, data, time.Now().Add(time.Hour))
+				}), storagetest.WithCryptoKeys(func(t *testing.T, keys [][]byte) gsession.Storage {
+					return storage(t, gfsession.DBConfig{CryptoKeys: keys, TouchInterval: 20 * time.Millisecond})
+				}), storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
+					return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), UserKey: userKey, TouchInterval: 20 * time.Millisecond})
+				}), copyRow, storagetest.RequireAll())
 			})
 		})
 	}

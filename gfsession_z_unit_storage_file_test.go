@@ -60,6 +60,13 @@ func TestStorageFile_Conformance(t *testing.T) {
 		storagetest.WithUserKey(func(t *testing.T, userKey string) gsession.Storage {
 			return newFile(t, gfsession.FileConfig{UserKey: userKey}) // a folder of its own
 		}),
+		storagetest.WithCopier(func(t *testing.T, s gsession.Storage, from, to string) {
+			data, err := os.ReadFile(sessionFile(s.(*gfsession.StorageFile), from))
+			require.NoError(t, err)
+			require.NoError(t, os.MkdirAll(filepath.Dir(sessionFile(s.(*gfsession.StorageFile), to)), 0o700))
+			require.NoError(t, os.WriteFile(sessionFile(s.(*gfsession.StorageFile), to), data, 0o600))
+		}),
+		storagetest.RequireAll(),
 	)
 }
 

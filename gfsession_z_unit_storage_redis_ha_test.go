@@ -30,15 +30,39 @@ func TestStorageRedis_Cluster(t *testing.T) {
 	for _, kind := range redisKinds {
 		t.Run(kind, func(t *testing.T) { runRedisConformance(t, kind, client, true) })
 	}
-	// The sessions really are spread over the masters.
-	for _, node := range cl.Nodes {
-		n, ok := node.MustDo(t, "DBSIZE").(int64)
-		require.True(t, ok)
-		t.Logf("cluster node %s holds %d keys", node.Addr, n)
+	for _, kind := range redisKinds {
+		t.Run(kind+"/Spread", func(t *testing.T) { testRedisClusterSpread(t, cl, client, kind) })
 	}
 	for _, kind := range redisKinds {
 		t.Run(kind+"/ClusterAdmin", func(t *testing.T) { testRedisClusterAdmin(t, cl, client, kind) })
 	}
+}
+
+// testRedisClusterSpread checks that sessions are spread over the masters:
+// of N sessions, each master holds at least one, and together they hold
+// exactly the N session keys. With 64 random ids a master holds none with a
+// probability of 3 * (2/3)^64, about 1e-11; one that holds none means the
+// keys share a hash slot (a hash tag in the key), so the cluster serves
+// every session from one master.
+func testRedisClusterSpread(t *testing.T, cl *testredis.Cluster, client *gredis.Redis, kind string) {
+	const sessions = 64
+	prefix := redisTestPrefix()
+	m := gsession.New(time.Minute, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix}))
+	for i := 0; i < sessions; i++ {
+		redisReq(t, m, gfsession.NewSessionId(), func(s *gsession.Session) { require.NoError(t, s.Set("i", i)) })
+	}
+	total := int64(0)
+	for _, node := range cl.Nodes {
+		role, ok := node.MustDo(t, "ROLE").([]any)
+		require.True(t, ok && len(role) > 0)
+		require.Equal(t, "master", fmt.Sprint(role[0]), "node %s", node.Addr)
+		held, ok := node.MustDo(t, "EVAL", `return #redis.call('KEYS', ARGV[1])`, "0", prefix+"*").(int64)
+		require.True(t, ok)
+		assert.Positive(t, held, "master %s holds none of %d sessions: they are not spread over the cluster", node.Addr, sessions)
+		t.Logf("master %s holds %d of %d sessions", node.Addr, held, sessions)
+		total += held
+	}
+	assert.EqualValues(t, sessions, total, "the masters together hold one key per session")
 }
 
 // testRedisClusterAdmin checks that Count and Range see the sessions of
