@@ -1,7 +1,8 @@
 // Package gfsession provides production-grade session storages for GoFrame
-// (gf v2): memory, file, Redis key-value and Redis hash, each implementing
-// gf's gsession.Storage, and registers them by name so that a gf server
-// picks one from its configuration file.
+// (gf v2): memory (TypeMemory), file (TypeFile), Redis key-value (TypeRedis),
+// Redis hash (TypeRedisHash) and SQL through gf's gdb (TypeDB), each
+// implementing gf's gsession.Storage, and registers them by name so that a
+// gf server picks one from its configuration file.
 //
 // With the package blank-imported,
 //
@@ -26,7 +27,9 @@
 //
 // Storages can also be built in code and set with ghttp's
 // Server.SetSessionStorage. Custom storages register with Register and can
-// check themselves against the package storagetest.
+// check themselves against the package storagetest. What every storage
+// promises (the storage contract), the stored data format and the rules of
+// each backend are written in docs/design.md in the module's repository.
 package gfsession
 
 import (
