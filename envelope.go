@@ -11,7 +11,7 @@ import (
 	"github.com/gogf/gf/v2/os/gsession"
 )
 
-// The stored form of a session (see DESIGN.md, "Data format"):
+// The stored form of a session (docs/design.md, "Data format"):
 //
 //	0xF5 'G' 'S'   magic (0xF5 never starts valid UTF-8 or JSON)
 //	version        1 byte, currently 1

@@ -2,8 +2,8 @@ package gfsession_test
 
 // Benchmarks of the full session lifecycle through gsession.Manager, each
 // storage side by side with gf's built-in storage of the same kind, on the
-// same backend, in the same run (DESIGN.md, "Performance: measured side by
-// side, in one run"). `go test ./...` runs none of this; run them with
+// same backend, in the same run (docs/benchmarks.md). `go test ./...` runs
+// none of this; run them with
 //
 //	go test -run '^$' -bench BenchmarkLifecycle -benchmem -cpu 1,2 -timeout 60m .
 //

@@ -106,7 +106,7 @@ func (c *client) me() (user string, counter float64) {
 	return fmt.Sprint(out["user"]), counter
 }
 
-// TestServer_ConfigFile is the end-to-end check of issue 2: a gf config file
+// TestServer_ConfigFile is the end-to-end check of the config hook: a gf config file
 // whose server.sessionStorage names a storage makes g.Server() use it, with
 // no code beyond the blank import; a real ghttp server is driven over HTTP
 // with a cookie jar through login, read, write, logout and idle expiry.
