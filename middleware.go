@@ -267,6 +267,10 @@ func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestSt
 		if ttlErr := storage.Storage.UpdateTTL(ctx, storage.id, ttl); ttlErr != nil && !gerror.Is(ttlErr, gsession.ErrorDisabled) {
 			g.Log().Warningf(ctx, "gfsession: Middleware: refreshing the session's TTL failed: %v", ttlErr)
 		}
+		if storage.stored == "" {
+			// A hook that only reads it later does not refresh it again.
+			storage.stored = storage.id
+		}
 	}
 	if err == nil {
 		return
