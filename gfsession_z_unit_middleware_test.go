@@ -604,3 +604,332 @@ func TestMiddleware_AcknowledgedMeansStored(t *testing.T) {
 	assert.EqualValues(t, 1, writes, "one write per request, not one more after the response")
 	assert.EqualValues(t, 1, storedValue(t, storage, id, "counter"), "a 200 means stored")
 }
+
+// TestMiddleware_SetIdOnKnownSession checks that a session the handler moved
+// to an id of its choosing (SetId), on a request that carried a live id, is
+// stored before the response: a failed write is an error, not a 200 with a
+// cookie naming a session that was never stored.
+func TestMiddleware_SetIdOnKnownSession(t *testing.T) {
+	storage := &faultyStorage{Storage: newMemory(t)}
+	base := startApp(t, storage, appOptions{routes: func(group *ghttp.RouterGroup) {
+		group.POST("/set-id", func(r *ghttp.Request) {
+			if err := r.Session.SetId(r.Get("id").String()); err != nil {
+				r.Response.WriteStatus(http.StatusInternalServerError, err.Error())
+				return
+			}
+			r.Session.MustSet("custom", true)
+			r.Response.WriteJson(g.Map{"ok": true})
+		})
+	}})
+	_, known := call(t, http.MethodPost, base+"/counter", "")
+	require.NotEmpty(t, known)
+
+	custom := "customId" + gfsession.NewSessionId()[:16]
+	storage.failWrite.Store(true)
+	storage.calls()
+	res := mustSend(t, http.MethodPost, base+"/set-id?id="+custom, known)
+	require.False(t, storage.failWrite.Load(), "the write was tried")
+	assert.Equal(t, http.StatusServiceUnavailable, res.status, res.raw)
+	assert.Nil(t, res.cookie, "no cookie for a session that was not stored")
+	assertNotStored(t, storage, custom)
+	_, writes, touches, _ := storage.calls()
+	assert.EqualValues(t, 1, writes, "one attempt, not tried again after the response")
+	assert.EqualValues(t, 1, touches, "the loaded session, unused, has its TTL refreshed")
+
+	custom = "customId" + gfsession.NewSessionId()[:16]
+	_, setId := call(t, http.MethodPost, base+"/set-id?id="+custom, known)
+	assert.Equal(t, custom, setId)
+	assert.Equal(t, true, storedValue(t, storage, custom, "custom"), "a 200 means stored")
+	assert.EqualValues(t, 1, storedValue(t, storage, known, "counter"), "the client's session is untouched")
+}
+
+// TestMiddleware_EarlierReader checks a session that a middleware registered
+// before this one read first (so it was started with the client's id): an id
+// the storage does not hold is still replaced, never stored; when the
+// storage cannot say, the request fails rather than adopt the id.
+func TestMiddleware_EarlierReader(t *testing.T) {
+	storage := &faultyStorage{Storage: newMemory(t)}
+	var failCheck atomic.Bool
+	s := g.Server(fmt.Sprintf("mw-early-%d", time.Now().UnixNano()))
+	s.SetAddr("127.0.0.1:0")
+	s.SetDumpRouterMap(false)
+	s.SetSessionStorage(storage)
+	s.Use(func(r *ghttp.Request) { // an auth or logging middleware
+		_, _ = r.Session.Get("user")
+		if failCheck.Load() {
+			storage.failLoad.Store(true)
+		}
+		r.Middleware.Next()
+	}, gfsession.Middleware)
+	s.BindHandler("POST:/counter", func(r *ghttp.Request) {
+		r.Session.MustSet("counter", r.Session.MustGet("counter").Int()+1)
+		r.Response.WriteJson(g.Map{"counter": r.Session.MustGet("counter").Int()})
+	})
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { _ = s.Shutdown() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", s.GetListenedPort())
+
+	invented := "attackerChoseThisId0000000000009"
+	body, setId := call(t, http.MethodPost, base+"/counter", invented)
+	require.NotEmpty(t, setId)
+	assert.NotEqual(t, invented, setId)
+	assert.EqualValues(t, 1, body["counter"])
+	assertNotStored(t, storage, invented)
+
+	body, again := call(t, http.MethodPost, base+"/counter", setId)
+	assert.Empty(t, again, "a known id is kept")
+	assert.EqualValues(t, 2, body["counter"])
+
+	failCheck.Store(true)
+	res := mustSend(t, http.MethodPost, base+"/counter", invented)
+	failCheck.Store(false)
+	assert.Equal(t, http.StatusInternalServerError, res.status, "the id could not be checked: %s", res.raw)
+	assert.Nil(t, res.cookie)
+	assertNotStored(t, storage, invented)
+}
+
+// sizeFails is a storage whose GetSize fails when armed.
+type sizeFails struct {
+	gsession.Storage
+	fail atomic.Bool
+}
+
+func (s *sizeFails) GetSize(ctx context.Context, id string) (int, error) {
+	if s.fail.CompareAndSwap(true, false) {
+		return 0, errors.New("backend unreachable")
+	}
+	return s.Storage.GetSize(ctx, id)
+}
+
+// TestMiddleware_SizeCheckFails checks a storage whose GetSession answers an
+// empty map for a live session (gf's StorageRedisHashTable): when the size
+// check that follows fails, the load failed; the client's id is kept, not
+// dropped as unknown.
+func TestMiddleware_SizeCheckFails(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	storage := &sizeFails{Storage: gsession.NewStorageRedisHashTable(client, "mwhash:")}
+	base := startMiddlewareApp(t, storage)
+	_, id := call(t, http.MethodPost, base+"/login?user=ann", "")
+	require.NotEmpty(t, id)
+	body, _ := call(t, http.MethodGet, base+"/me", id)
+	require.Equal(t, "ann", body["user"])
+
+	storage.fail.Store(true)
+	res := mustSend(t, http.MethodPost, base+"/counter", id)
+	require.False(t, storage.fail.Load(), "the size check failed once")
+	assert.NotEqual(t, http.StatusOK, res.status, "the session could not be loaded: %s", res.raw)
+	assert.Nil(t, res.cookie, "an outage must not replace the user's session")
+	body, setId := call(t, http.MethodGet, base+"/me", id)
+	assert.Equal(t, "ann", body["user"])
+	assert.Empty(t, setId)
+}
+
+// failingWrites fails the n-th SetSession and every RemoveAll while armed.
+type failingWrites struct {
+	gsession.Storage
+	n, count   atomic.Int64
+	failRemove atomic.Bool
+}
+
+func (f *failingWrites) SetSession(ctx context.Context, id string, data *gmap.StrAnyMap, ttl time.Duration) error {
+	if f.count.Add(1) == f.n.Load() {
+		return errors.New("backend unreachable")
+	}
+	return f.Storage.SetSession(ctx, id, data, ttl)
+}
+
+func (f *failingWrites) RemoveAll(ctx context.Context, id string) error {
+	if f.failRemove.Load() {
+		return errors.New("backend unreachable")
+	}
+	return f.Storage.RemoveAll(ctx, id)
+}
+
+// TestMiddleware_RegenerateThenStoreFails checks that a login whose session
+// cannot be stored leaves the client's old session alone (Regenerate
+// deletes the old id only once the new one is stored), and that a login
+// whose old id cannot be deleted is not acknowledged.
+func TestMiddleware_RegenerateThenStoreFails(t *testing.T) {
+	storage := &failingWrites{Storage: newMemory(t)}
+	base := startMiddlewareApp(t, storage)
+	_, anon := call(t, http.MethodPost, base+"/counter", "")
+	require.NotEmpty(t, anon)
+
+	storage.count.Store(0)
+	storage.n.Store(2) // Regenerate's copy is stored, the final write fails
+	res := mustSend(t, http.MethodPost, base+"/login?user=ann", anon)
+	storage.n.Store(0)
+	require.Equal(t, http.StatusServiceUnavailable, res.status, res.raw)
+	require.Nil(t, res.cookie)
+	body, setId := call(t, http.MethodGet, base+"/me", anon)
+	assert.EqualValues(t, 1, body["counter"], "the client keeps its session")
+	assert.Empty(t, body["user"])
+	assert.Empty(t, setId)
+
+	storage.failRemove.Store(true)
+	res = mustSend(t, http.MethodPost, base+"/login?user=ann", anon)
+	storage.failRemove.Store(false)
+	assert.Equal(t, http.StatusServiceUnavailable, res.status, "the old id is still valid: %s", res.raw)
+	assert.Nil(t, res.cookie)
+
+	_, loggedIn := call(t, http.MethodPost, base+"/login?user=ann", anon)
+	require.NotEmpty(t, loggedIn)
+	assert.Nil(t, storedValue(t, storage, anon, "counter"), "the old id is deleted")
+	body, _ = call(t, http.MethodGet, base+"/me", loggedIn)
+	assert.Equal(t, "ann", body["user"])
+	assert.EqualValues(t, 1, body["counter"])
+}
+
+// perKeyStorage keeps the data behind Get/Set, in the style of
+// gsession.StorageBase: GetSession, SetSession and UpdateTTL are disabled.
+type perKeyStorage struct {
+	gsession.StorageBase
+	mu    sync.Mutex
+	m     map[string]map[string]any
+	sizes atomic.Int64
+}
+
+func (p *perKeyStorage) Get(ctx context.Context, id, key string) (any, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[id][key], nil
+}
+
+func (p *perKeyStorage) GetSize(ctx context.Context, id string) (int, error) {
+	p.sizes.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m[id]), nil
+}
+
+func (p *perKeyStorage) Set(ctx context.Context, id, key string, v any, ttl time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m[id] == nil {
+		p.m[id] = map[string]any{}
+	}
+	p.m[id][key] = v
+	return nil
+}
+
+func (p *perKeyStorage) RemoveAll(ctx context.Context, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, id)
+	return nil
+}
+
+// TestMiddleware_PerKeyStorage checks a storage that keeps the data behind
+// Get/Set and disables GetSession: its sessions are recognized by their
+// size, with one call per request, and unknown ids are still dropped.
+func TestMiddleware_PerKeyStorage(t *testing.T) {
+	storage := &perKeyStorage{m: map[string]map[string]any{}}
+	base := startMiddlewareApp(t, storage)
+	_, id := call(t, http.MethodPost, base+"/counter", "")
+	require.NotEmpty(t, id)
+	_, again := call(t, http.MethodPost, base+"/counter", id)
+	assert.Empty(t, again, "the known id is kept")
+	storage.sizes.Store(0)
+	body, again := call(t, http.MethodGet, base+"/me", id)
+	assert.EqualValues(t, 2, body["counter"])
+	assert.Empty(t, again)
+	assert.EqualValues(t, 1, storage.sizes.Load(), "one look-up")
+
+	invented := "attackerChoseThisId0000000000007"
+	_, setId := call(t, http.MethodPost, base+"/counter", invented)
+	assert.NotEqual(t, invented, setId)
+	assert.Zero(t, len(storage.m[invented]), "nothing stored under the invented id")
+}
+
+// TestMiddleware_ErrorResponseHeaders checks that the error that replaces a
+// response whose session could not be stored carries none of the handler's
+// redirect, content headers, caching or cookies.
+func TestMiddleware_ErrorResponseHeaders(t *testing.T) {
+	storage := &faultyStorage{Storage: newMemory(t)}
+	base := startApp(t, storage, appOptions{routes: func(group *ghttp.RouterGroup) {
+		group.POST("/login-redirect", func(r *ghttp.Request) {
+			r.Session.MustSet("user", "ann")
+			r.Cookie.Set("remember", "token-for-ann")
+			r.Response.Header().Set("Cache-Control", "public, max-age=3600")
+			r.Response.Header().Set("Content-Disposition", "inline")
+			r.Response.RedirectTo("/home")
+		})
+	}})
+	storage.failWrite.Store(true)
+	req, err := http.NewRequest(http.MethodPost, base+"/login-redirect", nil)
+	require.NoError(t, err)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Location"))
+	assert.Empty(t, resp.Header.Get("Content-Disposition"))
+	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+	assert.Empty(t, resp.Cookies(), "no cookie of the failed request is sent")
+}
+
+// TestMiddleware_InvalidIdFromIdFunc checks that a session stored under an
+// id the next request would drop (a SetIdFunc outside IsValidSessionId's
+// alphabet, which gf's own storages accept) is reported.
+func TestMiddleware_InvalidIdFromIdFunc(t *testing.T) {
+	base := startApp(t, gsession.NewStorageMemory(), appOptions{routes: func(group *ghttp.RouterGroup) {
+		group.POST("/id-func", func(r *ghttp.Request) {
+			_ = r.Session.SetIdFunc(func(time.Duration) string { return r.Get("prefix").String() + gfsession.NewSessionId() })
+			r.Session.MustSet("counter", 1)
+			r.Response.WriteJson(g.Map{"ok": true})
+		})
+	}})
+	logs := captureLog(t)
+	_, id := call(t, http.MethodPost, base+"/id-func?prefix=app-", "")
+	require.True(t, gfsession.IsValidSessionId(id), id)
+	assert.NotContains(t, logs(), "IsValidSessionId refuses")
+
+	_, id = call(t, http.MethodPost, base+"/id-func?prefix=app.", "")
+	require.False(t, gfsession.IsValidSessionId(id), id)
+	assert.Contains(t, logs(), "IsValidSessionId refuses")
+	assert.NotContains(t, logs(), id, "the whole id is never logged")
+}
+
+// TestMiddleware_HookAfterFailedStore checks that after a session could not
+// be stored, a hook that writes the session (a last-seen time) neither
+// stores a session nor sends a cookie: the client keeps its session.
+func TestMiddleware_HookAfterFailedStore(t *testing.T) {
+	storage := &faultyStorage{Storage: newMemory(t)}
+	var hookErr atomic.Value
+	s := g.Server(fmt.Sprintf("mw-hook-%d", time.Now().UnixNano()))
+	s.SetAddr("127.0.0.1:0")
+	s.SetDumpRouterMap(false)
+	s.SetSessionStorage(storage)
+	s.Use(gfsession.Middleware)
+	s.BindHookHandler("/*", ghttp.HookBeforeOutput, func(r *ghttp.Request) {
+		if err := r.Session.Set("lastSeen", time.Now().Unix()); err != nil {
+			hookErr.Store(err.Error())
+		}
+	})
+	s.BindHandler("POST:/counter", func(r *ghttp.Request) {
+		r.Session.MustSet("counter", r.Session.MustGet("counter").Int()+1)
+		r.Response.WriteJson(g.Map{"ok": true})
+	})
+	s.BindHandler("GET:/me", func(r *ghttp.Request) {
+		r.Response.WriteJson(g.Map{"counter": r.Session.MustGet("counter").Int()})
+	})
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { _ = s.Shutdown() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", s.GetListenedPort())
+	_, id := call(t, http.MethodPost, base+"/counter", "")
+	require.NotEmpty(t, id)
+
+	storage.failWrite.Store(true)
+	storage.calls()
+	res := mustSend(t, http.MethodPost, base+"/counter", id)
+	require.Equal(t, http.StatusServiceUnavailable, res.status)
+	assert.Nil(t, res.cookie, "the client keeps its session")
+	assert.Contains(t, hookErr.Load(), "could not be stored", "the hook is told")
+	_, writes, _, _ := storage.calls()
+	assert.EqualValues(t, 1, writes, "nothing written after the failed write")
+	body, setId := call(t, http.MethodGet, base+"/me", id)
+	assert.EqualValues(t, 1, body["counter"])
+	assert.Empty(t, setId)
+}

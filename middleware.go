@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -40,41 +41,61 @@ import (
 //   - a request that writes the session gets a fresh id from NewSessionId
 //     in the session cookie, never the client's.
 //
+// A storage whose GetSession returns an empty map or
+// gsession.ErrorDisabled for a live session (its data lives behind Get and
+// Set, as with gf's StorageRedisHashTable or a storage built on
+// gsession.StorageBase) is asked for the session's size instead; one that
+// implements neither cannot tell, and its ids are kept as gf keeps them.
+//
 // r.Session is not started when the handler runs, so r.Session.SetId and
 // r.Session.SetIdFunc work there as they do without the middleware; an id
 // set with SetId is the handler's choice and is used as is (loaded on first
-// use), unchecked.
+// use), unchecked. Such ids, and those of a handler's SetIdFunc, must pass
+// IsValidSessionId (1 to MaxSessionIdLength characters of A-Z, a-z, 0-9, '-'
+// and '_'): the next request drops any other id unread, as it does an
+// unknown one, and the middleware logs a warning when a session is stored
+// under one.
 //
-// Storage outage: when the load fails, the request keeps the client's id,
-// and every session call of the handler that needs the data returns that
-// load's error (the Must* methods panic, which ghttp answers with 500), as
-// it does without the middleware; the load is not retried within the
-// request. The session is neither replaced nor written, so a short outage
-// logs nobody out, and a storage that comes back during the request can
-// never adopt the client's id.
+// Storage outage: when the load fails (GetSession, or the size check
+// above), the request keeps the client's id, and every session call of the
+// handler that needs the data returns that load's error (the Must* methods
+// panic, which ghttp answers with 500), as it does without the middleware;
+// the load is not retried within the request. The session is neither
+// replaced nor written, so a short outage logs nobody out, and a storage
+// that comes back during the request can never adopt the client's id.
 //
 // Acknowledged means stored: when the handler chain returns to the
-// middleware, it writes the session (or refreshes its TTL) at once, before
-// ghttp sends the response, instead of after it as ghttp does. When that
-// write fails, the buffered response is replaced by 503 Service Unavailable
-// (the storage could not be reached or timed out: a condition that passes),
-// or by 500 Internal Server Error when the storage refused the data itself
-// (an error with gcode.CodeInvalidParameter, such as a value the codec
-// cannot store: no retry fixes it); a response that already has an error
-// status (400 or more) keeps it. The session cookie is then not sent, so
-// the client keeps its session, and the write is not tried again. A
-// response the handler already sent (flushed, streamed or hijacked) cannot
-// change: the failure is only logged, as is a failed TTL refresh of a
-// session the request did not change. ghttp's own close of the session
-// after the response writes nothing more, unless something changed the
-// session after the middleware wrote it (middleware registered before this
-// one, or hooks): such a change is written after the response, as ghttp
-// does.
+// middleware, it closes the request's session at once (writes it, or
+// refreshes its TTL; a loaded session the handler did not use, or left for
+// an id of its own, has its TTL refreshed too), before ghttp sends the
+// response, instead of after it as ghttp does. When that write fails, the
+// buffered response is replaced by 503 Service Unavailable (the storage
+// could not be reached or timed out: a condition that passes), or by 500
+// Internal Server Error when the storage refused the data itself (an error
+// with gcode.CodeInvalidParameter, such as a value the codec cannot store:
+// no retry fixes it); a response that already has an error status (400 or
+// more) keeps it. The replacement drops the handler's body, its Location,
+// Content-*, caching and cookie headers, and has Cache-Control: no-store. No
+// cookie the handler set with r.Cookie is sent, nor a session cookie: the
+// client keeps its session. The write is not tried again, and for the rest
+// of the request (hooks such as BeforeOutput) r.Session is a closed
+// session: every call on it returns an error, and it neither writes nor
+// makes ghttp send a cookie. A response the handler already sent (flushed,
+// streamed or hijacked) cannot change: the failure is only logged, as is a
+// failed TTL refresh of a session the request did not change. ghttp's own
+// close of the session after the response writes nothing more, unless
+// something changed the session after the middleware wrote it (hooks): such
+// a change is written after the response, as ghttp does.
 //
 // A middleware registered before this one (or a BeforeServe hook) that
-// already used the session leaves the middleware nothing to check: it logs
-// a warning once and lets the request through unchanged, with ghttp's
-// session and ghttp's handling of it.
+// already used the session started it with the client's id. The middleware
+// then loads that id once more: when the storage does not hold it, the
+// request goes on with a fresh session as above (keeping what the earlier
+// middleware wrote to it, if anything); when the storage cannot be asked,
+// the request is answered with 500 and an error is logged, rather than
+// adopt an id nobody checked. A session the storage holds is left to ghttp
+// (written after the response), with a warning logged once: register the
+// middleware first.
 //
 // An attacker can still plant an id of a real session (one they opened
 // themselves) in a victim's browser. Rotate the id when the privilege level
@@ -90,35 +111,124 @@ func Middleware(r *ghttp.Request) {
 		ttl     = manager.GetTTL()
 		storage = &requestStorage{Storage: manager.GetStorage()}
 		id      = r.GetSessionId()
+		early   map[string]any // what an earlier reader wrote to a session dropped
 	)
-	if id != "" && IsValidSessionId(id) {
-		data, err := storage.Storage.GetSession(ctx, id, ttl)
-		if err == nil && data != nil && data.Size() == 0 {
-			// An empty map may be a session whose data lives in the
-			// storage, not in the map (gf's StorageRedisHashTable).
-			var size int
-			if size, err = storage.Storage.GetSize(ctx, id); gerror.Is(err, gsession.ErrorDisabled) || size <= 0 {
-				data, err = nil, nil
-			}
+	if r.Session.SetIdFunc(newIdFunc) != nil {
+		// Started by an earlier middleware or hook: its id is in use.
+		if !checkStartedSession(r, storage.Storage, ttl) {
+			return
 		}
+		// The id it uses is one the storage does not hold: the request
+		// goes on with a fresh session, as if the id had not been sent,
+		// with what the earlier reader wrote to it, if anything.
+		if r.Session.IsDirty() {
+			early, _ = r.Session.Data()
+		}
+		id = ""
+	}
+	if id != "" && IsValidSessionId(id) {
+		data, known, err := loadSession(ctx, storage.Storage, id, ttl)
 		switch {
-		case err != nil && !gerror.Is(err, gsession.ErrorDisabled):
+		case err != nil:
 			g.Log().Warningf(ctx, "gfsession: Middleware: loading session %q failed: %v", shortId(id), err)
 			storage.id, storage.loadErr = id, err
-		case data != nil:
-			storage.id, storage.loaded = id, data
+		case known:
+			storage.id, storage.loaded, storage.unused = id, data, true
 		}
 	}
 	// Without an id (none sent, or one the storage does not hold), the
 	// session gets one from newIdFunc when it first needs one.
 	r.Session = newRequestSession(ctx, ttl, storage)
 	session := r.Session
+	if len(early) > 0 {
+		if err := session.SetMap(early); err != nil {
+			g.Log().Warningf(ctx, "gfsession: Middleware: keeping what was written to the session before it ran failed: %v", err)
+		}
+	}
 
 	r.Middleware.Next()
 
-	if r.Session == session {
-		closeBeforeResponse(r, ttl, storage)
+	if r.Session != session {
+		// Replaced by the handler: ghttp closes that one; only the ids
+		// Regenerate replaced are left to delete.
+		if err := storage.removeReplaced(ctx); err != nil {
+			g.Log().Errorf(ctx, "gfsession: Middleware: deleting the session's replaced id failed: %v", err)
+		}
+		return
 	}
+	closeBeforeResponse(r, ttl, storage)
+}
+
+// loadSession loads session `id` from `storage` and reports whether the
+// storage holds it. A storage that keeps the data outside the map
+// GetSession returns (an empty map, as gf's StorageRedisHashTable, or
+// gsession.ErrorDisabled, as a storage built on gsession.StorageBase) is
+// asked for the session's size instead. A storage that can answer neither
+// cannot tell: the id is taken as known, as gf's Session does, and a warning
+// is logged once. Any other error is returned as is: the storage could not
+// be asked.
+func loadSession(ctx context.Context, storage gsession.Storage, id string, ttl time.Duration) (data *gmap.StrAnyMap, known bool, err error) {
+	data, err = storage.GetSession(ctx, id, ttl)
+	switch {
+	case gerror.Is(err, gsession.ErrorDisabled):
+		data = nil
+	case err != nil:
+		return nil, false, err
+	case data == nil:
+		return nil, false, nil
+	case data.Size() > 0:
+		return data, true, nil
+	}
+	size, sizeErr := storage.GetSize(ctx, id)
+	switch {
+	case sizeErr == nil:
+		return data, size > 0, nil
+	case !gerror.Is(sizeErr, gsession.ErrorDisabled):
+		return nil, false, sizeErr
+	case data != nil:
+		// An empty map and no size: an empty session is no session.
+		return nil, false, nil
+	}
+	logOnce(&cannotCheck, "gfsession: Middleware: the session storage implements neither GetSession nor GetSize; ids are not checked")
+	return nil, true, nil
+}
+
+// checkStartedSession checks the session an earlier middleware or hook
+// started, and reports whether Middleware goes on with a fresh session in
+// its place. It does when the session uses the id the client sent and the
+// storage does not hold it (the id was never issued, or expired): the
+// earlier reader saw an empty session, and nothing is written under the
+// client's id. A session the storage holds, or with an id the client did
+// not send, is left to ghttp: it runs the rest of the chain with it. When
+// the storage cannot be asked, the request fails with 500.
+func checkStartedSession(r *ghttp.Request, storage gsession.Storage, ttl time.Duration) bool {
+	ctx := r.Context()
+	id, err := r.Session.Id()
+	if err != nil || id == "" || id != r.GetSessionId() {
+		logOnce(&startedEarly, "gfsession: Middleware: the session was started before it ran (by an earlier middleware or hook); register gfsession.Middleware first, or sessions are written after the response")
+		r.Middleware.Next()
+		return false
+	}
+	if !IsValidSessionId(id) {
+		return true
+	}
+	_, known, err := loadSession(ctx, storage, id, ttl)
+	switch {
+	case err != nil:
+		g.Log().Errorf(ctx, "gfsession: Middleware: checking session %q, started before the middleware, failed: %v", shortId(id), err)
+		r.Session = closedSession(ctx, ttl, err)
+		r.Cookie = nil
+		r.Cookie = ghttp.GetCookie(r)
+		r.Response.ClearBuffer()
+		r.Response.Header().Set("Cache-Control", "no-store")
+		r.Response.WriteStatus(http.StatusInternalServerError)
+		return false
+	case known:
+		logOnce(&startedEarly, "gfsession: Middleware: the session was started before it ran (by an earlier middleware or hook); register gfsession.Middleware first, or sessions are written after the response")
+		r.Middleware.Next()
+		return false
+	}
+	return true
 }
 
 // newRequestSession returns an unstarted session on `storage`, with the id
@@ -130,21 +240,38 @@ func newRequestSession(ctx context.Context, ttl time.Duration, storage *requestS
 	return session
 }
 
-// closeBeforeResponse writes the request's session (or refreshes its TTL),
-// as ghttp would after the response, and turns a failure into an error
-// response.
+// closeBeforeResponse closes the request's session (writes it, or refreshes
+// its TTL), as ghttp would after the response, deletes the ids Regenerate
+// replaced, and turns a failure into an error response.
 func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestStorage) {
 	ctx := r.Context()
-	var err error
 	storage.closing = true
-	if data := storage.loaded; data != nil && data.Size() > 0 {
-		// Loaded, but the handler did not use it: refresh its TTL, as
-		// closing a session that was used only for reading would.
-		err = storage.UpdateTTL(ctx, storage.id, ttl)
-	} else {
-		err = r.Session.Close()
-	}
+	err := r.Session.Close()
 	storage.closing = false
+	if err == nil {
+		warnInvalidId(r)
+		// Only once the new id is stored may the old one go: else the
+		// client, which keeps its cookie, would lose its session.
+		if err = storage.removeReplaced(ctx); err != nil {
+			// A live old id after a change of privileges is what
+			// Regenerate is there to prevent: the change is not
+			// acknowledged.
+			storage.writing = true
+		}
+	}
+	if storage.unused {
+		// The loaded session was not used (the handler did not touch the
+		// session, or chose another id): refresh its TTL, as closing a
+		// session that was only read would.
+		storage.unused = false
+		if ttlErr := storage.Storage.UpdateTTL(ctx, storage.id, ttl); ttlErr != nil && !gerror.Is(ttlErr, gsession.ErrorDisabled) {
+			g.Log().Warningf(ctx, "gfsession: Middleware: refreshing the session's TTL failed: %v", ttlErr)
+		}
+		if storage.stored == "" {
+			// A hook that only reads it later does not refresh it again.
+			storage.stored = storage.id
+		}
+	}
 	if err == nil {
 		return
 	}
@@ -155,9 +282,11 @@ func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestSt
 		return
 	}
 	// Nothing of this request's session is stored: the client keeps its
-	// cookie, and ghttp neither sends a new one nor writes again.
-	storage.id, storage.loaded, storage.loadErr = "", nil, nil
-	r.Session = newRequestSession(ctx, ttl, storage)
+	// cookie; ghttp neither sends a new one nor writes again, and nothing
+	// later in the request (hooks) can use the session.
+	r.Session = closedSession(ctx, ttl, err)
+	r.Cookie = nil
+	r.Cookie = ghttp.GetCookie(r) // the handler's cookies belong to what failed
 	res := r.Response
 	if res.IsHeaderWrote() || res.IsHijacked() {
 		g.Log().Errorf(ctx, "gfsession: Middleware: storing the session failed after the response was sent: %v", err)
@@ -165,6 +294,7 @@ func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestSt
 	}
 	g.Log().Stack(false).Errorf(ctx, "gfsession: Middleware: storing the session failed, answering with an error: %v", err)
 	if res.Status >= http.StatusBadRequest {
+		res.Header().Set("Cache-Control", "no-store")
 		return
 	}
 	status := http.StatusServiceUnavailable
@@ -172,8 +302,30 @@ func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestSt
 		status = http.StatusInternalServerError
 	}
 	res.ClearBuffer()
-	res.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	header := res.Header()
+	for name := range header {
+		if strings.HasPrefix(name, "Content-") {
+			header.Del(name)
+		}
+	}
+	for _, name := range []string{"Location", "Refresh", "Set-Cookie", "Etag", "Last-Modified", "Expires"} {
+		header.Del(name)
+	}
+	header.Set("Cache-Control", "no-store")
+	header.Set("Content-Type", "text/plain; charset=utf-8")
 	res.WriteStatus(status)
+}
+
+// warnInvalidId logs a warning when the request's session was written under
+// an id the next request cannot use (the handler's SetIdFunc or SetId chose
+// one outside IsValidSessionId): Middleware drops such an id unread.
+func warnInvalidId(r *ghttp.Request) {
+	if !r.Session.IsDirty() {
+		return
+	}
+	if id, err := r.Session.Id(); err == nil && !IsValidSessionId(id) {
+		g.Log().Warningf(r.Context(), "gfsession: Middleware: the session was stored under an id that IsValidSessionId refuses (%q); the next request drops it, as it does an unknown id", shortId(id))
+	}
 }
 
 func newIdFunc(time.Duration) string { return NewSessionId() }
@@ -183,6 +335,8 @@ func newIdFunc(time.Duration) string { return NewSessionId() }
 //
 //   - the load Middleware made is handed to the session instead of loading
 //     again, and a load that failed fails again without a storage call;
+//   - the old id Regenerate replaces is deleted only after the session is
+//     stored under its new id;
 //   - after Middleware closed the session, ghttp's close writes nothing
 //     more, unless the session changed since.
 //
@@ -194,6 +348,10 @@ type requestStorage struct {
 	id      string          // the client's id, loaded by Middleware
 	loaded  *gmap.StrAnyMap // what that load returned: the session's data
 	loadErr error           // or how it failed
+	unused  bool            // the session of `id` was loaded, and not used since
+
+	regenerating bool     // Regenerate is running
+	replaced     []string // the ids Regenerate replaced, to delete once the new one is stored
 
 	closing bool   // Middleware is closing the session
 	writing bool   // the close Middleware made wrote (not only refreshed the TTL)
@@ -207,6 +365,7 @@ func (s *requestStorage) GetSession(ctx context.Context, id string, ttl time.Dur
 		if s.loadErr != nil {
 			return nil, s.loadErr
 		}
+		s.unused = false
 		if data := s.loaded; data != nil {
 			s.loaded = nil
 			return data, nil
@@ -247,6 +406,18 @@ func (s *requestStorage) closed(id string, err error) error {
 	return err
 }
 
+// removeReplaced deletes the ids Regenerate replaced.
+func (s *requestStorage) removeReplaced(ctx context.Context) error {
+	for len(s.replaced) > 0 {
+		id := s.replaced[0]
+		if err := s.Storage.RemoveAll(ctx, id); err != nil && !gerror.Is(err, gsession.ErrorDisabled) {
+			return gerror.WrapCodef(gerror.Code(err), err, `deleting session "%s", replaced by Regenerate, failed`, shortId(id))
+		}
+		s.replaced = s.replaced[1:]
+	}
+	return nil
+}
+
 // The session's changes: gf's Session calls these before it changes its own
 // data, so after them the session is no longer what Middleware stored.
 
@@ -265,46 +436,100 @@ func (s *requestStorage) Remove(ctx context.Context, id string, key string) erro
 	return s.Storage.Remove(ctx, id, key)
 }
 
+// RemoveAll deletes the session, except when Regenerate replaces its id:
+// then the old id is deleted once the session is stored under the new one.
 func (s *requestStorage) RemoveAll(ctx context.Context, id string) error {
 	s.stored = ""
+	if s.regenerating {
+		s.replaced = append(s.replaced, id)
+		return nil
+	}
 	return s.Storage.RemoveAll(ctx, id)
+}
+
+// closedSession returns the session a request keeps after its session could
+// not be stored: every use of it fails with `err`, so that nothing later in
+// the request (a hook) writes a session or makes ghttp send a session cookie.
+func closedSession(ctx context.Context, ttl time.Duration, err error) *gsession.Session {
+	err = gerror.WrapCode(gcode.CodeInvalidOperation, err, "the session of this request could not be stored and cannot be used")
+	// Without an id function, the session asks the storage for an id.
+	return gsession.New(ttl, closedStorage{err: err}).New(ctx)
+}
+
+// closedStorage fails every call with its error.
+type closedStorage struct{ err error }
+
+func (c closedStorage) New(context.Context, time.Duration) (string, error)     { return "", c.err }
+func (c closedStorage) Get(context.Context, string, string) (any, error)       { return nil, c.err }
+func (c closedStorage) GetSize(context.Context, string) (int, error)           { return 0, c.err }
+func (c closedStorage) Data(context.Context, string) (map[string]any, error)   { return nil, c.err }
+func (c closedStorage) Remove(context.Context, string, string) error           { return c.err }
+func (c closedStorage) RemoveAll(context.Context, string) error                { return c.err }
+func (c closedStorage) UpdateTTL(context.Context, string, time.Duration) error { return c.err }
+func (c closedStorage) Set(context.Context, string, string, any, time.Duration) error {
+	return c.err
+}
+func (c closedStorage) SetMap(context.Context, string, map[string]any, time.Duration) error {
+	return c.err
+}
+func (c closedStorage) GetSession(context.Context, string, time.Duration) (*gmap.StrAnyMap, error) {
+	return nil, c.err
+}
+func (c closedStorage) SetSession(context.Context, string, *gmap.StrAnyMap, time.Duration) error {
+	return c.err
 }
 
 // sessionManager returns the manager (the storage and the TTL) of the
 // request's session `s`, which Middleware needs to load the session without
 // starting it: neither ghttp.Server nor gsession.Session has a getter for
 // it, so it is read from Session's field, which gf has kept since v2.0. It
-// returns false, after logging why once, when Middleware cannot use it: `s`
-// has started already, or the field is not there (a gf release that
-// changed Session).
+// returns false, after logging why once, when the field is not there or
+// not where reflect says (a gf release that changed Session).
 func sessionManager(s *gsession.Session) (*gsession.Manager, bool) {
 	if !managerField.ok {
 		logOnce(&layoutChanged, "gfsession: Middleware: this gf release's gsession.Session has no manager field; ids are not checked and sessions are written after the response")
 		return nil, false
 	}
-	if s.SetIdFunc(newIdFunc) != nil {
-		// Started by an earlier middleware: its id is already in use.
-		logOnce(&startedEarly, "gfsession: Middleware: the session was started before it ran (by an earlier middleware); register gfsession.Middleware first, or ids are not checked")
-		return nil, false
-	}
-	m := *(**gsession.Manager)(unsafe.Add(unsafe.Pointer(s), managerField.offset))
+	m := readManager(s, managerField.offset)
 	return m, m != nil && m.GetStorage() != nil
 }
 
-// managerField is where gsession.Session keeps its *gsession.Manager.
+func readManager(s *gsession.Session, offset uintptr) *gsession.Manager {
+	return *(**gsession.Manager)(unsafe.Add(unsafe.Pointer(s), offset))
+}
+
+// managerField is where gsession.Session keeps its *gsession.Manager,
+// checked on a session of a manager built for the purpose.
 var managerField = func() (f struct {
 	offset uintptr
 	ok     bool
 }) {
-	sf, ok := reflect.TypeOf(gsession.Session{}).FieldByName("manager")
-	if ok && sf.Type == reflect.TypeOf((*gsession.Manager)(nil)) {
-		f.offset, f.ok = sf.Offset, true
+	offset, ok := fieldOffset(reflect.TypeOf(gsession.Session{}), "manager", reflect.TypeOf((*gsession.Manager)(nil)))
+	if !ok {
+		return f
 	}
+	m := gsession.New(time.Minute, &gsession.StorageBase{})
+	if readManager(m.New(context.Background()), offset) != m {
+		return f
+	}
+	f.offset, f.ok = offset, true
 	return f
 }()
 
-// startedEarly and layoutChanged log once why Middleware cannot check ids.
-var startedEarly, layoutChanged sync.Once
+// fieldOffset returns the offset of the field `name` of struct type `t`,
+// which must be of type `ft` and declared in `t` itself: the offset of a
+// field promoted from an embedded struct is relative to that struct.
+func fieldOffset(t reflect.Type, name string, ft reflect.Type) (uintptr, bool) {
+	sf, ok := t.FieldByName(name)
+	if !ok || len(sf.Index) != 1 || sf.Type != ft {
+		return 0, false
+	}
+	return sf.Offset, true
+}
+
+// startedEarly, layoutChanged and cannotCheck log once why Middleware
+// cannot check ids or store before the response.
+var startedEarly, layoutChanged, cannotCheck sync.Once
 
 func logOnce(once *sync.Once, msg string) {
 	once.Do(func() { g.Log().Warning(context.Background(), msg) })
@@ -318,6 +543,22 @@ func logOnce(once *sync.Once, msg string) {
 // carrying the old id (sent before the response arrived) then read as
 // anonymous; behind Middleware they get no session cookie unless they
 // write, so they cannot overwrite the new one.
+//
+// Behind Middleware, the old id is deleted only after the session is stored
+// under the new one, before the response: when that write fails, the client
+// keeps its old id and its session (the response is an error, see
+// Middleware); when the delete fails, the response is an error too, and the
+// new id is not sent, since the old one would stay valid after the change.
+// Without Middleware, the old id is deleted at once, as by
+// gsession.Session.RegenerateId(true).
 func Regenerate(r *ghttp.Request) (newId string, err error) {
+	if managerField.ok {
+		if m := readManager(r.Session, managerField.offset); m != nil {
+			if storage, ok := m.GetStorage().(*requestStorage); ok {
+				storage.regenerating = true
+				defer func() { storage.regenerating = false }()
+			}
+		}
+	}
 	return r.Session.RegenerateId(true)
 }
