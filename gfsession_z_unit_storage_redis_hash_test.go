@@ -763,3 +763,262 @@ func TestStorageRedisHash_MergeKeepsConcurrentChanges(t *testing.T) {
 		})
 	}
 }
+
+// hashIndexedClient is hashIndexed on a client of its own, for tests that
+// hook its commands, with the config `config` (Prefix and UserKey "uid" are
+// set). It returns the Manager, its Admin, the server, the client and the
+// key prefix.
+func hashIndexedClient(t *testing.T, config gfsession.RedisConfig) (*gsession.Manager, gfsession.Admin, *testredis.Server, *gredis.Redis, string) {
+	t.Helper()
+	config.Prefix, config.UserKey = redisTestPrefix(), "uid"
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, config))
+	return m, redisAdmin(t, m.GetStorage()), srv, client, config.Prefix
+}
+
+func TestStorageRedisHash_ReloginRefreshesUserIndex(t *testing.T) {
+	// A login handler that clears the session first starts a new session
+	// (a new creation time, so a new MaxLifetime) of the same user: the
+	// user's index must live as long as that session, not expire one
+	// lifetime after the first login.
+	ctx := context.Background()
+	for _, sealed := range []bool{false, true} {
+		var keys [][]byte
+		if sealed {
+			keys = [][]byte{hashTestKey(t)}
+		}
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			const life = 1500 * time.Millisecond
+			m, admin, srv, _, prefix := hashIndexedClient(t, gfsession.RedisConfig{CryptoKeys: keys, MaxLifetime: life})
+			index := prefix + "user:alice"
+			id := gfsession.NewSessionId()
+			first := time.Now()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "alice")) })
+			// Let half of the first login's lifetime pass.
+			require.Eventually(t, func() bool { return redisPTTL(t, srv, index) < life.Milliseconds()/2 },
+				5*time.Second, 10*time.Millisecond)
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.Equal(t, "alice", s.MustGet("uid").String())
+				require.NoError(t, s.RemoveAll())
+				require.NoError(t, s.Set("uid", "alice"))
+			})
+			assert.Greater(t, redisPTTL(t, srv, index), life.Milliseconds()/2, "the login restarts the index's TTL")
+			// Past the end of the first login's lifetime, the second login's
+			// session lives on.
+			require.Eventually(t, func() bool { return time.Since(first) > life+100*time.Millisecond },
+				5*time.Second, 10*time.Millisecond)
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.Equal(t, "alice", s.MustGet("uid").String(), "the session is still alive and logged in")
+			})
+			n, err := admin.DestroyUser(ctx, "alice")
+			require.NoError(t, err)
+			assert.Equal(t, 1, n, "DestroyUser must destroy the live session of alice")
+		})
+	}
+}
+
+// hashPipelineHook is hashHook that also sees the commands of pipelines and
+// transactions (the first write of a new session), before they are sent.
+type hashPipelineHook struct{ hashHook }
+
+func (h hashPipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.before(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func TestStorageRedisHash_DestroyUserDuringLoginKeepsEntry(t *testing.T) {
+	// A DestroyUser between a login's index entry and the login's write
+	// sees the session without the user yet: the entry it drops as stale
+	// must come back, or every later DestroyUser misses the session.
+	ctx := context.Background()
+	for _, sealed := range []bool{false, true} {
+		var keys [][]byte
+		if sealed {
+			keys = [][]byte{hashTestKey(t)}
+		}
+		for _, loaded := range []bool{true, false} {
+			t.Run(fmt.Sprintf("sealed=%v/loaded=%v", sealed, loaded), func(t *testing.T) {
+				m, admin, _, client, prefix := hashIndexedClient(t, gfsession.RedisConfig{CryptoKeys: keys})
+				id := gfsession.NewSessionId()
+				if loaded {
+					redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("page", 1)) })
+				}
+				var armed, indexed atomic.Bool
+				raw := client.GetAdapter().Client().(redis.UniversalClient)
+				raw.AddHook(hashPipelineHook{hashHook{before: func(cmd redis.Cmder) {
+					if !armed.Load() {
+						return
+					}
+					args := cmd.Args()
+					on := func(key string) bool {
+						return len(args) > 1 && fmt.Sprint(args[1]) == key || len(args) > 3 && fmt.Sprint(args[3]) == key
+					}
+					if on(prefix + "user:alice") {
+						indexed.Store(true)
+						return
+					}
+					if indexed.Load() && on(prefix+id) && armed.CompareAndSwap(true, false) {
+						// "Log out everywhere" for alice, between the login's
+						// index entry and its session write.
+						n, err := admin.DestroyUser(ctx, "alice")
+						require.NoError(t, err)
+						require.Zero(t, n)
+					}
+				}}})
+				login := hashRequest(m, id)
+				if loaded {
+					require.Equal(t, 1, login.MustGet("page").Int())
+				}
+				require.NoError(t, login.Set("uid", "alice"))
+				armed.Store(true)
+				require.NoError(t, login.Close())
+				require.False(t, armed.Load(), "DestroyUser ran inside the login")
+
+				redisReq(t, m, id, func(s *gsession.Session) {
+					require.Equal(t, "alice", s.MustGet("uid").String(), "the login is stored")
+				})
+				n, err := admin.DestroyUser(ctx, "alice")
+				require.NoError(t, err)
+				assert.Equal(t, 1, n, "a later DestroyUser must find the session stored for alice")
+			})
+		}
+	}
+}
+
+func TestStorageRedisHash_SameUserRewriteAfterLogoutIsIndexed(t *testing.T) {
+	// A request that loaded user 42 rewrites the user key with the same
+	// user in another representation (the json codec loads 42 as int64,
+	// the handler sets an int) after a logout elsewhere removed the user
+	// and its index entry: the write stores the user again, so it must
+	// index it again.
+	ctx := context.Background()
+	for _, sealed := range []bool{false, true} {
+		var keys [][]byte
+		if sealed {
+			keys = [][]byte{hashTestKey(t)}
+		}
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			m, admin, _, _, _ := hashIndexedClient(t, gfsession.RedisConfig{CryptoKeys: keys, Codec: "json"})
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.SetMap(map[string]any{"uid": 42, "page": 1})) })
+			slow := hashRequest(m, id)
+			require.Equal(t, 42, slow.MustGet("uid").Int())
+			logout := hashRequest(m, id)
+			require.NoError(t, logout.Remove("uid"))
+			require.NoError(t, logout.Close())
+			require.NoError(t, slow.Set("uid", 42)) // e.g. a profile refresh
+			require.NoError(t, slow.Close())
+
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.Equal(t, "42", s.MustGet("uid").String(), "the later write stores the user")
+			})
+			n, err := admin.DestroyUser(ctx, "42")
+			require.NoError(t, err)
+			assert.Equal(t, 1, n, "the session stores user 42: DestroyUser must find it")
+		})
+	}
+}
+
+func TestStorageRedisHash_ShortManifestIsReplaced(t *testing.T) {
+	// A hash whose manifest is shorter than a tag is unreadable: the first
+	// write of a new session under the id replaces it at once, rather than
+	// retrying until it gives up.
+	prefix := redisTestPrefix()
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+		gfsession.RedisConfig{Prefix: prefix, CryptoKeys: [][]byte{hashTestKey(t)}}))
+	id := gfsession.NewSessionId()
+	var evals atomic.Int64
+	raw := client.GetAdapter().Client().(redis.UniversalClient)
+	raw.AddHook(hashHook{before: func(cmd redis.Cmder) {
+		if cmd.Name() == "evalsha" || cmd.Name() == "eval" {
+			evals.Add(1)
+		}
+	}})
+	s := hashRequest(m, id)
+	v, err := s.Get("x") // loads: no session yet
+	require.NoError(t, err)
+	require.Nil(t, v)
+	srv.MustDo(t, "HSET", prefix+id, "\x00created", "1700000000000", "\x00manifest", "\xF5Mshort", "a", "b")
+	evals.Store(0)
+	require.NoError(t, s.Set("k", "v"))
+	require.NoError(t, s.Close())
+	assert.LessOrEqual(t, evals.Load(), int64(4), "script calls of the write")
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"k": "v"}, data, "the write replaced the unreadable hash")
+	})
+}
+
+func TestStorageRedisHash_DestroyUserRechecksAfterDroppingEntry(t *testing.T) {
+	// A DestroyUser that finds the session without the user, and a login
+	// whose write (and index check) lands between that check and the
+	// removal of the entry: the session stored under the user must be
+	// destroyed, since its entry is gone.
+	ctx := context.Background()
+	for _, sealed := range []bool{false, true} {
+		var keys [][]byte
+		if sealed {
+			keys = [][]byte{hashTestKey(t)}
+		}
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			m, admin, srv, client, prefix := hashIndexedClient(t, gfsession.RedisConfig{CryptoKeys: keys})
+			index := prefix + "user:alice"
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("page", 1)) })
+
+			var (
+				armed, indexed, checked atomic.Bool
+				proceed                 = make(chan struct{})
+			)
+			raw := client.GetAdapter().Client().(redis.UniversalClient)
+			raw.AddHook(hashHook{before: func(cmd redis.Cmder) {
+				if !armed.Load() {
+					return
+				}
+				args := cmd.Args()
+				on := func(key string) bool {
+					return len(args) > 1 && fmt.Sprint(args[1]) == key || len(args) > 3 && fmt.Sprint(args[3]) == key
+				}
+				switch {
+				case !indexed.Load() && on(index):
+					indexed.Store(true) // the login's index entry
+				case indexed.Load() && !checked.Load() && cmd.Name() == "evalsha" && on(prefix+id):
+					<-proceed // the login's write waits for DestroyUser's check
+				case cmd.Name() == "hmget" && on(prefix+id):
+					checked.Store(true) // DestroyUser checks the session
+				case checked.Load() && on(index) && armed.CompareAndSwap(true, false):
+					// DestroyUser removes the entry: let the login's write land first.
+					close(proceed)
+					require.Eventually(t, func() bool {
+						return srv.MustDo(t, "HEXISTS", prefix+id, "uid").(int64) == 1
+					}, 5*time.Second, 5*time.Millisecond)
+				}
+			}})
+			login := hashRequest(m, id)
+			require.Equal(t, 1, login.MustGet("page").Int())
+			require.NoError(t, login.Set("uid", "alice"))
+			armed.Store(true)
+			closed := make(chan error, 1)
+			go func() { closed <- login.Close() }()
+			require.Eventually(t, indexed.Load, 5*time.Second, 5*time.Millisecond)
+			n, err := admin.DestroyUser(ctx, "alice")
+			require.NoError(t, err)
+			require.NoError(t, <-closed)
+			require.False(t, armed.Load(), "the login's write landed inside DestroyUser")
+			assert.Equal(t, 1, n, "DestroyUser must destroy the session stored under alice meanwhile")
+			redisReq(t, m, id, func(s *gsession.Session) {
+				data, err := s.Data()
+				require.NoError(t, err)
+				assert.Empty(t, data, "the session is destroyed")
+			})
+		})
+	}
+}

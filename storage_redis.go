@@ -501,16 +501,17 @@ return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 
 // userIndexDropScript removes from the user index KEYS[1] the entries given
 // as ARGV member/score pairs that still have that score: an entry a login
-// re-added meanwhile (a newer score) stays.
+// re-added meanwhile (a newer score) stays. It returns the members removed.
 var userIndexDropScript = newRedisScript(`
-local n = 0
+local removed = {}
 for i = 1, #ARGV, 2 do
   local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if s and tonumber(s) == tonumber(ARGV[i + 1]) then
-    n = n + redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    removed[#removed + 1] = ARGV[i]
   end
 end
-return n
+return removed
 `)
 
 // destroyUser deletes the sessions of user `userId` listed in the user's
@@ -518,6 +519,16 @@ return n
 // reports whether it deleted a live one. Every entry read is then removed
 // from the index, deleted or stale (expired, of another user now), unless a
 // login re-added it meanwhile.
+//
+// A session found not to belong to the user whose entry was then removed is
+// checked once more, after the removal: a login whose index entry was made
+// before its write (as both storages do, where the index and the session
+// cannot be written in one script) may have stored the user between the
+// check and the removal, and is deleted then. A login stored after the
+// removal restores its entry itself (the key-value storage indexes after
+// the write, the hash storage confirms the entry after it), so whatever
+// the interleaving, a session stored under the user is either deleted or
+// still indexed.
 func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy func(id string) (bool, error)) (int, error) {
 	if r.userKey == "" {
 		return 0, errNoUserKey(r.backend)
@@ -534,16 +545,30 @@ func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy fun
 		n       int
 		entries = v.Strings()
 		done    []any
+		kept    = make(map[string]bool) // sessions of `done` found not to be the user's
 	)
 	flush := func() error {
 		if len(done) == 0 {
 			return nil
 		}
-		_, cmd, err := r.evalKey(ctx, userIndexDropScript, key, done...)
+		removed, cmd, err := r.evalKey(ctx, userIndexDropScript, key, done...)
 		done = done[:0]
 		if err != nil {
 			return r.wrapKey(err, cmd, r.shownUserIndex(userId))
 		}
+		for _, id := range removed.Strings() {
+			if !kept[id] {
+				continue
+			}
+			deleted, err := destroy(id)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				n++
+			}
+		}
+		clear(kept)
 		return nil
 	}
 	for i := 0; i+1 < len(entries); i += 2 {
@@ -558,6 +583,8 @@ func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy fun
 			}
 			if deleted {
 				n++
+			} else {
+				kept[id] = true
 			}
 		}
 		if done = append(done, id, entries[i+1]); len(done) >= 2*redisBatch {

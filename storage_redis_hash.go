@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/container/gvar"
 	"github.com/gogf/gf/v2/database/gredis"
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
@@ -63,6 +64,26 @@ func hashKey(field string) (string, bool) {
 	return "", false
 }
 
+// hashConfirmLua prefixes the write scripts. With a second key, the index
+// of the user a login stores (only where both keys can be used in one
+// script: a client of one server, or Sentinel), the last two ARGV are the
+// session's index member and the index TTL ms, and confirm() adds the
+// member to the index, scored as the hash's hashUserIndexField, if it has
+// no entry there (see StorageRedisHash.confirmUser). nargs is the number of
+// ARGV before those two.
+const hashConfirmLua = `
+local nargs = #ARGV
+if #KEYS > 1 then nargs = nargs - 2 end
+local function confirm()
+  if #KEYS < 2 then return end
+  local member, ttl = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
+  local score = redis.call('HGET', KEYS[1], string.char(0) .. 'uidx')
+  if not score or redis.call('ZSCORE', KEYS[2], member) then return end
+  redis.call('ZADD', KEYS[2], score, member)
+  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+`
+
 // hashLoadScript loads a whole session and restarts its TTL, in one round
 // trip. KEYS[1] is the session key; ARGV: TTL ms, now (Unix ms), max
 // lifetime ms (0: none), the created field. A session past its lifetime is
@@ -98,7 +119,7 @@ return data
 // when it must exist and does not (nothing written). Reserved fields
 // (hashCreatedField, hashUserIndexField) do not count as session keys.
 // Fields go to HSET/HDEL in batches of 256 (unpack has a stack limit).
-var hashWriteScript = newRedisScript(`
+var hashWriteScript = newRedisScript(hashConfirmLua + `
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local max = tonumber(ARGV[3])
@@ -112,8 +133,8 @@ local last = 7 + 2 * tonumber(ARGV[5])
 for i = 8, last, 512 do
   redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
 end
-for i = last + 1, #ARGV, 512 do
-  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
+for i = last + 1, nargs, 512 do
+  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, nargs)))
 end
 local raw = redis.call('HGET', key, cf)
 local n = redis.call('HLEN', key)
@@ -137,6 +158,7 @@ if max > 0 then
   if left < ttl then ttl = left end
 end
 redis.call('PEXPIRE', key, ttl)
+confirm()
 return 1
 `)
 
@@ -148,13 +170,14 @@ return 1
 // is the session key; ARGV: the created field, the creation time (Unix ms)
 // loaded, the TTL ms, then field/value pairs. It returns 1 when it wrote,
 // -2 when the session is gone or another one (nothing written).
-var hashUpdateScript = newRedisScript(`
+var hashUpdateScript = newRedisScript(hashConfirmLua + `
 local key = KEYS[1]
 if redis.call('HGET', key, ARGV[1]) ~= ARGV[2] then return -2 end
-for i = 4, #ARGV, 512 do
-  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
+for i = 4, nargs, 512 do
+  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, nargs)))
 end
 redis.call('PEXPIRE', key, ARGV[3])
+confirm()
 return 1
 `)
 
@@ -481,7 +504,8 @@ func (s *StorageRedisHash) checkManifest(id string, fields map[string]string, cr
 const tagSize = 16
 
 // manifestTag returns the tag of stored manifest `stored`, which tells its
-// versions apart, or "" for none.
+// versions apart, or "" for none: a manifest shorter than a tag has none,
+// as hashSealedWriteScript sees it.
 func manifestTag(stored string) string {
 	if len(stored) < tagSize {
 		return ""
@@ -650,14 +674,18 @@ func immutableValue(v any) bool {
 // MULTI/EXEC transaction of HSET, HSETNX of the creation time and PEXPIRE;
 // through another adapter it is the script too.
 //
-// With a UserKey, a write that changes the session's user key (from what
-// GetSession loaded; for a map it did not load, from none) also updates the
-// user index, one more round trip: on login the index entry is added before
-// the session is written, on logout or deletion it is removed after, and
-// only if it is still the entry of the login the request loaded (see
-// hashUserIndexField). A write that leaves the user key alone sends no
-// index command, so the index follows what is stored: a concurrent logout
-// or switch of user stands, with its index update.
+// With a UserKey, a write that stores a value of the user key is a login,
+// even of the user loaded (a session the request cleared and started anew,
+// a value stored again in another form): it indexes the user, one more
+// round trip, before the session is written, and the write's script then
+// checks the entry is still there and restores it if a concurrent
+// DestroyUser removed it (on a Cluster or through another gredis adapter,
+// one more round trip after the write). A logout or deletion removes the
+// entry after the write, and only if it is still the entry of the login
+// the request loaded (see hashUserIndexField). A write that leaves the
+// user key alone sends no index command, so the index follows what is
+// stored: a concurrent logout or switch of user stands, with its index
+// update.
 func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
@@ -720,22 +748,31 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	}
 	var (
 		to     = userOf(written, r.userKey)
+		login  = to != "" && s.setsUser(d.set)
 		uidx   = meta.uidx // the index entry of the user the write stores
 		result hashWrite
 		now    hashLoaded
 	)
-	if from != to {
-		// A login, logout or switch of user. A login's index entry is
+	switch {
+	case login:
+		// The write stores a value of the user key: a login, even of the
+		// user loaded (stored again after a logout elsewhere, or in a
+		// session this request cleared and started anew, with a new
+		// MaxLifetime that the index must outlive). Its index entry is
 		// made before the write, so that a session is never stored under
 		// a user without one, and its score is stored with the user.
+		var err error
+		if uidx, err = s.indexUser(ctx, to, sessionId); err != nil {
+			return err
+		}
+		d.set = append(d.set, hashUserIndexField, uidx)
+		if _, standalone := r.raw.(*redis.Client); standalone {
+			d.index = r.userIndexKey(to)
+		}
+	case from != to:
+		// A logout.
 		uidx = ""
-		if to != "" {
-			var err error
-			if uidx, err = s.indexUser(ctx, to, sessionId); err != nil {
-				return err
-			}
-			d.set = append(d.set, hashUserIndexField, uidx)
-		} else if meta.uidx != "" {
+		if meta.uidx != "" {
 			d.del = append(d.del, hashUserIndexField)
 		}
 	}
@@ -758,6 +795,14 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	if from != "" && (from != to || result != hashStored) {
 		// The user loaded is no longer stored, or the session is deleted.
 		s.unindexUser(ctx, from, sessionId, meta.uidx)
+	}
+	if login && result == hashStored && d.index == "" {
+		// A DestroyUser that checked the session before this write may
+		// have removed the entry made for it: restore it (in the write's
+		// script where the two keys can be used together).
+		if err := s.confirmUser(ctx, to, sessionId, uidx); err != nil {
+			return err
+		}
 	}
 	now.uidx = uidx
 	switch result {
@@ -792,6 +837,9 @@ type hashDelta struct {
 	created time.Time     // creation time as loaded; zero: unknown or new
 	stamp   time.Time     // creation time to store if the hash has none: created, or now
 	ttl     time.Duration // the idle TTL to restart
+	// index: the key of the user index the write's script confirms the
+	// login's entry in (hashConfirmLua), "" for none.
+	index string
 	// mustExist: the request loaded the session; if it was deleted since
 	// (a logout elsewhere, Destroy, DestroyUser), or deleted and replaced
 	// by a new session under the id (another creation time), it stays so.
@@ -811,12 +859,13 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 			return s.update(ctx, id, d, ttl)
 		}
 	}
-	if r.raw == nil || len(d.set) == 0 || d.mustExist {
+	if r.raw == nil || len(d.set) == 0 || d.mustExist || d.index != "" {
 		// No transaction through this adapter, a write that removes keys
 		// (the script deletes the session if it ends up empty), or a
 		// loaded session the update does not cover (gf's format, with no
 		// creation time, or one out of lifetime), which must still be the
-		// one loaded (a check a transaction cannot make): the script.
+		// one loaded (a check a transaction cannot make), or a login that
+		// confirms its index entry: the script.
 		return s.writeScript(ctx, id, d)
 	}
 	ttl := lifetimeLeft(d.stamp, r.maxLifetime, d.ttl, time.Now())
@@ -848,11 +897,27 @@ func (s *StorageRedisHash) update(ctx context.Context, id string, d hashDelta, t
 	args := make([]any, 0, 3+len(d.set))
 	args = append(args, hashCreatedField, d.created.UnixMilli(), millis(ttl))
 	args = append(args, d.set...)
-	v, err := s.r.eval(ctx, hashUpdateScript, id, args...)
+	v, err := s.evalWrite(ctx, hashUpdateScript, id, d, args)
 	if err != nil {
 		return 0, err
 	}
 	return hashWrite(v.Int()), nil
+}
+
+// evalWrite runs write script `script` on session `id`'s hash with `args`,
+// and with d.index, the login's index key and the arguments confirm()
+// needs (see hashConfirmLua).
+func (s *StorageRedisHash) evalWrite(ctx context.Context, script *redisScript, id string, d hashDelta, args []any) (*gvar.Var, error) {
+	r := s.r
+	if d.index == "" {
+		return r.eval(ctx, script, id, args...)
+	}
+	args = append(args, id, millis(r.userIndexTTL))
+	v, cmd, err := r.evalKeys(ctx, script, []string{r.key(id), d.index}, args...)
+	if err != nil {
+		return nil, r.wrap(err, cmd, id)
+	}
+	return v, nil
 }
 
 // writeScript applies `d` to session `id`'s hash with hashWriteScript.
@@ -871,7 +936,7 @@ func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDel
 	for _, f := range d.del {
 		args = append(args, f)
 	}
-	v, err := r.eval(ctx, hashWriteScript, id, args...)
+	v, err := s.evalWrite(ctx, hashWriteScript, id, d, args)
 	if err != nil {
 		return 0, err
 	}
@@ -888,18 +953,19 @@ func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDel
 // session ends up empty), the number N of fields to set, N field/value
 // pairs, then the fields to delete. Modes: "loaded" writes only if the hash
 // has that creation time (else {-2}) and manifest tag; "new" only if there
-// is no hash; "replace" deletes a hash that has that manifest tag ("": none)
-// and writes anew. It returns {1} when the session is stored, {0} when it
+// is no hash; "replace" deletes a hash that has that manifest tag ("": none,
+// or one shorter than a tag) and writes anew. It returns {1} when the session is stored, {0} when it
 // ended up empty (deleted), {-1} when it is past its lifetime (deleted),
 // {-2} (see above), or {-3, creation time, manifest} as stored when the
 // check failed (nothing written).
-var hashSealedWriteScript = newRedisScript(`
+var hashSealedWriteScript = newRedisScript(hashConfirmLua + `
 local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local max = tonumber(ARGV[3])
 local cf, mf, mode, created = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local cur = redis.call('HGET', key, mf)
-local tag = cur and string.sub(cur, -16) or ''
+local tag = ''
+if cur and #cur >= 16 then tag = string.sub(cur, -16) end
 if mode == 'loaded' then
   local c = redis.call('HGET', key, cf)
   if c ~= created then return {-2} end
@@ -922,8 +988,8 @@ local last = 10 + 2 * tonumber(ARGV[10])
 for i = 11, last, 512 do
   redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
 end
-for i = last + 1, #ARGV, 512 do
-  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
+for i = last + 1, nargs, 512 do
+  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, nargs)))
 end
 redis.call('HSET', key, cf, created, mf, ARGV[9])
 if max > 0 then
@@ -935,6 +1001,7 @@ if max > 0 then
   if left < ttl then ttl = left end
 end
 redis.call('PEXPIRE', key, ttl)
+confirm()
 return {1}
 `)
 
@@ -994,7 +1061,7 @@ func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDel
 		for _, f := range d.del {
 			args = append(args, f)
 		}
-		v, err := r.eval(ctx, hashSealedWriteScript, id, args...)
+		v, err := s.evalWrite(ctx, hashSealedWriteScript, id, d, args)
 		if err != nil {
 			return 0, meta, err
 		}
@@ -1163,6 +1230,47 @@ func (s *StorageRedisHash) indexUser(ctx context.Context, userId, id string) (st
 		return "", r.wrapKey(err, cmd, r.shownUserIndex(userId))
 	}
 	return v.String(), nil
+}
+
+// hashUserConfirmScript adds session ARGV[1] to the user index KEYS[1]
+// with the score ARGV[2] if it has no entry there, and makes the index live
+// at least ARGV[3] ms, returning 1; an existing entry is left alone (0).
+var hashUserConfirmScript = newRedisScript(`
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+`)
+
+// confirmUser makes sure, after a login's write stored session `id` under
+// user `userId` with index score `uidx`, that the user's index still lists
+// the session (one script call): a DestroyUser that read the entry and
+// found the session without the user, before the write, removes the entry
+// (and checks the session again after, see redisStore.destroyUser), so
+// the entry is added back with its score if it is missing.
+func (s *StorageRedisHash) confirmUser(ctx context.Context, userId, id, uidx string) error {
+	r := s.r
+	_, cmd, err := r.evalKey(ctx, hashUserConfirmScript, r.userIndexKey(userId), id, uidx, millis(r.userIndexTTL))
+	if err != nil {
+		return r.wrapKey(err, cmd, r.shownUserIndex(userId))
+	}
+	return nil
+}
+
+// setsUser reports whether the field/value pairs `set` write the user key.
+func (s *StorageRedisHash) setsUser(set []any) bool {
+	if s.r.userKey == "" {
+		return false
+	}
+	field := hashField(s.r.userKey)
+	for i := 0; i < len(set); i += 2 {
+		if set[i] == field {
+			return true
+		}
+	}
+	return false
 }
 
 // unindexUser removes session `id` from the index of user `userId` if its
