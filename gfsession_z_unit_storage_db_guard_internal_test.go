@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gogf/gf/v2/database/gdb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -192,5 +193,23 @@ func TestStorageDB_GuardSQLiteReadsBesideWriters(t *testing.T) {
 		_, err := guarded(ctx, g, stmtPoint, guardOK)
 		require.NoError(t, err, "a read waited behind writers")
 		require.Less(t, time.Since(began), timeout/2, "a read waited behind writers")
+	}
+}
+
+// The defaults go after the file(...) part of a SQLite link, where gf reads
+// the parameters, and never replace one the link sets.
+func TestStorageDB_SQLiteLinkParamsAfterFile(t *testing.T) {
+	for link, want := range map[string]string{
+		"sqlite::@file(file:s.db?mode=rwc)":                    "sqlite::@file(file:s.db?mode=rwc)?journal_mode=WAL&busy_timeout=5000",
+		"sqlite::@file(file:s.db?mode=rwc)?busy_timeout=1000":  "sqlite::@file(file:s.db?mode=rwc)?busy_timeout=1000&journal_mode=WAL",
+		"sqlite::@file(file:s.db?mode=rwc)?Busy_Timeout = 100": "sqlite::@file(file:s.db?mode=rwc)?Busy_Timeout = 100&journal_mode=WAL",
+	} {
+		got := sqliteLinkDefaults(link)
+		assert.Equal(t, want, got, link)
+		db, err := gdb.New(gdb.ConfigNode{Link: got})
+		require.NoError(t, err)
+		c := db.GetConfig()
+		assert.Equal(t, "file:s.db?mode=rwc", c.Name, link)
+		assert.Contains(t, c.Extra, "journal_mode=WAL", link)
 	}
 }

@@ -482,9 +482,18 @@ func (s *StorageDB) checkSQLite(ctx context.Context) {
 // never wait for the writer, and a busy timeout of
 // DefaultDBSQLiteBusyTimeout, so that a write waits for another
 // connection's write lock instead of failing at once. gf's SQLite driver
-// runs each parameter of the link as a PRAGMA on every connection.
+// runs each parameter of the link as a PRAGMA on every connection. The
+// parameters follow the file(...) part, as gf parses the link: a '?' inside
+// it belongs to the file name (a "file:" URI), and a parameter the link sets
+// is never changed.
 func sqliteLinkDefaults(link string) string {
-	_, params, _ := strings.Cut(link, "?")
+	tail := link // the part of the link the parameters are in
+	if open := strings.Index(link, "("); open >= 0 {
+		if end := strings.Index(link[open:], ")"); end >= 0 {
+			tail = link[open+end+1:]
+		}
+	}
+	_, params, hasParams := strings.Cut(tail, "?")
 	has := func(name string) bool {
 		for _, p := range strings.Split(params, "&") {
 			if k, _, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(k), name) {
@@ -504,9 +513,9 @@ func sqliteLinkDefaults(link string) string {
 		return link
 	}
 	switch {
-	case !strings.Contains(link, "?"):
+	case !hasParams:
 		link += "?"
-	case !strings.HasSuffix(link, "?") && !strings.HasSuffix(link, "&"):
+	case params != "" && !strings.HasSuffix(params, "&"):
 		link += "&"
 	}
 	return link + strings.Join(add, "&")
