@@ -158,19 +158,27 @@ type DBConfig struct {
 	// them, whatever the driver does with the context. 0 means
 	// DefaultDBTimeout; a negative value means no bound.
 	//
-	// On MySQL and PostgreSQL, when a statement on one session gets no
-	// answer within Timeout, every statement fails at once for the next
-	// Timeout, so that a request waits for a dead database at most about
-	// one Timeout; then one statement at a time is let through until one
-	// gets an answer, and the storage works again by itself.
+	// The wait for a turn (see MaxConns) counts in the Timeout.
+	//
+	// On MySQL and PostgreSQL with a positive Timeout, when a statement on
+	// one session itself runs for at least half of its Timeout and gets no
+	// answer, every statement fails at once for the next Timeout, so that
+	// a request waits for a dead database at most about one Timeout, and
+	// the idle connections of the pool are closed (after a failover they
+	// would go silent one by one). Then one statement is let through, even
+	// when every turn is taken; the first that gets an answer closes the
+	// breaker, and the storage works again by itself. Waiting for a turn
+	// never opens the breaker.
 	Timeout time.Duration `json:"timeout" config:"negative"`
 	// MaxConns is the most statements the storage runs at once, and so the
-	// most connections of the pool it holds (plus, on PostgreSQL, one
-	// cancel connection per statement abandoned at its Timeout). Statements
-	// the database stopped answering count until their connection ends, so
-	// an outage cannot pile up connections and goroutines; a further
-	// statement waits for its turn within Timeout. 0 means
-	// DefaultDBMaxConns.
+	// most connections of the pool it holds; a further statement waits for
+	// its turn within Timeout. A statement the database does not answer
+	// within its Timeout gives its turn up to a budget of another MaxConns
+	// statements left running until their connection ends (a failover can
+	// leave them waiting on a silent socket for minutes); when that budget
+	// is full, it keeps its turn. So an outage costs at most 2*MaxConns+1
+	// statements (the breaker's probe included), each with its connection
+	// and, on PostgreSQL, a cancel connection. 0 means DefaultDBMaxConns.
 	MaxConns int `json:"maxConns"`
 }
 
@@ -197,7 +205,7 @@ type DBConfig struct {
 // goroutine (see DBConfig.CleanupInterval) that stops on Close.
 //
 // A database that stops answering fails requests within about one
-// DBConfig.Timeout each, and costs at most DBConfig.MaxConns statements
+// DBConfig.Timeout each, and costs at most 2*DBConfig.MaxConns+1 statements
 // (with their connections and goroutines) however many requests come; the
 // storage works again by itself once the database answers (see
 // DBConfig.Timeout).
@@ -307,6 +315,7 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 	s.dialect = d.dialect
 	s.table = c.Table
 	s.guard = newDBGuard(s.dialect, c.Timeout, c.MaxConns)
+	s.guard.noAnswer = s.closeIdleConns
 	var err error
 	if s.env, err = newEnvelope(c.Codec, c.CryptoKeys); err != nil {
 		return nil, err
@@ -473,9 +482,18 @@ func (s *StorageDB) checkSQLite(ctx context.Context) {
 // never wait for the writer, and a busy timeout of
 // DefaultDBSQLiteBusyTimeout, so that a write waits for another
 // connection's write lock instead of failing at once. gf's SQLite driver
-// runs each parameter of the link as a PRAGMA on every connection.
+// runs each parameter of the link as a PRAGMA on every connection. The
+// parameters follow the file(...) part, as gf parses the link: a '?' inside
+// it belongs to the file name (a "file:" URI), and a parameter the link sets
+// is never changed.
 func sqliteLinkDefaults(link string) string {
-	_, params, _ := strings.Cut(link, "?")
+	tail := link // the part of the link the parameters are in
+	if open := strings.Index(link, "("); open >= 0 {
+		if end := strings.Index(link[open:], ")"); end >= 0 {
+			tail = link[open+end+1:]
+		}
+	}
+	_, params, hasParams := strings.Cut(tail, "?")
 	has := func(name string) bool {
 		for _, p := range strings.Split(params, "&") {
 			if k, _, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(k), name) {
@@ -495,9 +513,9 @@ func sqliteLinkDefaults(link string) string {
 		return link
 	}
 	switch {
-	case !strings.Contains(link, "?"):
+	case !hasParams:
 		link += "?"
-	case !strings.HasSuffix(link, "?") && !strings.HasSuffix(link, "&"):
+	case params != "" && !strings.HasSuffix(params, "&"):
 		link += "&"
 	}
 	return link + strings.Join(add, "&")
@@ -524,45 +542,68 @@ const (
 var errDBTimeout = errors.New("gfsession: db: statement timeout")
 
 // dbGuard bounds what a database that stops answering (a hung server, a
-// network partition that drops packets) costs the application:
+// network partition that drops packets, a failover that leaves the pool's
+// connections silent) costs the application:
 //
-//   - Every statement runs under DBConfig.Timeout. Where the driver cannot
-//     be interrupted, the statement runs on a goroutine of its own, so that
+//   - Every statement runs under DBConfig.Timeout, counted from the call:
+//     waiting for a turn is part of it. Where the driver cannot be
+//     interrupted, the statement runs on a goroutine of its own, so that
 //     the caller returns at the timeout and the statement is left to end
 //     with its connection. lib/pq only asks the server to cancel (on a
 //     second connection), which a hung server or a partition never
 //     receives; SQLite's busy handler does not look at the context.
 //     go-sql-driver/mysql closes the connection when the context ends, so
 //     MySQL statements run on the caller's goroutine.
-//   - At most DBConfig.MaxConns statements run at once, abandoned ones
-//     included, so that an outage cannot pile up goroutines and
-//     connections: a further statement waits for a turn within its timeout.
-//   - On MySQL and PostgreSQL, a statement on one session that times out
-//     opens a breaker: for the next Timeout every statement fails at once,
-//     so that a request that could not load its session does not wait
-//     again to write it, and other requests do not wait at all. Then one
-//     statement at a time is let through; the first that gets an answer
-//     (an error too) closes the breaker, so the storage recovers by itself.
+//   - At most DBConfig.MaxConns statements run at once; a further one waits
+//     for a turn within its timeout. A statement left running at its
+//     timeout gives its turn up to a budget of its own, of MaxConns
+//     statements more, so that connections a failover left silent (lib/pq
+//     waits on them until the kernel gives up, minutes later) do not keep
+//     the turns from the statements that would run on new connections.
+//     When that budget is full too, the abandoned statement keeps its turn.
+//     At most 2*MaxConns+1 statements (the one of the breaker below
+//     included) run at once, however long the database stays silent.
+//   - On MySQL and PostgreSQL with a Timeout, a statement on one session
+//     that itself ran for at least half its Timeout without an answer (or
+//     that the driver gave up on for a network timeout) opens a breaker:
+//     for the next Timeout every statement fails at once, so that a request
+//     that could not load its session does not wait again to write it, and
+//     other requests do not wait at all. Time spent waiting for a turn
+//     never opens it: a busy database is not a silent one. Then one
+//     statement (the probe) is let through, outside the turns, so that it
+//     runs even while abandoned statements hold all of them; the first
+//     answer (an error too) closes the breaker, so the storage recovers by
+//     itself. Idle connections of the pool are closed when the breaker
+//     opens (see dbGuard.noAnswer): the probe then dials a new connection
+//     instead of picking another connection that went silent with the
+//     first.
 //   - On SQLite, which has one write lock per database, writing statements
 //     take turns in the storage, first come first served, instead of
 //     polling for the lock in SQLite's busy handler, whose back-off lets
-//     some writers starve for seconds when many write at once.
+//     some writers starve for seconds when many write at once. A writer
+//     takes its writer turn before a statement turn, so that writers
+//     waiting for each other leave the turns to the reads, which WAL runs
+//     beside the writer.
 type dbGuard struct {
 	timeout   time.Duration
 	detach    bool          // run statements on a goroutine of their own
 	breaker   bool          // point statement timeouts open the breaker
-	slots     chan struct{} // one per statement running
+	slots     chan struct{} // one per statement running in its turn
+	abandoned chan struct{} // one per statement left running at its timeout that gave its turn up
 	writer    chan struct{} // SQLite: one per writing statement running; else nil
 	openUntil atomic.Int64  // Unix ns until which statements fail fast; 0 when closed
-	probing   atomic.Bool   // a statement is let through the open breaker
+	probing   atomic.Bool   // the probe of the open breaker runs
+	// noAnswer, when set, is called when a statement opens the breaker.
+	noAnswer func()
 }
 
 func newDBGuard(d dbDialect, timeout time.Duration, maxConns int) *dbGuard {
 	g := &dbGuard{
-		timeout: timeout,
-		detach:  d != dialectMySQL,
-		breaker: d != dialectSQLite,
-		slots:   make(chan struct{}, maxConns),
+		timeout:   timeout,
+		detach:    d != dialectMySQL,
+		breaker:   d != dialectSQLite && timeout > 0,
+		slots:     make(chan struct{}, maxConns),
+		abandoned: make(chan struct{}, maxConns),
 	}
 	if d == dialectSQLite {
 		g.writer = make(chan struct{}, 1)
@@ -570,9 +611,63 @@ func newDBGuard(d dbDialect, timeout time.Duration, maxConns int) *dbGuard {
 	return g
 }
 
+// dbTurn is what one statement holds while it runs: its writer turn, and
+// its statement turn, the probe's, or a place in the abandoned budget.
+// It is released once, when the statement ends.
+type dbTurn struct {
+	g     *dbGuard
+	write bool // holds the writer turn
+	mu    sync.Mutex
+	held  chan struct{} // g.slots or g.abandoned; nil for the probe
+	probe bool          // holds the probe's turn
+	ended bool
+}
+
+// abandon moves the turn of a statement left running at its timeout to the
+// abandoned budget, if the statement still runs and the budget has room.
+func (t *dbTurn) abandon() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return
+	}
+	select {
+	case t.g.abandoned <- struct{}{}:
+	default:
+		return // the budget is full: the statement keeps its turn
+	}
+	t.free()
+	t.held, t.probe = t.g.abandoned, false
+}
+
+// release ends the statement's hold.
+func (t *dbTurn) release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return
+	}
+	t.ended = true
+	if t.write {
+		<-t.g.writer
+	}
+	t.free()
+}
+
+func (t *dbTurn) free() {
+	if t.probe {
+		t.g.probing.Store(false)
+	}
+	if t.held != nil {
+		<-t.held
+	}
+}
+
 // guarded runs statement `f` under guard `g` (see dbGuard) and returns its
 // result, or an error with CodeDbOperationError when the breaker is open or
-// the statement does not end within DBConfig.Timeout.
+// the statement does not end within DBConfig.Timeout. A panic of `f`
+// releases the statement's turn and passes on to the caller (on a
+// goroutine of its own, `f` is expected not to panic).
 func guarded[T any](ctx context.Context, g *dbGuard, kind stmtKind, f func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	probe, err := g.enter()
@@ -586,14 +681,25 @@ func guarded[T any](ctx context.Context, g *dbGuard, kind stmtKind, f func(ctx c
 		ctx, cancel = context.WithDeadlineCause(ctx, deadline, errDBTimeout)
 		defer cancel()
 	}
-	write := kind&stmtWrite != 0 && g.writer != nil
-	if err = g.acquire(ctx, write); err != nil {
-		return zero, g.exit(ctx, deadline, kind, probe, err)
+	turn := &dbTurn{g: g, probe: probe, write: kind&stmtWrite != 0 && g.writer != nil}
+	if err = g.acquire(ctx, turn); err != nil {
+		if probe {
+			g.probing.Store(false)
+		}
+		return zero, g.queued(ctx, err)
 	}
+	started := time.Now()
 	if !g.detach || g.timeout <= 0 {
+		finished := false
+		defer func() {
+			if !finished { // `f` panicked: the panic goes on
+				turn.release()
+			}
+		}()
 		v, err := f(ctx)
-		g.release(write)
-		return v, g.exit(ctx, deadline, kind, probe, err)
+		finished = true
+		turn.release()
+		return v, g.exit(ctx, deadline, started, kind, err)
 	}
 	type result struct {
 		v   T
@@ -601,20 +707,21 @@ func guarded[T any](ctx context.Context, g *dbGuard, kind stmtKind, f func(ctx c
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer g.release(write)
+		defer turn.release()
 		v, err := f(ctx)
 		done <- result{v, err}
 	}()
 	select {
 	case r := <-done:
-		return r.v, g.exit(ctx, deadline, kind, probe, r.err)
+		return r.v, g.exit(ctx, deadline, started, kind, r.err)
 	case <-ctx.Done():
 		select {
 		case r := <-done: // ended at the deadline
-			return r.v, g.exit(ctx, deadline, kind, probe, r.err)
+			return r.v, g.exit(ctx, deadline, started, kind, r.err)
 		default:
 		}
-		return zero, g.exit(ctx, deadline, kind, probe, ctx.Err())
+		turn.abandon()
+		return zero, g.exit(ctx, deadline, started, kind, ctx.Err())
 	}
 }
 
@@ -630,63 +737,73 @@ func (g *dbGuard) enter() (probe bool, err error) {
 		return true, nil
 	}
 	return false, gerror.NewCodef(gcode.CodeDbOperationError,
-		`the database gave no answer within %v a moment ago: failing fast until it answers again (next try in %v)`,
+		`a statement got no answer from the database within %v: failing fast until a statement gets one again (next try in %v)`,
 		g.timeout, max(wait, 0).Round(time.Millisecond))
 }
 
-// acquire waits for a turn to run a statement, and on SQLite for the writer
-// turn when `write`.
-func (g *dbGuard) acquire(ctx context.Context, write bool) error {
-	select {
-	case g.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if write {
+// acquire waits for the turns of `t`: on SQLite the writer turn when it
+// writes, then a statement turn, but none for the probe.
+func (g *dbGuard) acquire(ctx context.Context, t *dbTurn) error {
+	if t.write {
 		select {
 		case g.writer <- struct{}{}:
 		case <-ctx.Done():
-			<-g.slots
 			return ctx.Err()
 		}
 	}
-	return nil
+	if t.probe {
+		return nil
+	}
+	select {
+	case g.slots <- struct{}{}:
+		t.held = g.slots
+		return nil
+	case <-ctx.Done():
+		if t.write {
+			<-g.writer
+		}
+		return ctx.Err()
+	}
 }
 
-func (g *dbGuard) release(write bool) {
-	if write {
-		<-g.writer
+// queued returns the error for the caller of a statement that did not get
+// its turn under `ctx` (error `err`), which tells nothing about the
+// database.
+func (g *dbGuard) queued(ctx context.Context, err error) error {
+	if context.Cause(ctx) == errDBTimeout {
+		return gerror.WrapCodef(gcode.CodeDbOperationError, context.DeadlineExceeded,
+			`no turn to run the statement within %v: %d statements run (maxConns)`, g.timeout, cap(g.slots))
 	}
-	<-g.slots
+	return gerror.WrapCode(gcode.CodeDbOperationError, err)
 }
 
 // exit updates the breaker with the outcome `err` of a statement that ran
-// under `ctx` until `deadline` (zero: none), and returns the error for the
-// caller.
-func (g *dbGuard) exit(ctx context.Context, deadline time.Time, kind stmtKind, probe bool, err error) error {
+// under `ctx` until `deadline` (zero: none) from `started`, and returns the
+// error for the caller.
+func (g *dbGuard) exit(ctx context.Context, deadline, started time.Time, kind stmtKind, err error) error {
 	switch {
 	case err == nil:
-		g.answered(probe)
+		g.answered()
 		return nil
 	case timedOut(ctx, deadline, err):
-		if g.breaker && kind&stmtBulk == 0 {
+		// A statement that got its turn late and then little time is no
+		// sign of a silent database; a driver's own network timeout is.
+		ranLong := time.Since(started) >= g.timeout/2 || (ctx.Err() == nil && time.Now().Before(deadline))
+		if g.breaker && kind&stmtBulk == 0 && ranLong {
 			g.openUntil.Store(time.Now().Add(g.timeout).UnixNano())
-		}
-		if probe {
-			g.probing.Store(false)
+			if g.noAnswer != nil {
+				g.noAnswer()
+			}
 		}
 		return gerror.WrapCodef(gcode.CodeDbOperationError, context.DeadlineExceeded,
 			`no answer from the database within %v`, g.timeout)
 	case ctx.Err() != nil:
 		// The caller gave up (its request ended), which tells nothing about
 		// the database.
-		if probe {
-			g.probing.Store(false)
-		}
 		return gerror.WrapCode(gcode.CodeDbOperationError, ctx.Err())
 	default:
 		// An answer, if an error: the database is there.
-		g.answered(probe)
+		g.answered()
 		return err
 	}
 }
@@ -708,31 +825,56 @@ func timedOut(ctx context.Context, deadline time.Time, err error) bool {
 }
 
 // answered closes the breaker.
-func (g *dbGuard) answered(probe bool) {
+func (g *dbGuard) answered() {
 	if g.openUntil.Load() != 0 {
 		g.openUntil.Store(0)
 	}
-	if probe {
-		g.probing.Store(false)
-	}
 }
 
-// drain waits until no statement runs, at most until `ctx` is done.
+// drain waits until no statement runs, abandoned ones included, at most
+// until `ctx` is done.
 func (g *dbGuard) drain(ctx context.Context) error {
-	n := 0
+	var held []chan struct{}
 	defer func() {
-		for ; n > 0; n-- {
-			<-g.slots
+		for _, c := range held {
+			<-c
 		}
 	}()
-	for ; n < cap(g.slots); n++ {
-		select {
-		case g.slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+	for _, c := range []chan struct{}{g.slots, g.abandoned} {
+		for n := 0; n < cap(c); n++ {
+			select {
+			case c <- struct{}{}:
+				held = append(held, c)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 	return nil
+}
+
+// dbDefaultMaxIdleConns is gf's number of idle connections a pool keeps
+// when its config sets none.
+const dbDefaultMaxIdleConns = 10
+
+// closeIdleConns closes the idle connections of the master node's pool,
+// after a statement got no answer: when a failover, a crashed server or a
+// middlebox that lost its state left the connections silent, each idle
+// one would otherwise cost the next statement its Timeout, and the
+// breaker one more open period. The pool then dials new connections. It
+// costs a healthy database, whose statement was only slow, the reconnects
+// of the idle connections, at most once per Timeout.
+func (s *StorageDB) closeIdleConns() {
+	pool, err := s.db.Master()
+	if err != nil || pool == nil {
+		return
+	}
+	n := s.db.GetConfig().MaxIdleConnCount
+	if n <= 0 {
+		n = dbDefaultMaxIdleConns
+	}
+	pool.SetMaxIdleConns(0) // closes them
+	pool.SetMaxIdleConns(n)
 }
 
 // dbExecTries is how often exec runs a statement that the database rolled
