@@ -408,9 +408,11 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		return nil, nil
 	}
 	// Restart the idle TTL here rather than in UpdateTTL: the file was just
-	// stat'ed, so a read-only request costs no second stat.
+	// stat'ed, so a read-only request costs no second stat. The times are
+	// set on the open file, not through the path, which may name something
+	// else by now.
 	if now.Sub(fi.ModTime()) >= min(ttl/64, time.Second) {
-		if err = os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err = touchFile(f, path, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fileErr(err, "touch session file", path)
 		}
 	}
