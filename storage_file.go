@@ -562,9 +562,11 @@ func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
 // A session GetSession loaded is written only while its file exists: if it
 // was deleted while the request ran (a logout elsewhere, Destroy,
 // DestroyUser, the cleaner), the write is dropped and logged, so a request
-// in flight cannot bring a logged-out session back. A RemoveAll by the same
-// request (gf's Session.RemoveAll, then Set) starts a new session under the
-// id.
+// in flight cannot bring a logged-out session back. The file's header is
+// checked just before the rename, and the check and the rename are two
+// steps: a deletion that lands between them, microseconds apart, is
+// overwritten and the session comes back. A RemoveAll by the same request
+// (gf's Session.RemoveAll, then Set) starts a new session under the id.
 func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
