@@ -4,6 +4,7 @@ package gfsession_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -257,4 +260,168 @@ func TestStorageFile_SpecialFiles(t *testing.T) {
 	require.NoError(t, sess.Set("k", "v"))
 	require.NoError(t, sess.Close())
 	assert.Equal(t, "v", m.New(ctx, user).MustGet("k").String())
+}
+
+// TestStorageFile_WritableParentRefused checks that a session folder inside
+// a folder another user can write (without the sticky bit) is refused: that
+// user could rename the session folder away and put a symbolic link, or a
+// folder of their own, in its place, and the storage would read the
+// sessions they planted there.
+func TestStorageFile_WritableParentRefused(t *testing.T) {
+	var (
+		ctx    = context.Background()
+		root   = t.TempDir()
+		shared = filepath.Join(root, "shared")
+		app    = filepath.Join(shared, "app")
+		evil   = filepath.Join(root, "evil")
+		id     = storagetest.NewId()
+	)
+	require.NoError(t, os.Mkdir(shared, 0o700))
+	require.NoError(t, os.Chmod(shared, 0o777))
+	forger := newFile(t, gfsession.FileConfig{Path: evil})
+	require.NoError(t, forger.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"user": "admin"}, true), time.Hour))
+
+	s, err := gfsession.NewStorageFile(gfsession.FileConfig{Path: app, CleanupInterval: -1})
+	if err == nil {
+		// What the other user could then do, who can write `shared`:
+		require.NoError(t, os.Rename(app, filepath.Join(shared, "old")))
+		require.NoError(t, os.Symlink(evil, app))
+		data, gerr := s.GetSession(ctx, id, time.Hour)
+		require.NoError(t, gerr)
+		assert.Nil(t, data, "the storage read a session planted through a writable parent folder")
+		require.Fail(t, "a session folder inside a folder anyone can write was accepted")
+	}
+	t.Log(err)
+	assert.Contains(t, err.Error(), `path: session folder "`+app+`" is inside "`+shared+`"`)
+	assert.Contains(t, err.Error(), "(mode 0777, no sticky bit)")
+	assert.Contains(t, err.Error(), "choose a folder whose parents only the application's user or root can change")
+	assert.Equal(t, gcode.CodeInvalidConfiguration, gerror.Code(err))
+	assert.NoDirExists(t, filepath.Join(app, "00"), "sub-folders were created in a refused folder")
+}
+
+// TestStorageFile_ParentFolders checks which parent folders of the session
+// folder are accepted: those only root or the process's user can change,
+// directly or through the sticky bit; and that a refused one is named, at
+// whatever depth.
+func TestStorageFile_ParentFolders(t *testing.T) {
+	// under makes <t.TempDir()>/p1/p2/.../app with the modes given, outermost
+	// first, and returns the session folder and the folders made.
+	under := func(modes ...os.FileMode) func(t *testing.T) (string, []string) {
+		return func(t *testing.T) (string, []string) {
+			dir, made := t.TempDir(), []string(nil)
+			for i, mode := range modes {
+				dir = filepath.Join(dir, fmt.Sprintf("p%d", i+1))
+				require.NoError(t, os.Mkdir(dir, 0o700))
+				require.NoError(t, os.Chmod(dir, mode))
+				made = append(made, dir)
+			}
+			return filepath.Join(dir, "app"), made
+		}
+	}
+	tests := []struct {
+		name string
+		dir  func(t *testing.T) (string, []string)
+		// refused is the index in the folders made of the one refused, -1 when
+		// the session folder is accepted.
+		refused int
+		want    string
+	}{
+		{"t.TempDir()", under(), -1, ""},
+		{"0755 parent, as /var/lib", under(0o755), -1, ""},
+		{"0700 parent", under(0o700), -1, ""},
+		{"0750 parent", under(0o750), -1, ""},
+		{"sticky parent writable by all, as /tmp", under(0o777 | os.ModeSticky), -1, ""},
+		{"sticky parent writable by the group", under(0o770 | os.ModeSticky), -1, ""},
+		{"0755 inside a sticky folder", under(0o777|os.ModeSticky, 0o755), -1, ""},
+		{"parent writable by all", under(0o777), 0, "(mode 0777, no sticky bit)"},
+		{"parent writable by the group", under(0o770), 0, "(mode 0770, no sticky bit)"},
+		{"parent writable by the group, as a shared /srv", under(0o775), 0, "(mode 0775, no sticky bit)"},
+		{"parent writable by others only", under(0o757), 0, "(mode 0757, no sticky bit)"},
+		{"setgid parent writable by all", under(0o777 | os.ModeSetgid), 0, "(mode 2777, no sticky bit)"},
+		{"grandparent writable by all", under(0o777, 0o755), 0, "(mode 0777, no sticky bit)"},
+		{"grandparent writable by the group", under(0o700, 0o775, 0o755), 1, "(mode 0775, no sticky bit)"},
+	}
+	if os.Geteuid() == 0 {
+		// Only root can give a folder to another user (65534: nobody).
+		owned := func(mode os.FileMode) func(t *testing.T) (string, []string) {
+			return func(t *testing.T) (string, []string) {
+				dir, made := under(mode)(t)
+				require.NoError(t, os.Chown(made[0], 65534, 65534))
+				return dir, made
+			}
+		}
+		tests = append(tests, []struct {
+			name    string
+			dir     func(t *testing.T) (string, []string)
+			refused int
+			want    string
+		}{
+			{"another user's 0755 parent", owned(0o755), 0, "belongs to user id 65534"},
+			{"another user's sticky parent", owned(0o777 | os.ModeSticky), 0, "belongs to user id 65534"},
+		}...)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, made := tt.dir(t)
+			s, err := gfsession.NewStorageFile(gfsession.FileConfig{Path: dir, CleanupInterval: -1})
+			if tt.refused < 0 {
+				require.NoError(t, err)
+				assert.Equal(t, dir, s.Path())
+				return
+			}
+			require.Error(t, err)
+			t.Log(err)
+			assert.Contains(t, err.Error(), fmt.Sprintf(`path: session folder %q is inside %q, which `, dir, made[tt.refused]))
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), "choose a folder whose parents only the application's user or root can change")
+		})
+	}
+
+	t.Run("default folder in the temporary folder", func(t *testing.T) {
+		s, err := gfsession.NewStorageFile(gfsession.FileConfig{CleanupInterval: -1})
+		require.NoError(t, err)
+		assert.Equal(t, gfsession.DefaultFilePath, s.Path())
+	})
+	t.Run("a new folder in the temporary folder", func(t *testing.T) {
+		dir, err := os.MkdirTemp("", "gfsession-parents-")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = os.RemoveAll(dir) })
+		_, err = gfsession.NewStorageFile(gfsession.FileConfig{Path: filepath.Join(dir, "app"), CleanupInterval: -1})
+		require.NoError(t, err)
+	})
+}
+
+// TestStorageFile_TouchOpenFile checks that a read refreshes the
+// modification time of the file it opened, not of whatever the path names
+// by then: a symbolic link renamed over the session file between the open
+// and the refresh leaves its target untouched.
+func TestStorageFile_TouchOpenFile(t *testing.T) {
+	var (
+		ctx = context.Background()
+		s   = newFile(t, gfsession.FileConfig{})
+		id  = storagetest.NewId()
+		old = time.Now().Add(-time.Minute).Truncate(time.Second)
+	)
+	require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"k": "v"}, true), time.Hour))
+	path := sessionFile(s, id)
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("x"), 0o600))
+	require.NoError(t, os.Chtimes(victim, old, old))
+	require.NoError(t, os.Chtimes(path, old, old))
+
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	link := path + ".link"
+	require.NoError(t, os.Symlink(victim, link))
+	require.NoError(t, os.Rename(link, path))
+
+	now := time.Now()
+	require.NoError(t, gfsession.TouchFile(f, path, now))
+	fi, err := os.Stat(victim)
+	require.NoError(t, err)
+	assert.True(t, fi.ModTime().Equal(old), "the target of a symbolic link at the path was touched: %v", fi.ModTime())
+	fi, err = f.Stat()
+	require.NoError(t, err)
+	assert.WithinDuration(t, now, fi.ModTime(), time.Millisecond, "the open file was not touched")
 }

@@ -76,8 +76,12 @@ var DefaultFilePath = gfile.Temp("gfsessions", gfile.SelfName())
 type FileConfig struct {
 	// Path is the folder holding the session files. It is created, mode 0700,
 	// when missing; an existing folder keeps its mode. On unix the folder
-	// must belong to the process's user and not be writable by others
-	// (NewStorageFile fails otherwise). Empty means DefaultFilePath.
+	// must belong to the process's user and not be writable by others, and
+	// every folder above it, up to the root, must belong to root or the
+	// process's user and not be writable by its group or others unless it
+	// has the sticky bit, as /tmp has (NewStorageFile fails otherwise):
+	// whoever can change a parent folder can put a folder of their own in
+	// the session folder's place. Empty means DefaultFilePath.
 	//
 	// The folder is resolved once, when the storage is created: if Path is or
 	// goes through a symbolic link, the storage keeps using the folder the
@@ -167,8 +171,9 @@ var _ Admin = (*StorageFile)(nil)
 // uses the folder found now for as long as it lives. It returns an error for
 // a bad codec, crypto key or MaxFileSize, a folder that cannot be created,
 // and on unix a folder (or one of its sub-folders) that is not a folder of
-// the process's user that only it can write. With a CleanupInterval >= 0 it
-// starts one goroutine that removes expired files until Close.
+// the process's user that only it can write, or a folder inside one that
+// another user can change (see FileConfig.Path). With a CleanupInterval
+// >= 0 it starts one goroutine that removes expired files until Close.
 func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	env, err := newEnvelope(config.Codec, config.CryptoKeys)
 	if err != nil {
@@ -201,6 +206,11 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, config.Path)
 	}
 	if err = checkSessionFolder(dir); err != nil {
+		return nil, err
+	}
+	// Resolving once protects nothing if another user can swap the folder
+	// itself, by a rename in a parent folder.
+	if err = checkFolderParents(dir); err != nil {
 		return nil, err
 	}
 	for _, shard := range fileShardNames {
@@ -398,9 +408,11 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		return nil, nil
 	}
 	// Restart the idle TTL here rather than in UpdateTTL: the file was just
-	// stat'ed, so a read-only request costs no second stat.
+	// stat'ed, so a read-only request costs no second stat. The times are
+	// set on the open file, not through the path, which may name something
+	// else by now.
 	if now.Sub(fi.ModTime()) >= min(ttl/64, time.Second) {
-		if err = os.Chtimes(path, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err = touchFile(f, path, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fileErr(err, "touch session file", path)
 		}
 	}
@@ -550,9 +562,11 @@ func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
 // A session GetSession loaded is written only while its file exists: if it
 // was deleted while the request ran (a logout elsewhere, Destroy,
 // DestroyUser, the cleaner), the write is dropped and logged, so a request
-// in flight cannot bring a logged-out session back. A RemoveAll by the same
-// request (gf's Session.RemoveAll, then Set) starts a new session under the
-// id.
+// in flight cannot bring a logged-out session back. The file's header is
+// checked just before the rename, and the check and the rename are two
+// steps: a deletion that lands between them, microseconds apart, is
+// overwritten and the session comes back. A RemoveAll by the same request
+// (gf's Session.RemoveAll, then Set) starts a new session under the id.
 func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)

@@ -10,6 +10,9 @@ import (
 // checkFolderOwner has no owner or mode bits to check outside unix.
 func checkFolderOwner(dir string, fi os.FileInfo) error { return nil }
 
+// checkFolderParents has no owner or mode bits to check outside unix.
+func checkFolderParents(dir string) error { return nil }
+
 // openNoFollow opens `path` with `flag` and `perm` as os.OpenFile does, but
 // refuses a symbolic link at `path` with a *refusedFileError. Outside unix
 // there is no O_NOFOLLOW: the check and the open are two steps.

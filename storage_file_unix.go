@@ -65,6 +65,48 @@ func checkFolderOwner(dir string, fi os.FileInfo) error {
 		dir, unixMode(fi.Mode()), dir)
 }
 
+// checkFolderParents refuses the session folder `dir` (absolute, symbolic
+// links resolved) when one of its parent folders, up to the root, lets a
+// user other than root and the process's user replace what it holds: a
+// parent that belongs to another user, or that its group or others can
+// write without the sticky bit. Whoever can do so can rename the session
+// folder away and put a folder or a symbolic link of their own in its
+// place, and the storage, which opens its files by path, would then read
+// the sessions they planted. The sticky bit (/tmp is 1777) lets only the
+// owner of an entry rename it, so such a parent is fine. These are the
+// checks OpenSSH makes of the folders above a user's authorized keys.
+func checkFolderParents(dir string) error {
+	euid := os.Geteuid()
+	for child, parent := dir, filepath.Dir(dir); parent != child; child, parent = parent, filepath.Dir(parent) {
+		fi, err := os.Lstat(parent)
+		if err != nil {
+			return gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: session folder %q: parent folder %q`, dir, parent)
+		}
+		if risk := parentFolderRisk(fi, euid); risk != "" {
+			return gerror.NewCodef(gcode.CodeInvalidConfiguration,
+				`path: session folder %q is inside %q, which %s: another user could put a folder of their own in the session folder's place and forge sessions; choose a folder whose parents only the application's user or root can change`,
+				dir, parent, risk)
+		}
+	}
+	return nil
+}
+
+// parentFolderRisk returns why the parent folder `fi` describes lets a user
+// other than root and `euid` rename or replace its entries ("belongs to
+// user id 1000"), or "" when it does not.
+func parentFolderRisk(fi os.FileInfo, euid int) string {
+	if !fi.IsDir() {
+		return "is a " + fileKind(fi.Mode()) + ", not a folder"
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != euid {
+		return fmt.Sprintf("belongs to user id %d", st.Uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+		return fmt.Sprintf("other users can write (mode %s, no sticky bit)", unixMode(fi.Mode()))
+	}
+	return ""
+}
+
 // unixMode returns the permission and special bits of `mode` in octal, as
 // chmod and ls take them: "1777" for /tmp, "0755" for a usual folder.
 func unixMode(mode fs.FileMode) string {
