@@ -30,11 +30,15 @@ const (
 	dbFaultMaxLatency = 4 * dbFaultTimeout
 	// dbFaultOutage is the least time each fault lasts.
 	dbFaultOutage = 1200 * time.Millisecond
+	// dbFaultCut and dbFaultUp are how long each cut, and each time in
+	// between, lasts in the "flap" fault, which lasts dbFaultFlapping.
+	dbFaultCut, dbFaultUp = 15 * time.Millisecond, 80 * time.Millisecond
+	dbFaultFlapping       = 2 * time.Second
 )
 
 func TestFault_DB(t *testing.T) {
 	for _, dialect := range []string{"mysql", "pgsql"} {
-		t.Run(dialect, func(t *testing.T) { runDBFaultScenario(t, dialect, "cut", "blackhole") })
+		t.Run(dialect, func(t *testing.T) { runDBFaultScenario(t, dialect, "cut", "blackhole", "flap") })
 	}
 }
 
@@ -107,16 +111,24 @@ func runDBFaultScenario(t *testing.T, dialect string, faults ...string) {
 	// Every user has done a cycle before the first fault.
 	waitFor("cycles before the faults", func() bool { return run.cycles.Load() >= faultUsers })
 	for _, fault := range faults {
-		failed := run.failures.Load()
+		failed, outage := run.failures.Load(), time.Now()
 		switch fault {
 		case "cut":
 			proxy.Cut()
 		case "blackhole":
 			require.NoError(t, proxy.Blackhole())
+		case "flap":
+			// Connections cut again and again: some requests load the
+			// session, then find the database gone when they write it.
+			for began := time.Now(); time.Since(began) < dbFaultFlapping; {
+				proxy.Cut()
+				time.Sleep(dbFaultCut)
+				require.NoError(t, proxy.Normal())
+				time.Sleep(dbFaultUp)
+			}
 		default:
 			t.Fatalf("unknown fault %q", fault)
 		}
-		outage := time.Now()
 		waitFor(fault+": requests failing", func() bool {
 			return time.Since(outage) >= dbFaultOutage && run.failures.Load() >= failed+2*faultUsers
 		})
