@@ -626,8 +626,7 @@ server:
 	assert.Empty(t, user)
 
 	// The sessions are rows of the table in the group's database.
-	db, err := gdb.Instance(group)
-	require.NoError(t, err)
+	db := openTestDB(t, "sqlite::@file("+file+")?busy_timeout=10000&journal_mode=WAL")
 	assert.Equal(t, 1, countRows(t, db, "e2e_sessions"), "bob's session")
 }
 
