@@ -447,11 +447,20 @@ func (s *StorageDB) createTableAtStart(ctx context.Context) error {
 	if s.config.Timeout > 0 {
 		pingCtx, cancel = context.WithTimeout(ctx, s.config.Timeout)
 	}
+	defer cancel()
 	pool, err := s.db.Master()
 	if err == nil {
-		err = pool.PingContext(pingCtx)
+		// Some drivers (lib/pq) ignore the context while they connect, so
+		// a database that does not answer would hold the ping forever: it
+		// is waited for only until the timeout.
+		done := make(chan error, 1)
+		go func() { done <- pool.PingContext(pingCtx) }()
+		select {
+		case err = <-done:
+		case <-pingCtx.Done():
+			err = pingCtx.Err()
+		}
 	}
-	cancel()
 	if err != nil {
 		startupLogger().Warningf(ctx,
 			`gfsession: db: the database does not answer (%v): table %s is created on first use`,
