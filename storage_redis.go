@@ -959,8 +959,9 @@ func (s *StorageRedis) RemoveAll(ctx context.Context, sessionId string) error {
 }
 
 // Close closes the Redis client if the storage created it (from inline
-// config-map fields); a client passed to NewStorageRedis or taken from a gf
-// redis group is left open. It is idempotent.
+// config-map fields, or from a redis group of the config file); a client
+// passed to NewStorageRedis or shared with gredis.Instance is left open. It
+// is idempotent.
 func (s *StorageRedis) Close(ctx context.Context) error {
 	return s.r.close(ctx)
 }
