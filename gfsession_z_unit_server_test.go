@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gogf/gf/v2/encoding/ghash"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gcfg"
 	"github.com/gogf/gf/v2/os/glog"
+	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -394,4 +396,114 @@ func TestServer_BackendDownAtStart(t *testing.T) {
 	alice.do(http.MethodPost, "/login?user=alice")
 	user, _ := alice.me()
 	assert.Equal(t, "alice", user)
+}
+
+// lockCheckStorages are the storages built through the "lock-check" type,
+// closed by the test that made them.
+var lockCheckStorages struct {
+	sync.Mutex
+	list []gsession.Storage
+}
+
+func init() {
+	// "lock-check" builds the storage of type `backend` through New, as the
+	// config hook does, and keeps it to be closed.
+	gfsession.Register("lock-check", func(ctx context.Context, m map[string]any) (gsession.Storage, error) {
+		config := make(map[string]any, len(m))
+		for k, v := range m {
+			config[k] = v
+		}
+		config["type"], config["backend"] = config["backend"], nil
+		delete(config, "backend")
+		s, err := gfsession.New(ctx, config)
+		if err == nil {
+			lockCheckStorages.Lock()
+			lockCheckStorages.list = append(lockCheckStorages.list, s)
+			lockCheckStorages.Unlock()
+		}
+		return s, err
+	})
+}
+
+// serverNamesSharing returns `n` server names starting with `prefix` for
+// which g.Server(name), while it applies the server config, holds the same
+// lock of gf's instance registry as the component of registry key `key`
+// (such as "gf.core.component.redis.default", what g.Redis("default")
+// takes), then one name for which it holds another. The registry has 64
+// locks, chosen by the DJB hash of the key; g.Server's key is
+// "gf.core.component.server.[name]".
+func serverNamesSharing(prefix, key string, n int) []string {
+	const shards = 64
+	shardOf := func(k string) uint32 { return ghash.DJB([]byte(k)) % shards }
+	var names, others []string
+	for i := 0; len(names) < n || len(others) < 1; i++ {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		if shardOf("gf.core.component.server.["+name+"]") == shardOf(key) {
+			names = append(names, name)
+		} else {
+			others = append(others, name)
+		}
+	}
+	names = append(names[:n], others[0])
+	return names
+}
+
+// TestServer_ConfigGroupAnyServerName checks that g.Server(name) returns,
+// whatever the server name, when the server's session storage names a group of the
+// config file's "redis" or "database" node. g.Server holds a lock of gf's
+// instance registry while it applies the config; a storage taking the group's
+// client through g.Redis or g.DB, which take a lock of the same registry,
+// would wait forever for the names whose locks are the same; the test uses
+// such names.
+func TestServer_ConfigGroupAnyServerName(t *testing.T) {
+	redisSrv := testredis.Start(t)
+	link := dbTestLink(t, "mysql")
+	table := testTable(t, openTestDB(t, link))
+	// Groups no other test configured in code: gf's g.DB takes its lock
+	// only until it has registered the group with gdb.
+	dbGroup, redisGroup := "lockcheck"+table, "lockcheck"+table
+	tests := []struct {
+		name, key, config string
+	}{
+		{"redis", "gf.core.component.redis." + redisGroup, fmt.Sprintf("redis:\n  %s:\n    address: %q\n", redisGroup, redisSrv.Addr) +
+			"server:\n  address: \"127.0.0.1:0\"\n  dumpRouterMap: false\n" +
+			"  sessionStorage:\n    type: lock-check\n    backend: redis\n    redis: \"" + redisGroup + "\"\n    prefix: \"lock-check:\"\n"},
+		{"db", "gf.core.component.database." + dbGroup, fmt.Sprintf("database:\n  %s:\n    link: %q\n", dbGroup, link) +
+			"server:\n  address: \"127.0.0.1:0\"\n  dumpRouterMap: false\n" +
+			fmt.Sprintf("  sessionStorage:\n    type: lock-check\n    backend: db\n    database: %s\n    table: %s\n    cleanupInterval: \"off\"\n", dbGroup, table)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			useConfigFile(t, tt.config)
+			t.Cleanup(func() {
+				lockCheckStorages.Lock()
+				defer lockCheckStorages.Unlock()
+				for _, s := range lockCheckStorages.list {
+					if c, ok := s.(interface{ Close(context.Context) error }); ok {
+						assert.NoError(t, c.Close(context.Background()))
+					}
+				}
+				lockCheckStorages.list = nil
+			})
+			names := serverNamesSharing("lock-check-"+tt.name+"-", tt.key, 3)
+			for _, name := range names {
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					g.Server(name)
+				}()
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					// The goroutine stays blocked: fail the whole run, as
+					// every later g.Server of that lock would block too.
+					t.Fatalf("g.Server(%q) did not return: start-up deadlocked", name)
+				}
+			}
+			lockCheckStorages.Lock()
+			n := len(lockCheckStorages.list)
+			lockCheckStorages.Unlock()
+			assert.Equal(t, len(names), n, "every server got its storage")
+		})
+	}
 }

@@ -643,8 +643,7 @@ server:
 	assert.Empty(t, user)
 
 	// The sessions are rows of the table in the group's database.
-	db, err := gdb.Instance(group)
-	require.NoError(t, err)
+	db := openTestDB(t, "sqlite::@file("+file+")?busy_timeout=10000&journal_mode=WAL")
 	assert.Equal(t, 1, countRows(t, db, "e2e_sessions"), "bob's session")
 }
 
@@ -897,4 +896,49 @@ func TestStorageDB_IdsShortened(t *testing.T) {
 	require.Error(t, err)
 	assertShort("the nil data error", err.Error())
 	assert.NotContains(t, logged.String(), id)
+}
+
+// TestStorageDB_DatabaseDownAtStart checks that NewStorageDB, which creates
+// the table, does not fail while the database cannot be reached (a
+// connection refused, or no answer at all), so that a server starts during
+// an outage: it returns within about one Timeout, requests fail with an
+// error while the database is down, and once it is back the first request
+// creates the table and the session round-trips, on the same storage.
+func TestStorageDB_DatabaseDownAtStart(t *testing.T) {
+	for _, dialect := range []string{"mysql", "pgsql"} {
+		for _, mode := range []string{"cut", "blackhole"} {
+			t.Run(dialect+"/"+mode, func(t *testing.T) {
+				link := dbTestLink(t, dialect)
+				direct := openTestDB(t, link)
+				table := testTable(t, direct)
+				db, proxy := proxiedDB(t, link)
+				if mode == "cut" {
+					proxy.Cut()
+				} else {
+					require.NoError(t, proxy.Blackhole())
+				}
+				const timeout = 300 * time.Millisecond
+				start := time.Now()
+				s, err := gfsession.NewStorageDB(db, gfsession.DBConfig{Table: table, CleanupInterval: -1, Timeout: timeout})
+				require.NoError(t, err, "a database outage must not stop start-up")
+				t.Cleanup(func() { assert.NoError(t, s.Close(context.Background())) })
+				assert.Less(t, time.Since(start), 3*timeout, "construction waits at most about one Timeout")
+
+				ctx := context.Background()
+				id := gfsession.NewSessionId()
+				data := gmap.NewStrAnyMapFrom(map[string]any{"user": "ann"}, true)
+				_, err = s.GetSession(ctx, id, time.Minute)
+				assert.Error(t, err, "loading while the database is down")
+				assert.Error(t, s.SetSession(ctx, id, data, time.Minute), "storing while the database is down")
+
+				require.NoError(t, proxy.Normal())
+				require.NoError(t, s.SetSession(ctx, id, data, time.Minute), "the first request once the database is back")
+				got, err := s.GetSession(ctx, id, time.Minute)
+				require.NoError(t, err)
+				require.NotNil(t, got)
+				assert.Equal(t, "ann", got.Get("user"))
+				assert.Equal(t, 1, countRows(t, direct, table))
+			})
+		}
+	}
 }

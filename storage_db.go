@@ -19,8 +19,9 @@ import (
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
-	"github.com/gogf/gf/v2/frame/gins"
 	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/gogf/gf/v2/util/gconv"
+	"github.com/gogf/gf/v2/util/gutil"
 )
 
 // TypeDB is the storage type name of StorageDB in the `sessionStorage`
@@ -219,7 +220,7 @@ type DBConfig struct {
 type StorageDB struct {
 	gsession.StorageBase
 	db      gdb.DB
-	ownsDB  bool // built from a `link`: closed by Close
+	ownsDB  bool // made by the config factory (a `link`, a config file group): closed by Close
 	config  DBConfig
 	dialect dbDialect
 	table   string // validated, unquoted
@@ -227,6 +228,12 @@ type StorageDB struct {
 	tracker loadTracker
 	touches *dbTouches // nil without TouchInterval
 	guard   *dbGuard
+
+	// tableReady is set once the table is known to exist (or is not the
+	// storage's to create); until then every statement first tries to
+	// create it, one at a time under tableMu.
+	tableReady atomic.Bool
+	tableMu    sync.Mutex
 
 	sqlSelect, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
 	sqlCount, sqlRange, sqlDestroyUser                                          string
@@ -267,8 +274,11 @@ func (d dbDialect) quote(name string) string {
 
 // NewStorageDB creates a storage that keeps sessions in a table of `db` (see
 // DBConfig for the table and its DDL). With CreateTable (the default) it
-// creates the table if it does not exist, which needs the database to be
-// reachable. With a CleanupInterval > 0 (the default) it starts one goroutine
+// creates the table if it does not exist: at once when the database answers
+// (a DDL error, such as a missing privilege, is returned), or, when the
+// database cannot be reached, on the first statement that finds it back (a
+// warning is logged and statements fail until then), so that a database
+// outage does not stop start-up. With a CleanupInterval > 0 (the default) it starts one goroutine
 // that deletes expired rows until Close. `db` stays the caller's: Close does
 // not close it.
 func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
@@ -325,9 +335,11 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 	}
 	s.buildSQL()
 	if c.CreateTable == nil || *c.CreateTable {
-		if err = s.createTable(context.Background()); err != nil {
+		if err = s.createTableAtStart(context.Background()); err != nil {
 			return nil, err
 		}
+	} else {
+		s.tableReady.Store(true)
 	}
 	if s.dialect == dialectSQLite {
 		s.checkSQLite(context.Background())
@@ -434,12 +446,77 @@ func (s *StorageDB) ddl() []string {
 	}
 }
 
+// createTableAtStart creates the table when NewStorageDB is called. When the
+// database does not answer a ping within the statement timeout it leaves the
+// table to the first statement (see ensureTable) and logs a warning, since
+// an outage of the database must not stop start-up; when it answers, a
+// failing DDL is an error of the setup and is returned.
+func (s *StorageDB) createTableAtStart(ctx context.Context) error {
+	pingCtx, cancel := ctx, context.CancelFunc(func() {})
+	if s.config.Timeout > 0 {
+		pingCtx, cancel = context.WithTimeout(ctx, s.config.Timeout)
+	}
+	defer cancel()
+	pool, err := s.db.Master()
+	if err == nil {
+		// Some drivers (lib/pq) ignore the context while they connect, so
+		// a database that does not answer would hold the ping forever: it
+		// is waited for only until the timeout.
+		done := make(chan error, 1)
+		go func() { done <- pool.PingContext(pingCtx) }()
+		select {
+		case err = <-done:
+		case <-pingCtx.Done():
+			err = pingCtx.Err()
+		}
+	}
+	if err != nil {
+		startupLogger().Warningf(ctx,
+			`gfsession: db: the database does not answer (%v): table %s is created on first use`,
+			redactDBError(s.db, err), s.table)
+		return nil
+	}
+	if err = s.createTable(ctx); err != nil {
+		return err
+	}
+	s.tableReady.Store(true)
+	return nil
+}
+
+// redactDBError returns `err` with the password of `db`'s config blanked
+// out: a driver's error may quote the connection string.
+func redactDBError(db gdb.DB, err error) error {
+	if node := db.GetConfig(); node != nil && node.Pass != "" {
+		return redactedError{err: err, secret: node.Pass}
+	}
+	return err
+}
+
+// ensureTable creates the table if that is still to be done, once: a
+// failure (the database still down) is returned, and the next statement
+// tries again.
+func (s *StorageDB) ensureTable(ctx context.Context) error {
+	if s.tableReady.Load() {
+		return nil
+	}
+	s.tableMu.Lock()
+	defer s.tableMu.Unlock()
+	if s.tableReady.Load() {
+		return nil
+	}
+	if err := s.createTable(ctx); err != nil {
+		return err
+	}
+	s.tableReady.Store(true)
+	return nil
+}
+
 func (s *StorageDB) createTable(ctx context.Context) error {
 	for _, stmt := range s.ddl() {
-		if _, err := s.exec(ctx, stmtBulk, stmt); err != nil {
+		if _, err := s.execNow(ctx, stmtBulk, stmt); err != nil {
 			// Concurrent CREATE ... IF NOT EXISTS can fail on PostgreSQL
 			// (a race on its catalog); what counts is that the table is there.
-			if _, perr := s.query(ctx, stmtBulk, fmt.Sprintf(`SELECT 1 FROM %s WHERE 1 = 0`, s.dialect.quote(s.table))); perr == nil {
+			if _, perr := s.queryNow(ctx, stmtBulk, fmt.Sprintf(`SELECT 1 FROM %s WHERE 1 = 0`, s.dialect.quote(s.table))); perr == nil {
 				continue
 			}
 			return gerror.WrapCodef(gcode.CodeDbOperationError, err, `gfsession: db: creating table %s`, s.table)
@@ -454,7 +531,7 @@ func (s *StorageDB) createTable(ctx context.Context) error {
 // another connection's lock fails at once. It says what to add to the link.
 func (s *StorageDB) checkSQLite(ctx context.Context) {
 	pragma := func(name string) string {
-		rec, err := s.query(ctx, stmtBulk, "PRAGMA "+name)
+		rec, err := s.queryNow(ctx, stmtBulk, "PRAGMA "+name)
 		if err != nil {
 			return ""
 		}
@@ -471,7 +548,7 @@ func (s *StorageDB) checkSQLite(ctx context.Context) {
 		missing = append(missing, fmt.Sprintf("busy_timeout=%d", DefaultDBSQLiteBusyTimeout.Milliseconds()))
 	}
 	if len(missing) > 0 {
-		g.Log().Warningf(ctx,
+		startupLogger().Warningf(ctx,
 			`gfsession: db: the SQLite database is not set up for concurrent requests: add %s to its link, e.g. "sqlite::@file(sessions.db)?%s"`,
 			strings.Join(missing, " and "), strings.Join(missing, "&"))
 	}
@@ -888,6 +965,14 @@ const dbExecTries = 3
 // session while the cleaner deletes expired rows next to it in the expiry
 // index must not fail for that.
 func (s *StorageDB) exec(ctx context.Context, kind stmtKind, sql string, args ...any) (int64, error) {
+	if err := s.ensureTable(ctx); err != nil {
+		return 0, err
+	}
+	return s.execNow(ctx, kind, sql, args...)
+}
+
+// execNow is exec without ensureTable.
+func (s *StorageDB) execNow(ctx context.Context, kind stmtKind, sql string, args ...any) (int64, error) {
 	return guarded(ctx, s.guard, kind|stmtWrite, func(ctx context.Context) (int64, error) {
 		res, err := s.db.Exec(ctx, sql, args...)
 		for try := 1; err != nil && try < dbExecTries && rolledBack(err) && ctx.Err() == nil; try++ {
@@ -906,6 +991,14 @@ func (s *StorageDB) exec(ctx context.Context, kind stmtKind, sql string, args ..
 
 // query runs one SELECT and returns its first row, or nil.
 func (s *StorageDB) query(ctx context.Context, kind stmtKind, sql string, args ...any) (gdb.Record, error) {
+	if err := s.ensureTable(ctx); err != nil {
+		return nil, err
+	}
+	return s.queryNow(ctx, kind, sql, args...)
+}
+
+// queryNow is query without ensureTable.
+func (s *StorageDB) queryNow(ctx context.Context, kind stmtKind, sql string, args ...any) (gdb.Record, error) {
 	return guarded(ctx, s.guard, kind, func(ctx context.Context) (gdb.Record, error) {
 		rows, err := s.selectMaster(ctx, sql, args...)
 		if err != nil || len(rows) == 0 {
@@ -1018,7 +1111,7 @@ func newStorageDBFromConfig(ctx context.Context, m map[string]any) (gsession.Sto
 		if groupKey == "" {
 			groupKey = "database"
 		}
-		if db, err = openDBGroup(ctx, group); err != nil {
+		if db, ownsDB, err = openDBGroup(ctx, group); err != nil {
 			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, groupKey)
 		}
 	}
@@ -1052,50 +1145,111 @@ func openDBLink(link string) (gdb.DB, error) {
 	return db, nil
 }
 
-// openDBGroup returns the gdb.DB of config group `group` ("" for the
-// default group), configured with gdb.SetConfig or in the `database:` node of
-// the config file.
-func openDBGroup(ctx context.Context, group string) (db gdb.DB, err error) {
+// openDBGroup returns a gdb.DB for config group `group` ("" for the default
+// group): the group set with gdb.SetConfig, or else group `group` of the
+// config file's "database" node. `owned` reports a DB made for the storage,
+// which its Close closes; a group set in code shares gdb.Instance's DB.
+//
+// It never calls g.DB: the config hook runs inside g.Server, which holds one
+// of the locks of gf's instance registry (64 of them, chosen by a hash of the
+// instance name), and g.DB takes one of the same locks, so for about one
+// server name in 64 start-up would wait forever. A group of the config file
+// is read from the config and opened with gdb.New, on its master node.
+func openDBGroup(ctx context.Context, group string) (db gdb.DB, owned bool, err error) {
 	name := group
 	if name == "" {
 		name = gdb.DefaultGroupName
 	}
-	if cg, _ := gdb.GetConfigGroup(name); len(cg) > 0 {
+	cg, _ := gdb.GetConfigGroup(name)
+	if len(cg) > 0 {
+		// gdb.Instance has a registry of its own, not gf's instance one.
 		db, err = gdb.Instance(name)
 	} else {
-		// Not set in code: gf's g.DB reads the config file's database node,
-		// and panics where we return an error.
-		if v, _ := g.Cfg().Get(ctx, "database"); v.IsEmpty() {
-			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`database group %q is not configured (no "database" node in the config file, and none set with gdb.SetConfig)`, name)
+		if cg, err = dbGroupFileConfig(ctx, name); err != nil {
+			return nil, false, err
 		}
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					if e, ok := r.(error); ok {
-						err = e
-					} else {
-						err = gerror.Newf(`%v`, r)
-					}
-				}
-			}()
-			db = gins.Database(name)
-		}()
+		node := cg[0]
+		for _, n := range cg {
+			if n.Role != "slave" {
+				node = n
+				break
+			}
+		}
+		db, err = gdb.New(node)
+		owned = true
 	}
 	if err == nil && db == nil {
 		err = gerror.NewCodef(gcode.CodeInvalidConfiguration, `database group %q is not configured`, name)
 	}
 	if err != nil {
-		if cg, _ := gdb.GetConfigGroup(name); len(cg) > 0 {
+		if len(cg) > 0 {
 			dbType := cg[0].Type
 			if dbType == "" {
 				dbType, _, _ = strings.Cut(cg[0].Link, ":")
 			}
 			err = explainDriverError(err, dbType, dbDialects[dbType].driver)
 		}
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `database group %q`, name)
+		return nil, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `database group %q`, name)
 	}
-	return db, nil
+	return db, owned, nil
+}
+
+// dbGroupFileConfig reads group `name` of the config file's "database" node
+// as g.DB does: a node or a list of nodes under the group's name, or, for
+// the default group, a node given as the "database" node itself.
+func dbGroupFileConfig(ctx context.Context, name string) (gdb.ConfigGroup, error) {
+	notConfigured := gerror.NewCodef(gcode.CodeInvalidConfiguration,
+		`database group %q is not configured (not in the "database" node of the config file, and not set with gdb.SetConfig)`, name)
+	if !g.Cfg().Available(ctx) {
+		return nil, notConfigured
+	}
+	all, err := g.Cfg().Data(ctx)
+	if err != nil {
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `reading database group %q from the config`, name)
+	}
+	_, v := gutil.MapPossibleItemByKey(all, "database")
+	nodes := gconv.Map(v)
+	groupValue, ok := nodes[name]
+	if !ok {
+		if name != gdb.DefaultGroupName {
+			return nil, notConfigured
+		}
+		groupValue = nodes
+	}
+	var cg gdb.ConfigGroup
+	addNode := func(value any) error {
+		m, ok := value.(map[string]any)
+		if !ok {
+			return nil
+		}
+		var node gdb.ConfigNode
+		if err := gconv.Struct(m, &node); err != nil {
+			return gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `database group %q`, name)
+		}
+		if _, link := gutil.MapPossibleItemByKey(m, "Link"); link != nil {
+			node.Link = gconv.String(link)
+		}
+		if node.Link != "" || node.Host != "" {
+			cg = append(cg, node)
+		}
+		return nil
+	}
+	switch value := groupValue.(type) {
+	case []any:
+		for _, item := range value {
+			if err := addNode(item); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		if err := addNode(value); err != nil {
+			return nil, err
+		}
+	}
+	if len(cg) == 0 {
+		return nil, notConfigured
+	}
+	return cg, nil
 }
 
 // explainDriverError turns gdb's "cannot find database driver" into an error
@@ -1350,9 +1504,11 @@ func (s *StorageDB) Range(ctx context.Context, fn func(sessionId string) bool) e
 			page gdb.Result
 			err  error
 		)
-		page, err = guarded(ctx, s.guard, stmtBulk, func(ctx context.Context) (gdb.Result, error) {
-			return s.selectMaster(ctx, s.sqlRange, after, time.Now().UnixMilli())
-		})
+		if err = s.ensureTable(ctx); err == nil {
+			page, err = guarded(ctx, s.guard, stmtBulk, func(ctx context.Context) (gdb.Result, error) {
+				return s.selectMaster(ctx, s.sqlRange, after, time.Now().UnixMilli())
+			})
+		}
 		if err != nil {
 			return gerror.Wrapf(err, `gfsession: db: listing sessions in table %s`, s.table)
 		}

@@ -986,8 +986,9 @@ func (s *StorageRedis) RemoveAll(ctx context.Context, sessionId string) error {
 }
 
 // Close closes the Redis client if the storage created it (from inline
-// config-map fields); a client passed to NewStorageRedis or taken from a gf
-// redis group is left open. It is idempotent.
+// config-map fields, or from a redis group of the config file); a client
+// passed to NewStorageRedis or shared with gredis.Instance is left open. It
+// is idempotent.
 func (s *StorageRedis) Close(ctx context.Context) error {
 	return s.r.close(ctx)
 }
@@ -1156,29 +1157,38 @@ func redisFromConfig(ctx context.Context, m map[string]any) (client *gredis.Redi
 	return client, config, true, nil
 }
 
-// redisGroup returns the client of the gf redis group `name`, as g.Redis
-// would, but with an error instead of a panic or a silent fallback to the
-// default group when the group is not configured.
+// redisGroup returns a client for the gf redis group `name`: the group
+// configured with gredis.SetConfig, or else group `name` of the config
+// file's "redis" node. It returns an error, naming the key, when the group is
+// not configured or its config is invalid, where g.Redis would panic or fall
+// back to the default group.
+//
+// It never calls g.Redis: the config hook runs inside g.Server, which holds
+// one of the locks of gf's instance registry (64 of them, chosen by a hash of
+// the instance name), and g.Redis takes one of the same locks, so for about
+// one server name in 64 start-up would wait forever. A group of the config
+// file therefore gets a client of the storage's own, made from the group's
+// config, and `owned` reports it: the storage closes it on Close.
 //
 // gf's client waits on Redis without limit when the group sets no
 // readTimeout or writeTimeout, so a Redis that stops answering (paused,
-// unreachable on the network) would hang every request. For such a group
-// the storage makes a client of its own from a copy of the group's config,
-// with DefaultRedisTimeout for what is unset, and `owned` reports it.
+// unreachable on the network) would hang every request. The storage's own
+// client uses DefaultRedisTimeout for what the group leaves unset; a group
+// set with gredis.SetConfig that sets both timeouts shares gredis.Instance's
+// client, which the storage does not close.
 func redisGroup(ctx context.Context, name string) (client *gredis.Redis, owned bool, err error) {
-	client, err = redisGroupClient(ctx, name)
-	if err != nil {
-		return nil, false, err
-	}
-	cfg, ok := gredis.GetConfig(name)
-	if !ok {
-		// A group of the config file: g.Redis builds its client from the
-		// node without registering the config. Read it the same way.
-		if cfg, ok = redisGroupFileConfig(ctx, name); !ok {
-			return client, false, nil
+	cfg, inCode := gredis.GetConfig(name)
+	if !inCode {
+		if cfg, err = redisGroupFileConfig(ctx, name); err != nil {
+			return nil, false, err
 		}
 	}
-	if cfg.ReadTimeout > 0 && cfg.WriteTimeout > 0 {
+	if inCode && cfg.ReadTimeout > 0 && cfg.WriteTimeout > 0 {
+		// gredis.Instance has a registry of its own, not gf's instance one.
+		if client = gredis.Instance(name); client == nil {
+			return nil, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+				`%s.redis: cannot create a client for redis group %q`, configPath, name)
+		}
 		return client, false, nil
 	}
 	own := *cfg
@@ -1194,59 +1204,34 @@ func redisGroup(ctx context.Context, name string) (client *gredis.Redis, owned b
 	return client, true, nil
 }
 
-// redisGroupFileConfig reads group `name` of the config file's `redis` node
-// as g.Redis does.
-func redisGroupFileConfig(ctx context.Context, name string) (*gredis.Config, bool) {
+// redisGroupFileConfig reads group `name` of the config file's "redis" node
+// as g.Redis does, without taking g.Redis's lock. It returns an error naming
+// the key when the config has no such group or it is invalid.
+func redisGroupFileConfig(ctx context.Context, name string) (*gredis.Config, error) {
+	notConfigured := gerror.NewCodef(gcode.CodeInvalidConfiguration,
+		`%s.redis: redis group %q is not configured: add it under the "redis" node of the config file or with gredis.SetConfig`,
+		configPath, name)
 	if !g.Cfg().Available(ctx) {
-		return nil, false
+		return nil, notConfigured
 	}
 	all, err := g.Cfg().Data(ctx)
 	if err != nil {
-		return nil, false
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err,
+			`%s.redis: reading redis group %q from the config`, configPath, name)
 	}
 	_, node := gutil.MapPossibleItemByKey(all, "redis")
 	group, ok := gconv.Map(node)[name]
 	if !ok {
-		return nil, false
+		return nil, notConfigured
 	}
-	cfg, err := gredis.ConfigFromMap(gconv.Map(group))
+	groupMap := gconv.Map(group)
+	if len(groupMap) == 0 {
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`%s.redis: redis group %q: want a map of gredis config fields, got %v (%T)`, configPath, name, group, group)
+	}
+	cfg, err := gredis.ConfigFromMap(groupMap)
 	if err != nil {
-		return nil, false
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.redis: redis group %q`, configPath, name)
 	}
-	return cfg, true
-}
-
-func redisGroupClient(ctx context.Context, name string) (client *gredis.Redis, err error) {
-	notConfigured := func() error {
-		return gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`%s.redis: redis group %q is not configured: add it under the "redis" node of the config file or with gredis.SetConfig`,
-			configPath, name)
-	}
-	if _, ok := gredis.GetConfig(name); ok {
-		if client = gredis.Instance(name); client == nil {
-			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.redis: cannot create a client for redis group %q`, configPath, name)
-		}
-		return client, nil
-	}
-	if !g.Cfg().Available(ctx) {
-		return nil, notConfigured()
-	}
-	node, err := g.Cfg().Get(ctx, "redis")
-	if err != nil || node == nil || node.IsNil() {
-		return nil, notConfigured()
-	}
-	if _, ok := node.Map()[name]; !ok {
-		return nil, notConfigured()
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			client = nil
-			err = gerror.NewCodef(gcode.CodeInvalidConfiguration, `%s.redis: redis group %q: %v`, configPath, name, p)
-		}
-	}()
-	if client = g.Redis(name); client == nil {
-		return nil, notConfigured()
-	}
-	return client, nil
+	return cfg, nil
 }
