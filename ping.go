@@ -40,7 +40,17 @@ func checkBackend(ctx context.Context, typeName string, storage gsession.Storage
 	}
 	ctx, cancel := context.WithTimeout(ctx, backendCheckTimeout)
 	defer cancel()
-	if err := ping(ctx); err != nil {
+	// Some drivers (lib/pq while it connects) do not watch the context: the
+	// ping runs on its own goroutine, which ends when the driver gives up.
+	done := make(chan error, 1)
+	go func() { done <- ping(ctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		startupLogger().Warningf(ctx,
 			`gfsession: %s storage: %s at %s does not answer (%v); starting anyway: sessions fail until it does`,
 			typeName, backend, addr, err)
