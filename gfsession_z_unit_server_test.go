@@ -212,9 +212,15 @@ func (l *logCapture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// capturedLog reads what g.Log() logged since captureLog was called.
+type capturedLog func() string
+
+// String returns what was logged since captureLog was called.
+func (l capturedLog) String() string { return l() }
+
 // captureLog returns a function that reads what g.Log() logged since the
 // call, until the end of the test.
-func captureLog(t *testing.T) func() string {
+func captureLog(t *testing.T) capturedLog {
 	t.Helper()
 	require.Same(t, g.Log(), glog.Instance(), "g.Log() is glog's default logger")
 	testLog.mu.Lock()

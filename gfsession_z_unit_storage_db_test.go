@@ -24,7 +24,6 @@ import (
 	_ "github.com/gogf/gf/contrib/drivers/sqlite/v2"
 	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/database/gdb"
-	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -818,34 +817,13 @@ func TestStorageDB_NilData(t *testing.T) {
 	assert.Contains(t, err.Error(), "nil")
 }
 
-// syncBuffer is a bytes.Buffer for a logger written from any goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestStorageDB_IdsShortened checks that the error messages and log lines
 // of the storage never hold a whole session id (a bearer token): failing
 // statements, a session sealed with an old key that cannot be resealed, and
 // a corrupt row.
 func TestStorageDB_IdsShortened(t *testing.T) {
 	ctx := context.Background()
-	logged := &syncBuffer{}
-	prev := g.Log().GetWriter()
-	g.Log().SetWriter(logged)
-	t.Cleanup(func() { g.Log().SetWriter(prev) })
+	logged := captureLog(t)
 
 	db := openTestDB(t, dbTestLink(t, "sqlite"))
 	table := testTable(t, db)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
-	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -627,36 +626,6 @@ func TestStorageFile_ShortFileReadsAsNoSession(t *testing.T) {
 }
 
 // fileLogBuffer collects what gf's default logger writes while a test runs.
-type fileLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *fileLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *fileLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// captureFileLog sends gf's default logger to a buffer until the test ends.
-func captureFileLog(t *testing.T) *fileLogBuffer {
-	t.Helper()
-	var (
-		b      = &fileLogBuffer{}
-		logger = g.Log()
-		old    = logger.GetWriter()
-	)
-	logger.SetWriter(b)
-	t.Cleanup(func() { logger.SetWriter(old) })
-	return b
-}
-
 // TestStorageFile_SetSessionNil checks that nil data is an error that
 // leaves the stored session alone (gf never passes nil; other callers can).
 func TestStorageFile_SetSessionNil(t *testing.T) {
@@ -686,7 +655,7 @@ func TestStorageFile_MaxFileSize(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, f.Truncate(64<<20)) // sparse: costs no disk
 		require.NoError(t, f.Close())
-		logs := captureFileLog(t)
+		logs := captureLog(t)
 
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -741,7 +710,7 @@ func TestStorageFile_IdsNotInMessages(t *testing.T) {
 		ctx  = context.Background()
 		s    = newFile(t, gfsession.FileConfig{})
 		m    = gsession.New(time.Hour, s)
-		logs = captureFileLog(t)
+		logs = captureLog(t)
 		ids  []string
 	)
 	newId := func() string {

@@ -150,7 +150,7 @@ func TestStorageFile_SymlinkNotFollowed(t *testing.T) {
 		s     = newFile(t, gfsession.FileConfig{UserKey: "uid"})
 		other = newFile(t, gfsession.FileConfig{})
 		id    = storagetest.NewId()
-		logs  = captureFileLog(t)
+		logs  = captureLog(t)
 	)
 	require.NoError(t, other.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"uid": "admin"}, true), time.Hour))
 	target := sessionFile(other, id)
@@ -181,7 +181,7 @@ func TestStorageFile_SpecialFiles(t *testing.T) {
 	var (
 		ctx   = context.Background()
 		s     = newFile(t, gfsession.FileConfig{UserKey: "uid", CleanupInterval: 20 * time.Millisecond})
-		logs  = captureFileLog(t)
+		logs  = captureLog(t)
 		pipes []string
 	)
 	t.Cleanup(func() {

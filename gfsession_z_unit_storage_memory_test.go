@@ -1,17 +1,13 @@
 package gfsession_test
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
-	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -142,11 +138,7 @@ func removeAllThenSetUnderFlood(t *testing.T, st gsession.Storage) {
 // logged for it names the session by a shortened id only.
 func staleWriteLogShortensId(t *testing.T, st gsession.Storage) {
 	t.Helper()
-	var buf bytes.Buffer
-	logger := g.Log()
-	old := logger.GetWriter()
-	logger.SetWriter(&lockedWriter{w: &buf})
-	t.Cleanup(func() { logger.SetWriter(old) })
+	logs := captureLog(t)
 
 	m := gsession.New(time.Minute, st)
 	id := gfsession.NewSessionId()
@@ -159,26 +151,13 @@ func staleWriteLogShortensId(t *testing.T, st gsession.Storage) {
 	require.NoError(t, slow.Set("page", 2))
 	require.NoError(t, slow.Close())
 
-	logger.SetWriter(old)
-	out := buf.String()
+	out := logs.String()
 	require.Contains(t, out, "its write is dropped", "the stale write is logged")
 	assert.Contains(t, out, id[:8])
 	assert.NotContains(t, out, id, "the log holds a whole session id")
 	data, err := m.New(memReqCtx(), id).Data()
 	require.NoError(t, err)
 	assert.Empty(t, data, "the stale write is dropped")
-}
-
-// lockedWriter serializes writes to `w`.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func TestStorageMemory_RemoveAllThenSetUnderFlood(t *testing.T) {

@@ -1,7 +1,6 @@
 package gfsession_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/database/gredis"
-	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -293,35 +291,6 @@ func newRedisHashManager(t *testing.T, config gfsession.RedisConfig) (*testredis
 	return srv, gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client, config))
 }
 
-// hashLogBuffer collects what g.Log() writes.
-type hashLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *hashLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *hashLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// captureHashLog sends g.Log()'s output to a buffer (too) until the test
-// ends.
-func captureHashLog(t *testing.T) *hashLogBuffer {
-	t.Helper()
-	b := &hashLogBuffer{}
-	old := g.Log().GetWriter()
-	g.Log().SetWriter(b)
-	t.Cleanup(func() { g.Log().SetWriter(old) })
-	return b
-}
-
 // hashRequest starts a request of session `id` with a context of its own,
 // as ghttp gives each request; the caller closes the session.
 func hashRequest(m *gsession.Manager, id string) *gsession.Session {
@@ -334,7 +303,7 @@ type hashRequestKey struct{}
 func TestStorageRedisHash_LogsShortIds(t *testing.T) {
 	prefix := redisTestPrefix()
 	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
-	logs := captureHashLog(t)
+	logs := captureLog(t)
 	var ids []string
 
 	// A session with a field that does not decode.
@@ -373,7 +342,7 @@ func TestStorageRedisHash_CorruptFieldReadsAsNoSession(t *testing.T) {
 	// session.
 	prefix := redisTestPrefix()
 	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
-	logs := captureHashLog(t)
+	logs := captureLog(t)
 	id := gfsession.NewSessionId()
 	key := prefix + id
 	redisReq(t, m, id, func(s *gsession.Session) {
@@ -423,7 +392,7 @@ func TestStorageRedisHash_SealedTampering(t *testing.T) {
 	srv, m := newRedisHashManager(t, gfsession.RedisConfig{
 		Prefix: prefix, CryptoKeys: [][]byte{hashTestKey(t)}, MaxLifetime: time.Hour,
 	})
-	logs := captureHashLog(t)
+	logs := captureLog(t)
 	// other is a second session whose fields an attacker can copy.
 	other := gfsession.NewSessionId()
 	redisReq(t, m, other, func(s *gsession.Session) {
