@@ -40,17 +40,7 @@ func checkBackend(ctx context.Context, typeName string, storage gsession.Storage
 	}
 	ctx, cancel := context.WithTimeout(ctx, backendCheckTimeout)
 	defer cancel()
-	// Some drivers (lib/pq while it connects) do not watch the context: the
-	// ping runs on its own goroutine, which ends when the driver gives up.
-	done := make(chan error, 1)
-	go func() { done <- ping(ctx) }()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	if err != nil {
+	if err := waitBounded(ctx, ping); err != nil {
 		startupLogger().Warningf(ctx,
 			`gfsession: %s storage: %s at %s does not answer (%v); starting anyway: sessions fail until it does`,
 			typeName, backend, addr, err)
@@ -117,3 +107,18 @@ func (e redactedError) Error() string {
 }
 
 func (e redactedError) Unwrap() error { return e.err }
+
+// waitBounded calls `fn` with `ctx` and waits for it only until `ctx` is
+// done. Some drivers (lib/pq while it connects) do not watch the context,
+// so `fn` runs on a goroutine of its own, which ends when the driver gives
+// up; its result is then dropped.
+func waitBounded(ctx context.Context, fn func(ctx context.Context) error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -459,16 +459,7 @@ func (s *StorageDB) createTableAtStart(ctx context.Context) error {
 	defer cancel()
 	pool, err := s.db.Master()
 	if err == nil {
-		// Some drivers (lib/pq) ignore the context while they connect, so
-		// a database that does not answer would hold the ping forever: it
-		// is waited for only until the timeout.
-		done := make(chan error, 1)
-		go func() { done <- pool.PingContext(pingCtx) }()
-		select {
-		case err = <-done:
-		case <-pingCtx.Done():
-			err = pingCtx.Err()
-		}
+		err = waitBounded(pingCtx, pool.PingContext)
 	}
 	if err != nil {
 		startupLogger().Warningf(ctx,
