@@ -984,8 +984,15 @@ type jsonCodec struct{}
 func (jsonCodec) id() byte { return codecIdJSON }
 
 func (jsonCodec) encodeMap(dst []byte, data map[string]any) ([]byte, error) {
-	keys := make([]string, 0, len(data))
-	for k := range data {
+	return appendJSONObject(dst, data, 1, errKey)
+}
+
+// appendJSONObject appends map `m` as a JSON object with sorted keys, its
+// values at nesting depth `depth`. `wrap`, when not nil, wraps the error of
+// a key (a whole session names the key that failed).
+func appendJSONObject(dst []byte, m map[string]any, depth int, wrap func(key string, err error) error) ([]byte, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
@@ -995,11 +1002,14 @@ func (jsonCodec) encodeMap(dst []byte, data map[string]any) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		if dst, err = appendJSONString(dst, k); err != nil {
-			return nil, errKey(k, err)
+		if dst, err = appendJSONString(dst, k); err == nil {
+			dst, err = encodeJSON(append(dst, ':'), m[k], depth, 0)
 		}
-		if dst, err = encodeJSON(append(dst, ':'), data[k], 1, 0); err != nil {
-			return nil, errKey(k, err)
+		if err != nil {
+			if wrap != nil {
+				err = wrap(k, err)
+			}
+			return nil, err
 		}
 	}
 	return append(dst, '}'), nil
@@ -1096,25 +1106,7 @@ func encodeJSON(dst []byte, v any, depth, hops int) ([]byte, error) {
 		if x == nil {
 			return append(dst, "null"...), nil
 		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		dst = append(dst, '{')
-		var err error
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			if dst, err = appendJSONString(dst, k); err != nil {
-				return nil, err
-			}
-			if dst, err = encodeJSON(append(dst, ':'), x[k], depth+1, 0); err != nil {
-				return nil, err
-			}
-		}
-		return append(dst, '}'), nil
+		return appendJSONObject(dst, x, depth+1, nil)
 	case []any:
 		if x == nil {
 			return append(dst, "null"...), nil
