@@ -435,6 +435,31 @@ func (s keySet) add(t reflect.Type, key string) error {
 	return nil
 }
 
+// rangeMap calls `fn` with the text form of each key of map `m` and its
+// value, in the map's order, and stops at the first error. It refuses a map
+// whose keys have no text form, or two of whose keys have the same one.
+func rangeMap(m reflect.Value, fn func(key string, value reflect.Value) error) error {
+	keyText, err := mapKeyText(m.Type())
+	if err != nil {
+		return err
+	}
+	seen := newKeySet(m)
+	iter := m.MapRange()
+	for iter.Next() {
+		k, err := keyText(iter.Key())
+		if err != nil {
+			return err
+		}
+		if err = seen.add(m.Type(), k); err != nil {
+			return err
+		}
+		if err = fn(k, iter.Value()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ---------------------------------------------------------------------------
 // binary codec
 
@@ -664,25 +689,13 @@ func encodeBinaryReflect(dst []byte, rv reflect.Value, depth, hops int) ([]byte,
 		}
 		return dst, nil
 	case reflect.Map:
-		keyText, err := mapKeyText(rv.Type())
+		dst = binary.AppendUvarint(append(dst, tagMap), uint64(rv.Len()))
+		err := rangeMap(rv, func(k string, v reflect.Value) (err error) {
+			dst, err = encodeBinary(appendString(dst, k), v.Interface(), depth+1, 0)
+			return err
+		})
 		if err != nil {
 			return nil, err
-		}
-		dst = binary.AppendUvarint(append(dst, tagMap), uint64(rv.Len()))
-		seen := newKeySet(rv)
-		iter := rv.MapRange()
-		for iter.Next() {
-			k, err := keyText(iter.Key())
-			if err != nil {
-				return nil, err
-			}
-			if err = seen.add(rv.Type(), k); err != nil {
-				return nil, err
-			}
-			dst = appendString(dst, k)
-			if dst, err = encodeBinary(dst, iter.Value().Interface(), depth+1, 0); err != nil {
-				return nil, err
-			}
 		}
 		return dst, nil
 	case reflect.String:
@@ -1181,26 +1194,17 @@ func encodeJSONReflect(dst []byte, rv reflect.Value, depth, hops int) ([]byte, e
 		if rv.IsNil() {
 			return append(dst, "null"...), nil
 		}
-		keyText, err := mapKeyText(rv.Type())
-		if err != nil {
-			return nil, err
-		}
 		type entry struct {
 			key   string
 			value reflect.Value
 		}
 		entries := make([]entry, 0, rv.Len())
-		seen := newKeySet(rv)
-		iter := rv.MapRange()
-		for iter.Next() {
-			k, err := keyText(iter.Key())
-			if err != nil {
-				return nil, err
-			}
-			if err = seen.add(rv.Type(), k); err != nil {
-				return nil, err
-			}
-			entries = append(entries, entry{k, iter.Value()})
+		err := rangeMap(rv, func(k string, v reflect.Value) error {
+			entries = append(entries, entry{k, v})
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 		dst = append(dst, '{')
