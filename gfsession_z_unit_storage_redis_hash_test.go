@@ -991,3 +991,44 @@ func TestStorageRedisHash_DestroyUserRechecksAfterDroppingEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestStorageRedisHash_LargeDeltas writes and removes more fields in one
+// request than Lua's unpack takes at once, so that the write scripts send
+// them in batches, sealed and not, and checks every field lands.
+func TestStorageRedisHash_LargeDeltas(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			var keys [][]byte
+			if sealed {
+				keys = [][]byte{hashTestKey(t)}
+			}
+			srv := testredis.Start(t)
+			client := newGredis(t, &gredis.Config{Address: srv.Addr})
+			m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, client,
+				gfsession.RedisConfig{Prefix: redisTestPrefix(), CryptoKeys: keys}))
+			id := gfsession.NewSessionId()
+			const n = 1300
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("first", 1)) })
+			redisReq(t, m, id, func(s *gsession.Session) {
+				for i := 0; i < n; i++ {
+					require.NoError(t, s.Set(fmt.Sprintf("k%d", i), i))
+				}
+			})
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.Equal(t, n+1, s.MustSize())
+				for i := 0; i < n; i += 2 {
+					require.NoError(t, s.Remove(fmt.Sprintf("k%d", i)))
+				}
+				require.NoError(t, s.Set("last", true))
+			})
+			redisReq(t, m, id, func(s *gsession.Session) {
+				data := s.MustData()
+				require.Len(t, data, n/2+2)
+				for i := 1; i < n; i += 2 {
+					require.EqualValues(t, i, data[fmt.Sprintf("k%d", i)])
+				}
+				require.Equal(t, true, data["last"])
+			})
+		})
+	}
+}

@@ -70,10 +70,16 @@ func hashKey(field string) (string, bool) {
 // session's index member and the index TTL ms, and confirm() adds the
 // member to the index, scored as the hash's hashUserIndexField, if it has
 // no entry there (see StorageRedisHash.confirmUser). nargs is the number of
-// ARGV before those two.
+// ARGV before those two. batch(cmd, key, from, to) sends ARGV[from..to] to
+// `cmd` (HSET, HDEL) in batches of 512, within Lua's unpack limit.
 const hashConfirmLua = `
 local nargs = #ARGV
 if #KEYS > 1 then nargs = nargs - 2 end
+local function batch(cmd, key, from, to)
+  for i = from, to, 512 do
+    redis.call(cmd, key, unpack(ARGV, i, math.min(i + 511, to)))
+  end
+end
 local function confirm()
   if #KEYS < 2 then return end
   local member, ttl = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
@@ -130,12 +136,8 @@ elseif ARGV[6] ~= '' then
   if redis.call('HGET', key, cf) ~= ARGV[6] then return -2 end
 end
 local last = 7 + 2 * tonumber(ARGV[5])
-for i = 8, last, 512 do
-  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
-end
-for i = last + 1, nargs, 512 do
-  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, nargs)))
-end
+batch('HSET', key, 8, last)
+batch('HDEL', key, last + 1, nargs)
 local raw = redis.call('HGET', key, cf)
 local n = redis.call('HLEN', key)
 if raw then n = n - 1 end
@@ -173,9 +175,7 @@ return 1
 var hashUpdateScript = newRedisScript(hashConfirmLua + `
 local key = KEYS[1]
 if redis.call('HGET', key, ARGV[1]) ~= ARGV[2] then return -2 end
-for i = 4, nargs, 512 do
-  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, nargs)))
-end
+batch('HSET', key, 4, nargs)
 redis.call('PEXPIRE', key, ARGV[3])
 confirm()
 return 1
@@ -985,12 +985,8 @@ if ARGV[9] == '' then
   return {0}
 end
 local last = 10 + 2 * tonumber(ARGV[10])
-for i = 11, last, 512 do
-  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 511, last)))
-end
-for i = last + 1, nargs, 512 do
-  redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 511, nargs)))
-end
+batch('HSET', key, 11, last)
+batch('HDEL', key, last + 1, nargs)
 redis.call('HSET', key, cf, created, mf, ARGV[9])
 if max > 0 then
   local left = tonumber(created) + max - tonumber(ARGV[2])
