@@ -1,15 +1,10 @@
 package gfsession_test
 
 import (
-	"fmt"
-	"net/http"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gogf/gf/v2/frame/g"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -62,51 +57,10 @@ func runDBFaultScenario(t *testing.T, dialect string, faults ...string) {
 	})
 	pool, err := db.Master()
 	require.NoError(t, err)
-	run := &faultRun{
-		base:      startFaultApp(t, storage),
-		transport: &http.Transport{MaxIdleConnsPerHost: 2 * faultUsers},
-		deadline:  time.Now().Add(15 * time.Second),
-	}
-	t.Cleanup(run.transport.CloseIdleConnections)
-
-	// Warm up (connections, prepared statements, gf's default logger),
-	// then take the goroutine baseline with no client connection open.
-	g.Log()
-	warmA, warmB := run.newJar("warm-a"), run.newJar("warm-b")
-	require.True(t, faultCycle(warmA, warmB, "warm", false))
-	require.True(t, faultCycle(warmA, warmB, "warm", true))
-	require.Empty(t, run.violations)
-	run.transport.CloseIdleConnections()
+	run := startFaultRun(t, storage, 15*time.Second)
 	baseline, baselineConns, baselineProxied := runtime.NumGoroutine(), pool.Stats().OpenConnections, proxy.Conns()
-
-	var (
-		stop atomic.Bool
-		wg   sync.WaitGroup
-		jars = make([][2]*faultJar, faultUsers)
-	)
-	for u := range jars {
-		user := fmt.Sprintf("user%d", u)
-		jars[u] = [2]*faultJar{run.newJar(user + "-a"), run.newJar(user + "-b")}
-		wg.Add(1)
-		go func(u int) {
-			defer wg.Done()
-			for n := 0; !stop.Load() && n < 1000; n++ {
-				if !faultCycle(jars[u][0], jars[u][1], user, n%2 == 1) {
-					return
-				}
-			}
-		}(u)
-	}
-	stopClients := func() {
-		stop.Store(true)
-		wg.Wait()
-	}
-	t.Cleanup(stopClients) // also when a check below fails
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		require.Eventually(t, cond, 8*time.Second, 5*time.Millisecond, "%s (%d cycles, %d requests, %d failed)",
-			what, run.cycles.Load(), run.requests.Load(), run.failures.Load())
-	}
+	jars, stopClients := run.startClients(t)
+	waitFor := run.waiter(t, 8*time.Second)
 
 	// Every user has done a cycle before the first fault.
 	waitFor("cycles before the faults", func() bool { return run.cycles.Load() >= faultUsers })

@@ -112,6 +112,68 @@ func startFaultApp(t *testing.T, storage redisStorage) string {
 	return fmt.Sprintf("http://127.0.0.1:%d", s.GetListenedPort())
 }
 
+// startFaultRun starts the fault app on `storage` and warms it up
+// (connections, scripts, and gf's default logger, which reads the
+// configuration when first used and would hold up the first requests that
+// log); it returns with no client connection open, for a goroutine
+// baseline. No client step retries past `budget` from now.
+func startFaultRun(t *testing.T, storage redisStorage, budget time.Duration) *faultRun {
+	t.Helper()
+	run := &faultRun{
+		base:      startFaultApp(t, storage),
+		transport: &http.Transport{MaxIdleConnsPerHost: 2 * faultUsers},
+		deadline:  time.Now().Add(budget),
+	}
+	t.Cleanup(run.transport.CloseIdleConnections)
+	g.Log()
+	warmA, warmB := run.newJar("warm-a"), run.newJar("warm-b")
+	require.True(t, faultCycle(warmA, warmB, "warm", false))
+	require.True(t, faultCycle(warmA, warmB, "warm", true))
+	require.Empty(t, run.violations)
+	run.transport.CloseIdleConnections()
+	return run
+}
+
+// startClients starts faultUsers users, each cycling (faultCycle) on two
+// jars of its own until stopped, and returns the jars and the function
+// that stops the clients and waits for them (also called when `t` ends).
+func (f *faultRun) startClients(t *testing.T) (jars [][2]*faultJar, stop func()) {
+	var (
+		stopped atomic.Bool
+		wg      sync.WaitGroup
+	)
+	jars = make([][2]*faultJar, faultUsers)
+	for u := range jars {
+		user := fmt.Sprintf("user%d", u)
+		jars[u] = [2]*faultJar{f.newJar(user + "-a"), f.newJar(user + "-b")}
+		wg.Add(1)
+		go func(a, b *faultJar) {
+			defer wg.Done()
+			for n := 0; !stopped.Load() && n < 1000; n++ {
+				if !faultCycle(a, b, user, n%2 == 1) {
+					return
+				}
+			}
+		}(jars[u][0], jars[u][1])
+	}
+	stop = func() {
+		stopped.Store(true)
+		wg.Wait()
+	}
+	t.Cleanup(stop) // also when a check fails
+	return jars, stop
+}
+
+// waiter returns a function that polls `cond` for at most `timeout` and
+// fails `t` with the run's counts when it does not hold by then.
+func (f *faultRun) waiter(t *testing.T, timeout time.Duration) func(what string, cond func() bool) {
+	return func(what string, cond func() bool) {
+		t.Helper()
+		require.Eventually(t, cond, timeout, 5*time.Millisecond, "%s (%d cycles, %d requests, %d failed)",
+			what, f.cycles.Load(), f.requests.Load(), f.failures.Load())
+	}
+}
+
 // faultRun is what the clients of one scenario saw.
 type faultRun struct {
 	base      string
@@ -287,52 +349,10 @@ func runFaultScenario(t *testing.T, kind string, faults ...string) {
 		WaitTimeout:  faultTimeout,
 	})
 	storage := newRedisStorage(t, kind, client, gfsession.RedisConfig{UserKey: faultUserKey})
-	run := &faultRun{
-		base:      startFaultApp(t, storage),
-		transport: &http.Transport{MaxIdleConnsPerHost: 2 * faultUsers},
-		deadline:  time.Now().Add(20 * time.Second),
-	}
-	t.Cleanup(run.transport.CloseIdleConnections)
-
-	// Warm up (connections, scripts, and gf's default logger, which reads
-	// the configuration when first used and would hold up the first
-	// requests that log), then take the goroutine baseline with no client
-	// connection open.
-	g.Log()
-	warmA, warmB := run.newJar("warm-a"), run.newJar("warm-b")
-	require.True(t, faultCycle(warmA, warmB, "warm", false))
-	require.True(t, faultCycle(warmA, warmB, "warm", true))
-	require.Empty(t, run.violations)
-	run.transport.CloseIdleConnections()
+	run := startFaultRun(t, storage, 20*time.Second)
 	baseline := runtime.NumGoroutine()
-
-	var (
-		stop atomic.Bool
-		wg   sync.WaitGroup
-	)
-	for u := 0; u < faultUsers; u++ {
-		wg.Add(1)
-		go func(u int) {
-			defer wg.Done()
-			user := fmt.Sprintf("user%d", u)
-			a, b := run.newJar(user+"-a"), run.newJar(user+"-b")
-			for n := 0; !stop.Load() && n < 1000; n++ {
-				if !faultCycle(a, b, user, n%2 == 1) {
-					return
-				}
-			}
-		}(u)
-	}
-	stopClients := func() {
-		stop.Store(true)
-		wg.Wait()
-	}
-	t.Cleanup(stopClients) // also when a check below fails
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		require.Eventually(t, cond, 15*time.Second, 5*time.Millisecond, "%s (%d cycles, %d requests, %d failed)",
-			what, run.cycles.Load(), run.requests.Load(), run.failures.Load())
-	}
+	_, stopClients := run.startClients(t)
+	waitFor := run.waiter(t, 15*time.Second)
 
 	// Every user has done a cycle before the first fault.
 	waitFor("cycles before the faults", func() bool { return run.cycles.Load() >= faultUsers })
