@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/tcpproxy"
 )
 
 func TestRegister_Panics(t *testing.T) {
@@ -311,21 +313,27 @@ func TestServerConfigHook_WarnsOnScriptReadableCookie(t *testing.T) {
 // TestNew_BackendCheck: a database storage whose database does not answer
 // is built, with a warning naming the database and its address but not
 // its password.
+// With createTable (the default) the storage pings the database itself to
+// create the table; the check reports that ping instead of sending another.
 func TestNew_BackendCheck(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	closed := l.Addr().String()
 	require.NoError(t, l.Close())
-	logs := captureLog(t)
-	st, err := gfsession.New(context.Background(), map[string]any{
-		"type":        "DB",
-		"link":        "mysql:root:s3cret@tcp(" + closed + ")/test",
-		"createTable": false,
-	})
-	require.NoError(t, err, "an unreachable database must not stop start-up")
-	t.Cleanup(func() { _ = st.(*gfsession.StorageDB).Close(context.Background()) })
-	assert.Contains(t, logs(), "gfsession: db storage: mysql at "+closed+"/test does not answer")
-	assert.NotContains(t, logs(), "s3cret")
+	for _, createTable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("createTable=%v", createTable), func(t *testing.T) {
+			logs := captureLog(t)
+			st, err := gfsession.New(context.Background(), map[string]any{
+				"type":        "DB",
+				"link":        "mysql:root:s3cret@tcp(" + closed + ")/test",
+				"createTable": createTable,
+			})
+			require.NoError(t, err, "an unreachable database must not stop start-up")
+			t.Cleanup(func() { _ = st.(*gfsession.StorageDB).Close(context.Background()) })
+			assert.Equal(t, 1, strings.Count(logs(), "gfsession: db storage: mysql at "+closed+"/test does not answer"))
+			assert.NotContains(t, logs(), "s3cret")
+		})
+	}
 }
 
 // TestServerConfigHook_WarnsOnSharedFileFolder: a server left with gf's
@@ -384,4 +392,32 @@ func TestServerConfigHook_WarningDoesNotHang(t *testing.T) {
 		}
 	}, 10*time.Second, 10*time.Millisecond, "g.Server(%q) hangs", name)
 	assert.Contains(t, logs(), "server.cookieHttpOnly is false")
+}
+
+// TestNew_BackendCheckPingsOnce: a db storage that creates its table pings
+// the database itself; the start-up check reports that ping rather than
+// waiting a second time for a database that does not answer.
+func TestNew_BackendCheckPingsOnce(t *testing.T) {
+	link := dbTestLink(t, "mysql")
+	match := linkAddr.FindStringSubmatch(link)
+	require.NotNil(t, match, "the test link %q names no @tcp(address)", link)
+	proxy, err := tcpproxy.New(match[1])
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	require.NoError(t, proxy.Blackhole())
+	const timeout = 300 * time.Millisecond
+	logs := captureLog(t)
+	began := time.Now()
+	st, err := gfsession.New(context.Background(), map[string]any{
+		"type":            "db",
+		"link":            strings.Replace(link, match[0], "@tcp("+proxy.Addr()+")", 1),
+		"timeout":         timeout.String(),
+		"cleanupInterval": "-1s",
+	})
+	took := time.Since(began)
+	require.NoError(t, err, "a database that does not answer must not stop start-up")
+	t.Cleanup(func() { _ = st.(*gfsession.StorageDB).Close(context.Background()) })
+	assert.Equal(t, 1, strings.Count(logs(), "does not answer (context deadline exceeded); starting anyway"), logs())
+	// One wait of `timeout`, not that and the check's own 2 s on top.
+	assert.Less(t, took, timeout+time.Second, "start-up waited twice for the database")
 }

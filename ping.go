@@ -85,7 +85,10 @@ func dbCheck(s *StorageDB) (backend, addr string, ping func(ctx context.Context)
 			pool *sql.DB
 			err  error
 		)
-		if pool, err = s.db.Master(); err == nil {
+		if s.startPinged {
+			// NewStorageDB has just pinged it, to create the table.
+			err = s.startPingErr
+		} else if pool, err = s.db.Master(); err == nil {
 			err = pool.PingContext(ctx)
 		}
 		if err != nil && node.Pass != "" {

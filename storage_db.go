@@ -234,6 +234,11 @@ type StorageDB struct {
 	// create it, one at a time under tableMu.
 	tableReady atomic.Bool
 	tableMu    sync.Mutex
+	// startPinged is set when NewStorageDB pinged the database (to create
+	// the table), and startPingErr is what that ping returned: the config
+	// hook's start-up check reports it instead of pinging again.
+	startPinged  bool
+	startPingErr error
 
 	sqlSelect, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
 	sqlCount, sqlRange, sqlDestroyUser                                          string
@@ -461,6 +466,7 @@ func (s *StorageDB) createTableAtStart(ctx context.Context) error {
 	if err == nil {
 		err = waitBounded(pingCtx, pool.PingContext)
 	}
+	s.startPinged, s.startPingErr = true, err
 	if err != nil {
 		startupLogger().Warningf(ctx,
 			`gfsession: db: the database does not answer (%v): table %s is created on first use`,
