@@ -226,6 +226,7 @@ type StorageDB struct {
 	table   string // validated, unquoted
 	env     *envelope
 	tracker loadTracker
+	w       sessionWriter
 	touches *dbTouches // nil without TouchInterval
 	guard   *dbGuard
 
@@ -339,6 +340,8 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 		s.touches = &dbTouches{m: make(map[string]int64)}
 	}
 	s.buildSQL()
+	s.w = sessionWriter{backend: TypeDB, tracker: &s.tracker, env: s.env, driver: dbDriver{s},
+		userKey: c.UserKey, maxLifetime: c.MaxLifetime}
 	if c.CreateTable == nil || *c.CreateTable {
 		if err = s.createTableAtStart(context.Background()); err != nil {
 			return nil, err
@@ -1299,12 +1302,10 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 	if stored := rec["data"].String(); s.env.staleSeal(stored) {
 		s.reseal(ctx, sessionId, stored, created, data)
 	}
-	m := gmap.NewStrAnyMapFrom(data, true)
-	s.tracker.track(m, sessionId, nil, created)
 	if s.touches != nil {
 		s.touches.put(sessionId, rec["expires_at"].Int64())
 	}
-	return m, nil
+	return s.w.loaded(sessionId, created, data, false), nil
 }
 
 // reseal stores session `id`, read as `stored` and sealed with an old key,
@@ -1336,69 +1337,60 @@ func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.
 // then Set) starts a new session under the id. Any other session is
 // upserted.
 func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
-	if !IsValidSessionId(sessionId) {
-		return errInvalidId(sessionId)
-	}
-	if sessionData == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: db: writing session %q: session data is nil`, shortId(sessionId))
-	}
+	return s.w.setSession(ctx, sessionId, sessionData, ttl)
+}
+
+// dbDriver is the db storage's sessionDriver. The user index is the row's
+// user_id column, written with the row.
+type dbDriver struct{ s *StorageDB }
+
+// put writes session `w.id`'s row. A conditional write updates the row of
+// the session loaded only, by its creation time. Its idle expiry may have
+// passed during the request (GetSession does not move it): the user was
+// active, the write goes. (MySQL counts changed rows: a write identical to
+// the row, down to the millisecond of its expiry, also counts 0 and is
+// taken for a stale write, which changes nothing.) Any other write is an
+// upsert.
+func (d dbDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
+	s := d.s
 	if s.touches != nil {
-		s.touches.take(sessionId)
-	}
-	data := sessionData.Map()
-	now := time.Now()
-	created := now
-	l, ref, found := s.tracker.lookup(sessionData)
-	loaded := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
-	if loaded || (found && l.id != sessionId) {
-		// Loaded, or loaded under another id (RegenerateId): the session
-		// keeps its creation time, and so its MaxLifetime.
-		if c, ok := l.extra.(time.Time); ok && !c.IsZero() {
-			created = c
-		}
-	}
-	left := lifetimeLeft(created, s.config.MaxLifetime, ttl, now)
-	if len(data) == 0 {
-		return s.RemoveAll(ctx, sessionId)
-	}
-	if left <= 0 {
-		// Past MaxLifetime: deleted for good, not by the request's choice,
-		// so a further write of this map is dropped too.
-		if _, err := s.exec(ctx, stmtPoint, s.sqlDelete, sessionId); err != nil {
-			return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, shortId(sessionId), s.table)
-		}
-		return nil
-	}
-	blob, err := s.env.encodeSession(sessionId, created, data)
-	if err != nil {
-		return gerror.Wrapf(err, `gfsession: db: encoding session %q`, shortId(sessionId))
+		s.touches.take(w.id)
 	}
 	var user any // NULL without a user
-	if u := userOf(data, s.config.UserKey); u != "" {
-		user = dbUserId(u)
+	if w.user != "" {
+		user = dbUserId(w.user)
 	}
-	expires := now.Add(left).UnixMilli()
-	if loaded {
-		// Update the row of the session loaded only. Its idle expiry may
-		// have passed during the request (GetSession does not move it):
-		// the user was active, the write goes. (MySQL counts changed rows:
-		// a write identical to the row, down to the millisecond of its
-		// expiry, also counts 0 and is dropped, which changes nothing.)
-		n, err := s.exec(ctx, stmtPoint, s.sqlUpdate, blob, expires, user, sessionId, created.UnixMilli())
-		if err != nil {
-			return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, shortId(sessionId), s.table)
-		}
-		if n == 0 {
-			logStaleWrite(ctx, "db", sessionId)
-		}
-		return nil
+	expires := time.Now().Add(w.ttl).UnixMilli()
+	stored := true
+	var err error
+	if w.match == matchNone {
+		_, err = s.exec(ctx, stmtPoint, s.sqlUpsert, w.id, w.blob, expires, w.created.UnixMilli(), user)
+	} else {
+		var n int64
+		n, err = s.exec(ctx, stmtPoint, s.sqlUpdate, w.blob, expires, user, w.id, w.loaded.created.UnixMilli())
+		stored = n > 0
 	}
-	if _, err = s.exec(ctx, stmtPoint, s.sqlUpsert, sessionId, blob, expires, created.UnixMilli(), user); err != nil {
-		return gerror.Wrapf(err, `gfsession: db: writing session %q to table %s`, shortId(sessionId), s.table)
+	if err != nil {
+		return false, gerror.Wrapf(err, `gfsession: db storage: session %q: writing to table %s`, shortId(w.id), s.table)
 	}
-	s.tracker.retrack(ref, sessionId, nil, created)
+	return stored, nil
+}
+
+// remove deletes session `id`'s row.
+func (d dbDriver) remove(ctx context.Context, id string) error {
+	s := d.s
+	if s.touches != nil {
+		s.touches.take(id)
+	}
+	if _, err := s.exec(ctx, stmtPoint, s.sqlDelete, id); err != nil {
+		return gerror.Wrapf(err, `gfsession: db storage: session %q: deleting from table %s`, shortId(id), s.table)
+	}
 	return nil
 }
+
+func (dbDriver) indexUser(ctx context.Context, user, id string) error { return nil }
+
+func (dbDriver) unindexUser(ctx context.Context, user, id string) {}
 
 // UpdateTTL restarts the idle TTL of a live session (never beyond
 // MaxLifetime) by updating its expiry column only. With TouchInterval it
@@ -1436,17 +1428,7 @@ func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Du
 
 // RemoveAll deletes the session's row. A missing session is not an error.
 func (s *StorageDB) RemoveAll(ctx context.Context, sessionId string) error {
-	if !IsValidSessionId(sessionId) {
-		return nil
-	}
-	if s.touches != nil {
-		s.touches.take(sessionId)
-	}
-	if _, err := s.exec(ctx, stmtPoint, s.sqlDelete, sessionId); err != nil {
-		return gerror.Wrapf(err, `gfsession: db: deleting session %q from table %s`, shortId(sessionId), s.table)
-	}
-	s.tracker.removed(ctx, sessionId)
-	return nil
+	return s.w.removeAll(ctx, sessionId)
 }
 
 // Cleanup deletes the rows that expired before now, in batches of

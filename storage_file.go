@@ -157,6 +157,7 @@ type StorageFile struct {
 	maxSize  int64
 	envelope *envelope
 	tracker  loadTracker
+	w        sessionWriter
 	// maxTTL is the largest TTL (nanoseconds) the storage has been called
 	// with: the cleaner removes files idle for longer, and nothing before the
 	// first call.
@@ -223,6 +224,8 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 		}
 	}
 	s := &StorageFile{config: config, dir: dir, maxSize: maxSize, envelope: env}
+	s.w = sessionWriter{backend: TypeFile, tracker: &s.tracker, env: env, driver: fileDriver{s}, userKey: config.UserKey,
+		maxLifetime: config.MaxLifetime, maxBlob: maxSize, maxBlobKey: "maxFileSize"}
 	interval := config.CleanupInterval
 	if interval == 0 {
 		interval = DefaultFileCleanupInterval
@@ -362,23 +365,8 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		return nil, nil
 	}
 	s.noteTTL(ttl)
-	path, legacy := s.sessionPath(sessionId), false
-	// Stat and read the same open file: a concurrent write renames a new file
-	// over the path, and this one stays whole and consistent.
-	f, fi, err := s.openSessionFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		path, legacy = s.legacyPath(sessionId), true
-		f, fi, err = s.openSessionFile(path)
-	}
-	if err != nil {
-		var refused *refusedFileError
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, nil
-		case errors.As(err, &refused):
-			logDropped(ctx, TypeFile, sessionId, err)
-			return nil, nil
-		}
+	f, fi, path, legacy, err := s.openSession(ctx, sessionId)
+	if f == nil || err != nil {
 		return nil, err
 	}
 	defer f.Close()
@@ -419,9 +407,32 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	if !legacy && s.envelope.staleSeal(string(b)) {
 		s.reseal(ctx, sessionId, path, b, created, data)
 	}
-	m := gmap.NewStrAnyMapFrom(data, true)
-	s.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, s.config.UserKey), legacy: legacy})
-	return m, nil
+	return s.w.loaded(sessionId, created, data, legacy), nil
+}
+
+// openSession opens the file of session `id`, in this storage's layout or
+// else in gf's (`legacy`), and stats it. Stat and read go to the same open
+// file: a concurrent write renames a new file over the path, and this one
+// stays whole and consistent. A missing file, and a file refused (logged),
+// return a nil file and no error.
+func (s *StorageFile) openSession(ctx context.Context, id string) (f *os.File, fi fs.FileInfo, path string, legacy bool, err error) {
+	path = s.sessionPath(id)
+	f, fi, err = s.openSessionFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		path, legacy = s.legacyPath(id), true
+		f, fi, err = s.openSessionFile(path)
+	}
+	var refused *refusedFileError
+	switch {
+	case err == nil:
+		return f, fi, path, legacy, nil
+	case errors.As(err, &refused):
+		logDropped(ctx, TypeFile, id, err)
+		fallthrough
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil, "", false, nil
+	}
+	return nil, nil, "", false, err
 }
 
 // refusedFileError is why a file at a session file's name is not read: it
@@ -568,77 +579,64 @@ func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
 // overwritten and the session comes back. A RemoveAll by the same request
 // (gf's Session.RemoveAll, then Set) starts a new session under the id.
 func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
-	if !IsValidSessionId(sessionId) {
-		return errInvalidId(sessionId)
-	}
-	if sessionData == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: file: session %q: nil session data`, shortId(sessionId))
-	}
 	s.noteTTL(ttl)
-	data := sessionData.Map()
-	path := s.sessionPath(sessionId)
-	if len(data) == 0 {
-		return s.RemoveAll(ctx, sessionId)
-	}
-	var prev loadedMeta
-	l, ref, found := s.tracker.lookup(sessionData)
-	loaded := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
-	if loaded {
-		prev, _ = l.extra.(loadedMeta)
-	} else if found && l.id != sessionId {
-		// Loaded under another id (RegenerateId): a new session that keeps
-		// the creation time, and so the MaxLifetime, of the one it replaces.
-		m, _ := l.extra.(loadedMeta)
-		prev.created = m.created
-	}
-	cur := loadedMeta{created: prev.created, user: userOf(data, s.config.UserKey)}
-	if cur.created.IsZero() {
-		cur.created = time.Now()
-	}
-	b, err := s.envelope.encodeSession(sessionId, cur.created, data)
-	if err != nil {
-		return gerror.Wrapf(err, `gfsession: file: session %q`, shortId(sessionId))
-	}
-	if int64(len(b)) > s.maxSize {
-		// Never write what could not be read back.
-		return gerror.NewCodef(gcode.CodeInvalidParameter,
-			`gfsession: file: session %q is %d bytes encoded, more than maxFileSize (%d bytes): not written`,
-			shortId(sessionId), len(b), s.maxSize)
-	}
-	if cur.user != "" {
-		// Index first: a session is never stored without its index entry.
-		if err = s.indexUser(cur.user, sessionId); err != nil {
-			return err
-		}
-	}
+	return s.w.setSession(ctx, sessionId, sessionData, ttl)
+}
+
+// fileDriver is the file storage's sessionDriver.
+type fileDriver struct{ s *StorageFile }
+
+// put writes session `w.id`'s file (see writeFile), checking just before the
+// rename that the file loaded is still there for a conditional write. A
+// session loaded from gf's layout is moved: its old file would otherwise
+// come back when this one is removed. The user's marker is confirmed after
+// the write.
+func (d fileDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
+	s := d.s
+	path := s.sessionPath(w.id)
 	var check func() error
-	if loaded {
-		// A session deleted since it was loaded (a logout elsewhere,
-		// Destroy, DestroyUser), or deleted and replaced by a new one under
-		// the id, stays so.
-		if prev.legacy {
-			check = func() error { return fileStillExists(s.legacyPath(sessionId)) }
-		} else {
-			check = func() error { return s.fileStillCreated(path, prev.created) }
-		}
+	switch {
+	case w.match == matchNone:
+	case w.loaded.legacy:
+		check = func() error { return fileStillExists(s.legacyPath(w.id)) }
+	case w.match == matchExists:
+		check = func() error { return fileStillExists(path) }
+	default:
+		check = func() error { return s.fileStillCreated(path, w.loaded.created) }
 	}
-	if err = s.writeFile(path, b, check); err != nil {
+	if err := s.writeFile(path, w.blob, check); err != nil {
 		if errors.Is(err, errSessionGone) {
-			logStaleWrite(ctx, "file", sessionId)
-			return nil
+			return false, nil
 		}
-		return err
+		return false, err
 	}
-	if prev.legacy {
-		// Moved from gf's layout: the old file would otherwise come back
-		// when this one is removed.
-		_ = os.Remove(s.legacyPath(sessionId))
+	if w.match != matchNone && w.loaded.legacy {
+		_ = os.Remove(s.legacyPath(w.id))
 	}
-	if prev.user != "" && prev.user != cur.user {
-		_ = os.Remove(s.userMarker(prev.user, sessionId))
+	if w.user != "" {
+		return true, s.indexUser(w.user, w.id)
 	}
-	s.tracker.retrack(ref, sessionId, nil, cur)
+	return true, nil
+}
+
+// remove deletes session `id`'s file, in this storage's layout and in gf's.
+func (d fileDriver) remove(ctx context.Context, id string) error {
+	for _, path := range []string{d.s.sessionPath(id), d.s.legacyPath(id)} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fileErr(err, "remove session file", path)
+		}
+	}
 	return nil
+}
+
+// indexUser creates the marker of session `id` in the folder of `user`.
+func (d fileDriver) indexUser(ctx context.Context, user, id string) error {
+	return d.s.indexUser(user, id)
+}
+
+// unindexUser removes the marker of session `id` from the folder of `user`.
+func (d fileDriver) unindexUser(ctx context.Context, user, id string) {
+	_ = os.Remove(d.s.userMarker(user, id))
 }
 
 // fileStillExists is a writeFile check: the file at `path` exists.
@@ -772,16 +770,7 @@ func (s *StorageFile) UpdateTTL(ctx context.Context, sessionId string, ttl time.
 // RemoveAll deletes the session file (and a file of gf's layout for the same
 // id). A missing session is not an error.
 func (s *StorageFile) RemoveAll(ctx context.Context, sessionId string) error {
-	if !IsValidSessionId(sessionId) {
-		return nil
-	}
-	for _, path := range []string{s.sessionPath(sessionId), s.legacyPath(sessionId)} {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fileErr(err, "remove session file", path)
-		}
-	}
-	s.tracker.removed(ctx, sessionId)
-	return nil
+	return s.w.removeAll(ctx, sessionId)
 }
 
 // sweep removes the session files not modified for longer than the largest

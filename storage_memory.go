@@ -157,7 +157,7 @@ func (s *StorageMemory) GetSession(ctx context.Context, sessionId string, ttl ti
 		}
 	}
 	data := gmap.NewStrAnyMapFrom(maps.Clone(e.data), true)
-	s.tracker.track(data, sessionId, e.data, e)
+	s.tracker.track(data, loaded{id: sessionId, created: time.Unix(0, e.created), base: e.data, entry: e})
 	return data, nil
 }
 
@@ -194,22 +194,9 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		return errInvalidId(sessionId)
 	}
 	if sessionData == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: memory: SetSession of session %q: data is nil", shortId(sessionId))
+		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: memory storage: session %q: session data is nil", shortId(sessionId))
 	}
-	var (
-		base          map[string]any
-		loaded        *memoryEntry // the entry the request loaded, if it is known and was not merged into since
-		loadedCreated int64        // the creation time of the session loaded
-		carried       int64        // the creation time of the session replaced by RegenerateId
-	)
-	l, ref, found := s.tracker.lookup(sessionData)
-	tracked := found && l.id == sessionId && !s.tracker.removedBySelf(ctx, sessionId, l)
-	if tracked {
-		base = l.base
-		loaded, loadedCreated = memoryLoaded(l.extra)
-	} else if found && l.id != sessionId {
-		_, carried = memoryLoaded(l.extra)
-	}
+	r := s.tracker.resolve(ctx, sessionData, sessionId)
 	now := time.Now().UnixNano()
 	sh := s.shard(sessionId)
 	sh.mu.Lock()
@@ -217,67 +204,14 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if cur != nil && !s.alive(cur, now) {
 		cur = nil
 	}
-	if tracked && (cur == nil || (loadedCreated != 0 && cur.created != loadedCreated)) {
-		// Loaded (or written) by this request and deleted since (a logout
-		// elsewhere, Destroy, DestroyUser, idle expiry, MaxLifetime), or
-		// deleted and replaced by a new session under the id. It stays so.
+	if r.kind == loadSame && (cur == nil || (!r.created.IsZero() && cur.created != r.created.UnixNano())) {
+		// Loaded (or written) by this request and deleted since, or deleted
+		// and replaced by a new session under the id: it stays so.
 		sh.mu.Unlock()
-		logStaleWrite(ctx, "memory", sessionId)
+		logStaleWrite(ctx, TypeMemory, sessionId)
 		return nil
 	}
-	var (
-		data    map[string]any
-		created = now
-		// What the request's map holds from now on, and the entry that
-		// holds exactly that: the next write of the same map (gf writes
-		// again when a closed Session is changed and closed again) is a
-		// delta from here.
-		nextBase map[string]any
-		// Nobody wrote the session since this request loaded it (every
-		// write installs a new entry), or it is new: the request's map is
-		// the new state.
-		fast = cur == loaded && (cur != nil || len(base) == 0)
-	)
-	if cur != nil {
-		created = cur.created
-	} else if carried != 0 {
-		// Loaded under another id (RegenerateId): the new session keeps the
-		// creation time, and so the MaxLifetime, of the one it replaces.
-		created = carried
-	}
-	if fast {
-		sessionData.RLockFunc(func(written map[string]any) { data = maps.Clone(written) })
-		nextBase = data
-	} else {
-		// Merge: apply only what the request changed to what is stored now.
-		if cur != nil {
-			data = maps.Clone(cur.data)
-		} else {
-			data = make(map[string]any)
-		}
-		sessionData.RLockFunc(func(written map[string]any) {
-			// The stored session now also holds other requests' keys,
-			// which this map does not: its next write must merge again.
-			nextBase = maps.Clone(written)
-			kept := 0 // keys of base still in the session
-			for k, v := range written {
-				if old, ok := base[k]; ok {
-					kept++
-					if sameValue(old, v) {
-						continue
-					}
-				}
-				data[k] = v
-			}
-			if kept < len(base) {
-				for k := range base {
-					if _, ok := written[k]; !ok {
-						delete(data, k)
-					}
-				}
-			}
-		})
-	}
+	data, nextBase, fast := s.merge(&r, cur, sessionData)
 	if len(data) == 0 {
 		s.deleteLocked(sh, sessionId)
 		sh.mu.Unlock()
@@ -285,43 +219,97 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		s.tracker.removed(ctx, sessionId)
 		return nil
 	}
-	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey)}
-	e.expires.Store(s.expiry(created, now, ttl))
-	old, exists := sh.m[sessionId]
-	if !exists {
-		s.count.Add(1)
+	created := now
+	if cur != nil {
+		created = cur.created
+	} else if c := r.keptCreated(); !c.IsZero() {
+		created = c.UnixNano() // carried over by RegenerateId
 	}
-	sh.m[sessionId] = e
-	if oldUser := old.userOrEmpty(); oldUser != e.user {
-		s.unindex(oldUser, sessionId)
-		s.index(e.user, sessionId)
-	}
+	e := s.install(sh, sessionId, data, created, now, ttl)
 	sh.mu.Unlock()
-	if !exists && s.config.MaxSessions > 0 {
+	if e.added && s.config.MaxSessions > 0 {
 		s.evict(sessionId, now)
 	}
-	var next any = e
-	if !fast {
-		// Never the stored entry, so that the next write merges; the
-		// creation time still tells this session from a new one.
-		next = e.created
+	// What the request's map holds from now on: the next write of the same
+	// map (gf writes again when a closed Session is changed and closed
+	// again) is a delta from here. Only the entry that holds exactly that
+	// can stand for it.
+	next := loaded{id: sessionId, created: time.Unix(0, created), base: nextBase}
+	if fast {
+		next.entry = e.entry
 	}
-	s.tracker.retrack(ref, sessionId, nextBase, next)
+	s.tracker.retrack(r.ref, next)
 	return nil
 }
 
-// memoryLoaded reads what the tracker keeps for a memory session: the entry
-// loaded or last written, or after a merge only its creation time.
-func memoryLoaded(extra any) (e *memoryEntry, created int64) {
-	switch x := extra.(type) {
-	case *memoryEntry:
-		if x != nil {
-			return x, x.created
-		}
-	case int64:
-		return nil, x
+// merge returns the session `cur` (nil: none) as the request's map `m`
+// leaves it, what `m` holds (the base of its next write), and whether the
+// two are the same (`fast`). If nobody wrote the session since the request loaded it
+// (every write installs a new entry), or it is new, the map is the new
+// state; else only what the request changed against what it loaded is
+// applied to what is stored now: the keys it set or changed, and the keys
+// it removed.
+func (s *StorageMemory) merge(r *resolved, cur *memoryEntry, m *gmap.StrAnyMap) (data, nextBase map[string]any, fast bool) {
+	var loadedEntry *memoryEntry
+	if r.kind == loadSame {
+		loadedEntry = r.entry
 	}
-	return nil, 0
+	base := r.sameBase()
+	if cur == loadedEntry && (cur != nil || len(base) == 0) {
+		m.RLockFunc(func(written map[string]any) { data = maps.Clone(written) })
+		return data, data, true
+	}
+	if cur != nil {
+		data = maps.Clone(cur.data)
+	} else {
+		data = make(map[string]any)
+	}
+	m.RLockFunc(func(written map[string]any) {
+		// The stored session now also holds other requests' keys, which
+		// this map does not: its next write must merge again.
+		nextBase = maps.Clone(written)
+		kept := 0 // keys of base still in the session
+		for k, v := range written {
+			if old, ok := base[k]; ok {
+				kept++
+				if sameValue(old, v) {
+					continue
+				}
+			}
+			data[k] = v
+		}
+		if kept < len(base) {
+			for k := range base {
+				if _, ok := written[k]; !ok {
+					delete(data, k)
+				}
+			}
+		}
+	})
+	return data, nextBase, false
+}
+
+// installed is what install did.
+type installed struct {
+	entry *memoryEntry
+	added bool // no entry was stored under the id
+}
+
+// install stores `data` as session `id` in shard `sh`, whose lock the
+// caller holds, and moves the session in the user index.
+func (s *StorageMemory) install(sh *memoryShard, id string, data map[string]any, created, now int64, ttl time.Duration) installed {
+	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey)}
+	e.expires.Store(s.expiry(created, now, ttl))
+	old, exists := sh.m[id]
+	if !exists {
+		s.count.Add(1)
+	}
+	sh.m[id] = e
+	if oldUser := old.userOrEmpty(); oldUser != e.user {
+		s.unindex(oldUser, id)
+		s.index(e.user, id)
+	}
+	return installed{entry: e, added: !exists}
 }
 
 // evict removes sessions while there are more than MaxSessions, starting

@@ -658,6 +658,7 @@ func (r *redisStore) close(ctx context.Context) error {
 type StorageRedis struct {
 	gsession.StorageBase
 	r *redisStore
+	w sessionWriter
 }
 
 var _ Admin = (*StorageRedis)(nil)
@@ -673,7 +674,10 @@ func NewStorageRedis(redis *gredis.Redis, config ...RedisConfig) (*StorageRedis,
 	if err != nil {
 		return nil, err
 	}
-	return &StorageRedis{r: r}, nil
+	s := &StorageRedis{r: r}
+	s.w = sessionWriter{backend: r.backend, tracker: &r.tracker, env: r.env, driver: redisDriver{r},
+		userKey: r.userKey, maxLifetime: r.maxLifetime}
+	return s, nil
 }
 
 func init() {
@@ -747,9 +751,7 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 	if r.env.staleSeal(b) {
 		r.reseal(ctx, sessionId, b, created, data)
 	}
-	m := gmap.NewStrAnyMapFrom(data, true)
-	r.tracker.track(m, sessionId, nil, loadedMeta{created: created, user: userOf(data, r.userKey)})
-	return m, nil
+	return s.w.loaded(sessionId, created, data, false), nil
 }
 
 // resealScript replaces a session's value, keeping its TTL, only if it is
@@ -799,133 +801,46 @@ func (r *redisStore) reseal(ctx context.Context, id, stored string, created time
 // trip after the write on a Cluster (two on a login). A nil `sessionData`
 // is an error (CodeInvalidParameter).
 func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
-	if !IsValidSessionId(sessionId) {
-		return errInvalidId(sessionId)
-	}
-	if sessionData == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: SetSession of session %q: data is nil", s.r.backend, shortId(sessionId))
-	}
-	r := s.r
-	var prev loadedMeta
-	l, ref, found := r.tracker.lookup(sessionData)
-	loaded := found && l.id == sessionId
-	if loaded {
-		prev, _ = l.extra.(loadedMeta)
-		if r.tracker.removedBySelf(ctx, sessionId, l) {
-			// A new session under the id; the user index entry as loaded
-			// is still there to move.
-			loaded, prev.created = false, time.Time{}
-		}
-	} else if found {
-		// Loaded under another id (RegenerateId): a new session that keeps
-		// the creation time, and so the MaxLifetime, of the one it replaces.
-		m, _ := l.extra.(loadedMeta)
-		prev.created = m.created
-	}
-	data := sessionData.Map()
-	if len(data) == 0 {
-		// The user index entry, if any, stays until DestroyUser or the
-		// age trim drops it (see write).
-		return r.removeAll(ctx, sessionId)
-	}
-	now := time.Now()
-	cur := loadedMeta{created: prev.created, user: userOf(data, r.userKey)}
-	if cur.created.IsZero() {
-		cur.created = now
-	}
-	left := lifetimeLeft(cur.created, r.maxLifetime, ttl, now)
-	if left <= 0 {
-		// The session ran out of lifetime during this request: deleted for
-		// good, so a further write of this map is dropped too.
-		_, err := r.do(ctx, sessionId, "DEL", r.key(sessionId))
-		return err
-	}
-	blob, err := r.env.encodeSession(sessionId, cur.created, data)
-	if err != nil {
-		return err
-	}
-	mode := kvWriteNew
-	switch {
-	case !loaded:
-	case prev.created.IsZero():
-		// Loaded in gf's format, which has no creation time: only while it
-		// exists.
-		mode = kvWriteExisting
-	default:
-		// Only while it is the session loaded: one deleted since (a logout
-		// elsewhere, Destroy, DestroyUser), or deleted and replaced by a new
-		// session under the id, stays so.
-		mode = kvWriteLoaded
-	}
-	written, err := s.write(ctx, sessionId, blob, left, mode, prev.created, prev.user, cur.user)
-	if err != nil {
-		return err
-	}
-	if !written {
-		logStaleWrite(ctx, r.backend, sessionId)
-		return nil
-	}
-	r.tracker.retrack(ref, sessionId, nil, cur)
-	return nil
+	return s.w.setSession(ctx, sessionId, sessionData, ttl)
 }
 
-// kvWrite is how SetSession writes a session's key.
-type kvWrite int
+// redisDriver is the sessionDriver of StorageRedis.
+type redisDriver struct{ r *redisStore }
 
-const (
-	kvWriteNew      kvWrite = iota // a session not loaded: unconditionally
-	kvWriteExisting                // loaded in gf's format: only while the key exists
-	kvWriteLoaded                  // loaded: only while the key holds the session loaded
-)
-
-// write stores `blob` as session `id` with a TTL of `left`, as `mode` says
-// (`created` is the creation time loaded, for kvWriteLoaded), and reports
-// whether it was written: false means the session was deleted or replaced
-// since it was loaded, and nothing was written.
+// put writes `w.blob` as session `w.id` with a TTL of `w.ttl`, in one
+// command: a plain SET PX for a new session without a user, else
+// kvWriteScript.
 //
-// With a user, `to`, in the session written, the user's index names the
-// session once the write is done, whatever happened to the index while the
-// request ran: the entry is added after the write, as one script with it
-// where the two keys can be used together (a client of one server, or
-// Sentinel), else by a second call after it (a Cluster, where they live in
-// different slots, or another gredis adapter); a login (`to` other than the
-// user loaded, `from`) is also indexed before the write there, so that a
-// failure between the two calls leaves no session of a user without its
-// entry. An entry is never removed here: the index of a user the session
-// no longer names keeps it until DestroyUser checks the session and drops
-// it, or until it is older than UserIndexTTL. Removing it at a logout
-// could remove it after a concurrent request, which loaded the session
-// before the logout, wrote the user back.
-func (s *StorageRedis) write(ctx context.Context, id string, blob []byte, left time.Duration, mode kvWrite, created time.Time, from, to string) (bool, error) {
-	r := s.r
+// With a user, the user's index names the session once the write is done,
+// whatever happened to the index while the request ran: the entry is added
+// in the write's script where the two keys can be used together (a client
+// of one server, or Sentinel), else by a second call after it (a Cluster,
+// where they live in different slots, or another gredis adapter; a login
+// is also indexed before the write there, see indexUser).
+func (d redisDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
+	r := d.r
 	var createdArg [8]byte
-	binary.BigEndian.PutUint64(createdArg[:], uint64(created.UnixMilli()))
-	args := []any{blob, millis(left), string(createdArg[:]), envelopeMagic, int(mode)}
-	keys := []string{r.key(id)}
-	_, standalone := r.raw.(*redis.Client)
-	together := to != "" && standalone
+	binary.BigEndian.PutUint64(createdArg[:], uint64(w.loaded.created.UnixMilli()))
+	args := []any{w.blob, millis(w.ttl), string(createdArg[:]), envelopeMagic, int(w.match)}
+	keys := []string{r.key(w.id)}
+	together := w.user != "" && d.indexesInScript()
 	if together {
-		keys = append(keys, r.userIndexKey(to))
-		args = append(args, id, time.Now().UnixMilli(), millis(r.userIndexTTL))
-	} else if to != "" && to != from {
-		if err := r.indexUser(ctx, to, id); err != nil {
-			return false, err
-		}
+		keys = append(keys, r.userIndexKey(w.user))
+		args = append(args, w.id, time.Now().UnixMilli(), millis(r.userIndexTTL))
 	}
 	var (
 		v   *gvar.Var
 		err error
 	)
-	if mode == kvWriteNew && !together {
+	if w.match == matchNone && !together {
 		// Nothing to check or index with it: a plain SET.
-		v, err = r.do(ctx, id, "SET", r.key(id), blob, "PX", millis(left))
-		if err != nil {
+		if v, err = r.do(ctx, w.id, "SET", r.key(w.id), w.blob, "PX", millis(w.ttl)); err != nil {
 			return false, err
 		}
 	} else {
 		var cmd string
 		if v, cmd, err = r.evalKeys(ctx, kvWriteScript, keys, args...); err != nil {
-			return false, r.wrap(err, cmd, id)
+			return false, r.wrap(err, cmd, w.id)
 		}
 		if v != nil && !v.IsNil() && v.Int() != 1 {
 			return false, nil
@@ -934,18 +849,47 @@ func (s *StorageRedis) write(ctx context.Context, id string, blob []byte, left t
 	if v == nil || v.IsNil() {
 		return false, nil
 	}
-	if to != "" && !together {
-		if err := r.indexUser(ctx, to, id); err != nil {
-			return true, err
-		}
+	if w.user != "" && !together {
+		return true, r.indexUser(ctx, w.user, w.id)
 	}
 	return true, nil
 }
 
+// indexesInScript reports whether put adds the user index entry in the
+// write's own script: on a client of one server (or Sentinel), where the
+// session key and the index key can be used together.
+func (d redisDriver) indexesInScript() bool {
+	_, standalone := d.r.raw.(*redis.Client)
+	return standalone
+}
+
+// remove deletes the session's key.
+func (d redisDriver) remove(ctx context.Context, id string) error {
+	_, err := d.r.do(ctx, id, "DEL", d.r.key(id))
+	return err
+}
+
+// indexUser adds the entry of a login before its write, where put cannot
+// add it in the write's script.
+func (d redisDriver) indexUser(ctx context.Context, user, id string) error {
+	if d.indexesInScript() {
+		return nil
+	}
+	return d.r.indexUser(ctx, user, id)
+}
+
+// unindexUser does nothing: an entry is never removed by a write. The index
+// of a user the session no longer names keeps it until DestroyUser checks
+// the session and drops it, or until it is older than UserIndexTTL.
+// Removing it at a logout could remove it after a concurrent request, which
+// loaded the session before the logout, wrote the user back.
+func (redisDriver) unindexUser(ctx context.Context, user, id string) {}
+
 // kvWriteScript writes a session of StorageRedis. KEYS[1] is the session
 // key, KEYS[2] (optional) the index of the user the session names; ARGV:
 // the new value, its TTL in ms, the 8 bytes of the creation time loaded as
-// the envelope stores them, the envelope's magic, the kvWrite mode, and
+// the envelope stores them, the envelope's magic, the write's match (0 new,
+// 1 only while the key exists, 2 only while it holds the session loaded), and
 // with KEYS[2] the session id, now (Unix ms) and the index TTL in ms. It
 // returns 1 when it wrote (and indexed), 0 when the session is gone or
 // another one. A loaded session is compared by its 13 header bytes only
@@ -982,7 +926,7 @@ func (s *StorageRedis) UpdateTTL(ctx context.Context, sessionId string, ttl time
 // RemoveAll deletes the session (one DEL). A missing session or an invalid
 // id is not an error; an invalid id sends nothing.
 func (s *StorageRedis) RemoveAll(ctx context.Context, sessionId string) error {
-	return s.r.removeAll(ctx, sessionId)
+	return s.w.removeAll(ctx, sessionId)
 }
 
 // Close closes the Redis client if the storage created it (from inline

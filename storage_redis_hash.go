@@ -335,14 +335,20 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		meta = s.reseal(ctx, sessionId, data, meta, ttl)
 	}
 	m := gmap.NewStrAnyMapFrom(data, true)
-	r.tracker.track(m, sessionId, base, meta)
+	r.tracker.track(m, loaded{id: sessionId, created: meta.created, user: userOf(base, r.userKey), base: base, seal: meta.hashSeal})
 	return m, nil
 }
 
-// hashLoaded is what the tracker keeps of a session hash as a request loaded
-// (or last wrote) it.
+// hashLoaded is a session hash as a request loaded (or last wrote) it.
 type hashLoaded struct {
 	created time.Time
+	hashSeal
+}
+
+// hashSeal is what the tracker keeps of a session hash, besides its
+// creation time, user and values, for the next write of the request's map
+// (loaded.seal).
+type hashSeal struct {
 	// With cryptoKeys: the tag of the manifest (its last 16 bytes), which a
 	// write checks is still the stored one, and its entries (field -> tag
 	// of the field's value), the fields the hash holds.
@@ -690,54 +696,22 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)
 	}
-	r := s.r
-	var (
-		d       = hashDelta{ttl: ttl}
-		base    map[string]any
-		written = sessionData.Map()
-		newBase = make(map[string]any, len(written))
-	)
-	l, ref, found := r.tracker.lookup(sessionData)
-	meta, _ := l.extra.(hashLoaded)
-	from := "" // the user as loaded: its index entry is there to move
-	if found && l.id == sessionId {
-		from = userOf(l.base, r.userKey)
-		if !r.tracker.removedBySelf(ctx, sessionId, l) {
-			base = l.base
-			d.created = meta.created
-			d.mustExist = true
-		}
-	} else if found {
-		// Loaded under another id (RegenerateId): a new session that keeps
-		// the creation time, and so the MaxLifetime, of the one it replaces.
-		d.created = meta.created
+	if sessionData == nil {
+		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: session %q: session data is nil", s.r.backend, shortId(sessionId))
 	}
+	r := s.r.tracker.resolve(ctx, sessionData, sessionId)
+	meta := hashLoaded{created: r.created, hashSeal: r.seal}
+	d := hashDelta{ttl: ttl, created: r.keptCreated(), mustExist: r.kind == loadSame}
 	d.stamp = d.created
 	if d.stamp.IsZero() {
 		d.stamp = time.Now()
 	}
-	for k, v := range written {
-		if old, ok := base[k]; ok && sameValue(old, v) {
-			newBase[k] = old
-			continue
-		}
-		stored, err := s.encodeValue(sessionId, k, d.stamp, v)
-		if err != nil {
-			return err
-		}
-		d.set = append(d.set, hashField(k), stored)
-		newBase[k] = v
-		if !immutableValue(v) {
-			if c, err := s.decodeValue(sessionId, k, d.stamp, string(stored)); err == nil {
-				newBase[k] = c
-			}
-		}
+	written := sessionData.Map()
+	newBase, err := s.diff(sessionId, &d, written, r.sameBase())
+	if err != nil {
+		return err
 	}
-	for k := range base {
-		if _, ok := written[k]; !ok {
-			d.del = append(d.del, hashField(k))
-		}
-	}
+	from, to := r.fromUser(), userOf(written, s.r.userKey)
 	if len(d.set) == 0 && len(d.del) == 0 {
 		// Nothing changed (GetSession already restarted the TTL), or the
 		// request deleted its session with RemoveAll and wrote nothing.
@@ -746,38 +720,16 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		}
 		return nil
 	}
+	login := to != "" && s.setsUser(d.set)
+	uidx, err := s.moveUser(ctx, sessionId, &d, meta.uidx, login, from, to)
+	if err != nil {
+		return err
+	}
 	var (
-		to     = userOf(written, r.userKey)
-		login  = to != "" && s.setsUser(d.set)
-		uidx   = meta.uidx // the index entry of the user the write stores
 		result hashWrite
 		now    hashLoaded
 	)
-	switch {
-	case login:
-		// The write stores a value of the user key: a login, even of the
-		// user loaded (stored again after a logout elsewhere, or in a
-		// session this request cleared and started anew, with a new
-		// MaxLifetime that the index must outlive). Its index entry is
-		// made before the write, so that a session is never stored under
-		// a user without one, and its score is stored with the user.
-		var err error
-		if uidx, err = s.indexUser(ctx, to, sessionId); err != nil {
-			return err
-		}
-		d.set = append(d.set, hashUserIndexField, uidx)
-		if _, standalone := r.raw.(*redis.Client); standalone {
-			d.index = r.userIndexKey(to)
-		}
-	case from != to:
-		// A logout.
-		uidx = ""
-		if meta.uidx != "" {
-			d.del = append(d.del, hashUserIndexField)
-		}
-	}
-	var err error
-	if r.env.keys != nil {
+	if s.r.env.keys != nil {
 		result, now, err = s.writeSealed(ctx, sessionId, d, written, meta, false)
 	} else {
 		result, err = s.write(ctx, sessionId, d)
@@ -788,31 +740,103 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		// the session before deleting it.
 		return err
 	}
+	now.uidx = uidx
+	return s.written(ctx, sessionId, &r, result, now, newBase, meta.uidx, login, &d, from, to)
+}
+
+// diff adds to `d` what the request's map, `written`, changed against what
+// it loaded, `base` (nil: every key is new): the fields to set, encoded,
+// and the fields to delete. It returns what the map holds from now on (the
+// base of its next write), with the values this write stores as decoded
+// copies, so that the request changing them later is seen.
+func (s *StorageRedisHash) diff(id string, d *hashDelta, written, base map[string]any) (map[string]any, error) {
+	newBase := make(map[string]any, len(written))
+	for k, v := range written {
+		if old, ok := base[k]; ok && sameValue(old, v) {
+			newBase[k] = old
+			continue
+		}
+		stored, err := s.encodeValue(id, k, d.stamp, v)
+		if err != nil {
+			return nil, err
+		}
+		d.set = append(d.set, hashField(k), stored)
+		newBase[k] = v
+		if !immutableValue(v) {
+			if c, err := s.decodeValue(id, k, d.stamp, string(stored)); err == nil {
+				newBase[k] = c
+			}
+		}
+	}
+	for k := range base {
+		if _, ok := written[k]; !ok {
+			d.del = append(d.del, hashField(k))
+		}
+	}
+	return newBase, nil
+}
+
+// moveUser prepares the user index for a write of `d` that stores user `to`
+// (a login when `login`) where the session as loaded named `from`, with the
+// index entry score `uidx`, and returns the score the written session
+// keeps ("" for none).
+//
+// A write that stores a value of the user key is a login, even of the user
+// loaded (stored again after a logout elsewhere, or in a session this
+// request cleared and started anew, with a new MaxLifetime that the index
+// must outlive). Its index entry is made before the write, so that a
+// session is never stored under a user without one, and its score is
+// stored with the user. A logout drops the score's field.
+func (s *StorageRedisHash) moveUser(ctx context.Context, id string, d *hashDelta, uidx string, login bool, from, to string) (string, error) {
+	switch {
+	case login:
+		uidx, err := s.indexUser(ctx, to, id)
+		if err != nil {
+			return "", err
+		}
+		d.set = append(d.set, hashUserIndexField, uidx)
+		if _, standalone := s.r.raw.(*redis.Client); standalone {
+			d.index = s.r.userIndexKey(to)
+		}
+		return uidx, nil
+	case from != to:
+		if uidx != "" {
+			d.del = append(d.del, hashUserIndexField)
+		}
+		return "", nil
+	}
+	return uidx, nil
+}
+
+// written finishes a write of session `id` that did `result`: it logs a
+// stale write, moves the user index after it (see moveUser) and tells the
+// tracker what the request's map holds now, `now` and `newBase`.
+// `loadedUidx` is the score of the index entry of the session as loaded.
+func (s *StorageRedisHash) written(ctx context.Context, id string, r *resolved, result hashWrite, now hashLoaded, newBase map[string]any, loadedUidx string, login bool, d *hashDelta, from, to string) error {
 	if result == hashGone {
-		logStaleWrite(ctx, r.backend, sessionId)
+		logStaleWrite(ctx, s.r.backend, id)
 		return nil
 	}
 	if from != "" && (from != to || result != hashStored) {
 		// The user loaded is no longer stored, or the session is deleted.
-		s.unindexUser(ctx, from, sessionId, meta.uidx)
+		s.unindexUser(ctx, from, id, loadedUidx)
 	}
 	if login && result == hashStored && d.index == "" {
 		// A DestroyUser that checked the session before this write may
 		// have removed the entry made for it: restore it (in the write's
 		// script where the two keys can be used together).
-		if err := s.confirmUser(ctx, to, sessionId, uidx); err != nil {
+		if err := s.confirmUser(ctx, to, id, now.uidx); err != nil {
 			return err
 		}
 	}
-	now.uidx = uidx
 	switch result {
 	case hashEmptied:
 		// As RemoveAll: a further write of this map starts a new session.
-		r.tracker.removed(ctx, sessionId)
+		s.r.tracker.removed(ctx, id)
 	case hashStored:
 		// The creation time the hash holds now: the next write of this map
 		// checks it.
-		r.tracker.retrack(ref, sessionId, newBase, now)
+		s.r.tracker.retrack(r.ref, loaded{id: id, created: now.created, user: to, base: newBase, seal: now.hashSeal})
 	}
 	return nil
 }
@@ -1080,7 +1104,7 @@ func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDel
 			mode, entries, expect = "new", nil, ""
 			continue
 		case code != hashConflict:
-			return code, hashLoaded{created: created, tag: manifestTag(manifest), entries: next}, nil
+			return code, hashLoaded{created: created, hashSeal: hashSeal{tag: manifestTag(manifest), entries: next}}, nil
 		case once || len(reply) < 3:
 			return hashConflict, meta, nil
 		}

@@ -19,20 +19,22 @@ const (
 )
 
 // loadTracker remembers, for each session map handed out by GetSession, which
-// session it was loaded from and what it held then. SetSession receives the
-// whole map back and can so tell what the request changed: the keys it set
-// or changed and the keys it removed. Backends that merge per key (memory,
-// redis-hash) write only those, so concurrent requests that touch different
-// keys of one session do not overwrite each other; others keep what they
-// loaded along (creation time, user) in `extra`.
+// session it was loaded from and what that session was then: its creation
+// time, its user and, for the storages that merge per key, its values. Every
+// SetSession starts from it, through resolve: what the request's map is to
+// the session it is written to (see loadKind) decides whether the write is
+// conditional on the session loaded, which creation time it keeps, which
+// user index entry it moves and, for memory and redis-hash, which keys it
+// changed. docs/design.md ("The write path") states these rules as the
+// contract; this file is where they are decided.
 //
 // A load is remembered for exactly as long as its map is reachable, and no
 // longer: gf's Session holds the map for as long as the request can still
 // write it (a Session may be closed, changed and closed again), the tracker
 // holds it only through a weak pointer, and a cleanup attached to the map
-// (runtime.AddCleanup) drops the load, `base` and `extra` included, once the
-// map has been collected. What the tracker holds is so bounded by the maps in
-// use (in-flight requests), however many sessions come and go, and a load
+// (runtime.AddCleanup) drops the load, `base` included, once the map has
+// been collected. What the tracker holds is so bounded by the maps in use
+// (in-flight requests), however many sessions come and go, and a load
 // still in use is never forgotten.
 //
 // The tracker also remembers which request deleted a session with RemoveAll
@@ -58,21 +60,107 @@ type idShard struct {
 // mapShard; `id` also by the idShard of the id, whose list holds the load,
 // and `removedBy` by that idShard only. Lock order: mapShard, then idShard.
 type load struct {
-	m   weak.Pointer[gmap.StrAnyMap]
-	pos int // in the idShard's list of `id`; guarded by that idShard
+	m         weak.Pointer[gmap.StrAnyMap]
+	pos       int // in the idShard's list of `id`; guarded by that idShard
+	removedBy reqKey
 	loaded
 }
 
-// loaded is a session's state as one request loaded (or last wrote) it.
+// loaded is a session as one request loaded (or last wrote) it.
 type loaded struct {
-	id   string
-	base map[string]any // never mutated
-	// extra is backend data kept with the load (creation time, user, ...).
-	extra any
-	// removedBy is the request (ctxKey) whose RemoveAll last deleted session
-	// `id` after this load or write; zero if none did, or one that cannot be
-	// told apart.
-	removedBy reqKey
+	id string
+	// created is the session's creation time; zero when the stored format
+	// has none (gf's).
+	created time.Time
+	// user is the session's userKey value, "" for none.
+	user string
+	// base is the session's values, for the storages that merge per key
+	// (memory, redis-hash); nil for the others. Never mutated.
+	base map[string]any
+	// legacy: file storage, read from gf's own layout.
+	legacy bool
+	// entry: memory storage, the entry loaded or last written; nil after a
+	// merge, when no stored entry holds exactly `base`.
+	entry *memoryEntry
+	// seal: redis-hash storage, what a write checks and keeps of the hash.
+	seal hashSeal
+}
+
+// loadKind is what a request's map is to the session it is written to.
+type loadKind uint8
+
+const (
+	// loadFresh: the map was not loaded from the storage (a new session,
+	// or a load the tracker never saw). The write makes a new session.
+	loadFresh loadKind = iota
+	// loadSame: the map was loaded from (or last written to) the session it
+	// is written to. The write is conditional: a session deleted or
+	// replaced since stays so, and the write is dropped and logged.
+	loadSame
+	// loadCarried: the map was loaded from another id and is written to a
+	// new one (gf's RegenerateId). A new session, keeping the creation
+	// time, and so the MaxLifetime, of the session it replaces.
+	loadCarried
+	// loadRemoved: the map was loaded from the session, which this same
+	// request then deleted with RemoveAll (gf's Session.RemoveAll, then
+	// Set). A new session under the id; the user index entry of the
+	// session as loaded is there to move.
+	loadRemoved
+)
+
+// resolved is where a write of a map starts: what the map is to the session
+// written (kind) and what it was loaded as (for loadCarried, the other
+// session).
+type resolved struct {
+	kind loadKind
+	loaded
+	ref loadRef // for retrack
+}
+
+// resolve answers, for a write of `m` to session `id` by the request of
+// `ctx`, what the request loaded: see loadKind for the rules.
+func (t *loadTracker) resolve(ctx context.Context, m *gmap.StrAnyMap, id string) resolved {
+	l, by, ref, found := t.lookup(m)
+	r := resolved{loaded: l, ref: ref}
+	switch {
+	case !found:
+		r.loaded = loaded{}
+	case l.id != id:
+		r.kind = loadCarried
+	case by.t != nil && by == ctxKey(ctx):
+		r.kind = loadRemoved
+	default:
+		r.kind = loadSame
+	}
+	return r
+}
+
+// keptCreated returns the creation time the written session keeps: the one
+// loaded for loadSame and loadCarried, zero (a new session) otherwise.
+func (r *resolved) keptCreated() time.Time {
+	if r.kind == loadSame || r.kind == loadCarried {
+		return r.created
+	}
+	return time.Time{}
+}
+
+// fromUser returns the user whose index lists the session as loaded, whose
+// entry a write that names another user (or none) leaves behind: the user
+// loaded for loadSame and loadRemoved, "" otherwise.
+func (r *resolved) fromUser() string {
+	if r.kind == loadSame || r.kind == loadRemoved {
+		return r.user
+	}
+	return ""
+}
+
+// sameBase returns the values a per-key merge starts from: the ones loaded
+// for loadSame, nil (every key is new) otherwise.
+func (r *resolved) sameBase() map[string]any {
+	if r.kind == loadSame {
+		return r.base
+	}
+	return nil
 }
 
 // mapShard returns the shard of map `m`, by its address (Go's collector does
@@ -87,10 +175,10 @@ func (t *loadTracker) idShard(id string) *idShard {
 	return &t.ids[shardIndex(id)&(trackerShards-1)]
 }
 
-// track records that `m` was loaded from session `id` holding `base`.
-func (t *loadTracker) track(m *gmap.StrAnyMap, id string, base map[string]any, extra any) {
+// track records that `m` was loaded as `l`.
+func (t *loadTracker) track(m *gmap.StrAnyMap, l loaded) {
 	ref := loadRef{sh: t.mapShard(m), w: weak.Make(m)}
-	t.store(m, ref, id, base, extra)
+	t.store(m, ref, l)
 }
 
 // loadRef is where lookup looked for a map, handed to retrack so that a
@@ -100,41 +188,39 @@ type loadRef struct {
 	w  weak.Pointer[gmap.StrAnyMap]
 }
 
-// lookup returns what `m` was loaded as, if it is tracked, and a reference
-// for retrack. The load may be of another session than the one being
-// written (gf's RegenerateId writes the map it loaded to a new id): callers
-// compare loaded.id.
-func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, loadRef, bool) {
+// lookup returns what `m` was loaded as, if it is tracked, the request
+// whose RemoveAll deleted its session since (see removed), and a reference
+// for retrack. resolve is its one caller.
+func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, reqKey, loadRef, bool) {
 	ref := loadRef{sh: t.mapShard(m), w: weak.Make(m)}
 	ref.sh.mu.Lock()
 	defer ref.sh.mu.Unlock()
 	e := ref.sh.loads[ref.w]
 	if e == nil {
-		return loaded{}, ref, false
+		return loaded{}, reqKey{}, ref, false
 	}
-	l := e.loaded
 	ids := t.idShard(e.id)
 	ids.mu.Lock()
-	l.removedBy = e.removedBy
+	by := e.removedBy
 	ids.mu.Unlock()
-	return l, ref, true
+	return e.loaded, by, ref, true
 }
 
-// retrack replaces what the map of `ref` (from lookup) is known to hold
-// after it was written to `id`, so a second write of the same map sends only
+// retrack replaces what the map of `ref` (from resolve) is known to hold
+// after it was written, as `l`, so a second write of the same map sends only
 // what changed since the first. A map that was not tracked (a new session's)
 // is tracked from now on. It clears the record of a RemoveAll: the write
 // came after it.
 //
 // The caller keeps the map reachable until retrack returns (it passed it to
 // lookup and still uses it), so the map of `ref` is alive.
-func (t *loadTracker) retrack(ref loadRef, id string, base map[string]any, extra any) {
-	t.store(ref.w.Value(), ref, id, base, extra)
+func (t *loadTracker) retrack(ref loadRef, l loaded) {
+	t.store(ref.w.Value(), ref, l)
 }
 
-// store records `m` (made into `ref`) as holding session `id` as `base`,
-// tracking it if it was not.
-func (t *loadTracker) store(m *gmap.StrAnyMap, ref loadRef, id string, base map[string]any, extra any) {
+// store records `m` (made into `ref`) as holding `l`, tracking it if it was
+// not.
+func (t *loadTracker) store(m *gmap.StrAnyMap, ref loadRef, l loaded) {
 	if m == nil {
 		return
 	}
@@ -153,7 +239,8 @@ func (t *loadTracker) store(m *gmap.StrAnyMap, ref loadRef, id string, base map[
 	} else {
 		t.unlist(e)
 	}
-	e.loaded = loaded{id: id, base: base, extra: extra}
+	e.loaded = l
+	e.removedBy = reqKey{}
 	t.list(e)
 	sh.mu.Unlock()
 }
@@ -222,7 +309,7 @@ func (t *loadTracker) size() (n int) {
 // load of the session still in use: a later write of the same request's map
 // (gf's Session.RemoveAll, then Set) starts a new session under the id,
 // while a write of another request that loaded the session before is
-// dropped (see removedBySelf). A RemoveAll with a context that cannot be
+// dropped (see resolve). A RemoveAll with a context that cannot be
 // told apart from others (see ctxKey) clears the record of an earlier one:
 // who deleted the session last is then unknown, and writes that loaded it
 // before are dropped.
@@ -234,13 +321,6 @@ func (t *loadTracker) removed(ctx context.Context, id string) {
 		e.removedBy = by
 	}
 	ids.mu.Unlock()
-}
-
-// removedBySelf reports whether session `id`, which a request with `ctx`
-// loaded (or last wrote) as `l`, was deleted after that by a RemoveAll of
-// the same request, and by no other request since.
-func (t *loadTracker) removedBySelf(ctx context.Context, id string, l loaded) bool {
-	return l.id == id && l.removedBy.t != nil && l.removedBy == ctxKey(ctx)
 }
 
 // logStaleWrite logs a write dropped because the session it loaded was
@@ -293,16 +373,6 @@ func ctxKey(ctx context.Context) reqKey {
 // callerCtxKey is the context value under which a storage wrapper that
 // derives a context of its own keeps the one it was called with.
 type callerCtxKey struct{}
-
-// loadedMeta is what the last-writer-wins backends (file, redis) keep of a
-// loaded session in the tracker's `extra`: its creation time, kept across
-// rewrites for MaxLifetime, and its user (the userKey value), to move the
-// user index entry when a write changes it.
-type loadedMeta struct {
-	created time.Time
-	user    string
-	legacy  bool // file: read from gf's layout, to be removed once rewritten
-}
 
 // sameValue reports whether `a` and `b` are equal session values, so that a
 // key a request read but did not change is not written back.

@@ -1,0 +1,175 @@
+package gfsession
+
+import (
+	"context"
+	"time"
+
+	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
+)
+
+// sessionDriver is the backend half of a storage that stores each session
+// whole, as one sealed envelope (file, redis, db): the few operations that
+// differ from backend to backend. Everything a write means (id validation,
+// what the request loaded, an empty session, the lifetime cap, the user
+// index's order, a session deleted while the request ran, logging) is
+// sessionWriter's, once, over any driver.
+type sessionDriver interface {
+	// put stores `w.blob` as session `w.id` with an idle TTL of `w.ttl`,
+	// if `w.match` holds, and reports whether it stored: false means the
+	// session the request loaded was deleted or replaced since, and nothing
+	// was written. When `w.user` is set, the user's index lists the session
+	// once put returns true (see indexUser).
+	put(ctx context.Context, w *sessionWrite) (bool, error)
+	// remove deletes session `id`. A missing session is not an error.
+	remove(ctx context.Context, id string) error
+	// indexUser adds session `id` to the index of `user`. The writer calls
+	// it before a write that names a user the session did not name as
+	// loaded (a login), so that no session is stored under a user without
+	// its entry; put confirms the entry after the write itself, whoever
+	// removed it in between. A driver whose index is part of the stored
+	// session (db's user column), or whose put indexes in the same atomic
+	// step, does nothing here.
+	indexUser(ctx context.Context, user, id string) error
+	// unindexUser drops the entry of `user`, which session `id` no longer
+	// names after a write. A driver whose index is checked and trimmed
+	// lazily (Redis: an entry removed at a logout could race a request
+	// that writes the user back) does nothing here.
+	unindexUser(ctx context.Context, user, id string)
+}
+
+// match is the condition a write of a session puts on what is stored.
+type match uint8
+
+const (
+	// matchNone: a new session, written whatever is stored under the id.
+	matchNone match = iota
+	// matchExists: a session loaded in a format without a creation time
+	// (gf's): written only while it exists.
+	matchExists
+	// matchCreated: a session loaded: written only while the stored
+	// session is the one loaded, by its creation time.
+	matchCreated
+)
+
+// sessionWrite is one whole-session write, as sessionWriter hands it to a
+// driver.
+type sessionWrite struct {
+	id      string
+	blob    []byte        // the envelope
+	created time.Time     // the creation time the envelope holds
+	ttl     time.Duration // the idle TTL, capped by what is left of MaxLifetime
+	match   match
+	loaded  loaded // what the request loaded, for matchExists and matchCreated
+	user    string // the user the session names, "" for none
+	login   bool   // `user` is set and is not the user loaded: indexed before
+}
+
+// sessionWriter is the write path of the storages that store a session whole:
+// SetSession and RemoveAll over a sessionDriver, and the tracking of loads
+// for GetSession. docs/design.md ("The write path") is its contract.
+type sessionWriter struct {
+	backend     string // the storage type, for messages
+	tracker     *loadTracker
+	env         *envelope
+	driver      sessionDriver
+	userKey     string
+	maxLifetime time.Duration
+	maxBlob     int64  // the largest envelope put may write; 0: no limit
+	maxBlobKey  string // the config key that sets maxBlob, for messages
+}
+
+// loaded returns `data`, just loaded from session `id` created at
+// `created`, as the map GetSession hands out, tracked for the write that
+// may follow. `legacy` marks a file of gf's layout.
+func (w *sessionWriter) loaded(id string, created time.Time, data map[string]any, legacy bool) *gmap.StrAnyMap {
+	m := gmap.NewStrAnyMapFrom(data, true)
+	w.tracker.track(m, loaded{id: id, created: created, user: userOf(data, w.userKey), legacy: legacy})
+	return m
+}
+
+// setSession stores `m` as session `id` with an idle TTL of `ttl`, starting
+// from what the request loaded (see loadTracker.resolve):
+//   - an empty map deletes the session, as RemoveAll;
+//   - the creation time of a session loaded, or replaced by RegenerateId, is
+//     kept, and the TTL is capped by what is left of MaxLifetime; a session
+//     past it is deleted, for good;
+//   - a session loaded is written only while it is still stored (by its
+//     creation time): one deleted or replaced while the request ran stays
+//     so, and the write is dropped and logged;
+//   - with a userKey, a login is indexed before the write, the entry is
+//     confirmed by the write, and the entry of a user the session no longer
+//     names is dropped after it.
+func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAnyMap, ttl time.Duration) error {
+	if !IsValidSessionId(id) {
+		return errInvalidId(id)
+	}
+	if m == nil {
+		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: %s storage: session %q: session data is nil`, w.backend, shortId(id))
+	}
+	r := w.tracker.resolve(ctx, m, id)
+	data := m.Map()
+	if len(data) == 0 {
+		return w.removeAll(ctx, id)
+	}
+	sw := &sessionWrite{id: id, created: r.keptCreated(), user: userOf(data, w.userKey), loaded: r.loaded}
+	now := time.Now()
+	if sw.created.IsZero() {
+		sw.created = time.UnixMilli(now.UnixMilli()) // as the envelope stores it
+	}
+	if sw.ttl = lifetimeLeft(sw.created, w.maxLifetime, ttl, now); sw.ttl <= 0 {
+		// Out of lifetime during this request: deleted for good, not by the
+		// request's choice, so a further write of this map is dropped too.
+		return w.driver.remove(ctx, id)
+	}
+	if r.kind == loadSame {
+		sw.match = matchCreated
+		if r.created.IsZero() || r.legacy {
+			sw.match = matchExists
+		}
+	}
+	var err error
+	if sw.blob, err = w.env.encodeSession(id, sw.created, data); err != nil {
+		return gerror.Wrapf(err, `gfsession: %s storage: session %q`, w.backend, shortId(id))
+	}
+	if w.maxBlob > 0 && int64(len(sw.blob)) > w.maxBlob {
+		// Never write what could not be read back.
+		return gerror.NewCodef(gcode.CodeInvalidParameter,
+			`gfsession: %s storage: session %q is %d bytes encoded, more than %s (%d bytes): not written`,
+			w.backend, shortId(id), len(sw.blob), w.maxBlobKey, w.maxBlob)
+	}
+	from := r.fromUser()
+	if sw.login = sw.user != "" && sw.user != from; sw.login {
+		if err = w.driver.indexUser(ctx, sw.user, id); err != nil {
+			return err
+		}
+	}
+	stored, err := w.driver.put(ctx, sw)
+	if err != nil {
+		return err
+	}
+	if !stored {
+		logStaleWrite(ctx, w.backend, id)
+		return nil
+	}
+	if from != "" && from != sw.user {
+		w.driver.unindexUser(ctx, from, id)
+	}
+	w.tracker.retrack(r.ref, loaded{id: id, created: sw.created, user: sw.user})
+	return nil
+}
+
+// removeAll deletes session `id` and records that this request did (see
+// loadTracker.removed). A missing session or an invalid id is not an error;
+// an invalid id touches nothing.
+func (w *sessionWriter) removeAll(ctx context.Context, id string) error {
+	if !IsValidSessionId(id) {
+		return nil
+	}
+	if err := w.driver.remove(ctx, id); err != nil {
+		return err
+	}
+	w.tracker.removed(ctx, id)
+	return nil
+}
