@@ -1342,12 +1342,3 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 `)
-
-// lifetimeMillis returns MaxLifetime for the scripts: whole milliseconds,
-// rounded up, or 0 for none.
-func (r *redisStore) lifetimeMillis() int64 {
-	if r.maxLifetime <= 0 {
-		return 0
-	}
-	return millis(r.maxLifetime)
-}
