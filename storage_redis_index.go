@@ -126,64 +126,111 @@ func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy fun
 	if userId == "" {
 		return 0, nil
 	}
-	key := r.userIndexKey(userId)
-	v, cmd, err := r.evalKey(ctx, userIndexReadScript, key)
-	if err != nil {
-		return 0, r.wrapKey(err, cmd, r.shownUserIndex(userId))
+	d := &userDestroy{
+		r:       r,
+		userId:  userId,
+		key:     r.userIndexKey(userId),
+		destroy: destroy,
+		kept:    make(map[string]bool),
 	}
-	var (
-		n       int
-		entries = v.Strings()
-		done    []any
-		kept    = make(map[string]bool) // sessions of `done` found not to be the user's
-	)
-	flush := func() error {
-		if len(done) == 0 {
-			return nil
-		}
-		removed, cmd, err := r.evalKey(ctx, userIndexDropScript, key, done...)
-		done = done[:0]
-		if err != nil {
-			return r.wrapKey(err, cmd, r.shownUserIndex(userId))
-		}
-		for _, id := range removed.Strings() {
-			if !kept[id] {
-				continue
-			}
-			deleted, err := destroy(id)
-			if err != nil {
-				return err
-			}
-			if deleted {
-				n++
-			}
-		}
-		clear(kept)
-		return nil
+	entries, err := d.read(ctx)
+	if err != nil {
+		return 0, err
 	}
 	for i := 0; i+1 < len(entries); i += 2 {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return d.n, err
 		}
-		id := entries[i]
-		if IsValidSessionId(id) {
-			deleted, err := destroy(id)
-			if err != nil {
-				return n, err
-			}
-			if deleted {
-				n++
-			} else {
-				kept[id] = true
-			}
-		}
-		if done = append(done, id, entries[i+1]); len(done) >= 2*redisBatch {
-			if err := flush(); err != nil {
-				return n, err
-			}
+		if err := d.visit(ctx, entries[i], entries[i+1]); err != nil {
+			return d.n, err
 		}
 	}
-	return n, flush()
+	err = d.flush(ctx)
+	return d.n, err
+}
+
+// userDestroy is one run of redisStore.destroyUser over the index of user
+// `userId`: the sessions deleted so far, and the entries read but not yet
+// removed from the index.
+type userDestroy struct {
+	r       *redisStore
+	userId  string
+	key     string // the user's index
+	destroy func(id string) (bool, error)
+	n       int             // live sessions deleted
+	done    []any           // entries to remove from the index: member, score...
+	kept    map[string]bool // sessions of `done` found not to be the user's
+}
+
+// read returns the entries of the user's index as a flat list: member,
+// score, member, score...
+func (d *userDestroy) read(ctx context.Context) ([]string, error) {
+	v, cmd, err := d.r.evalKey(ctx, userIndexReadScript, d.key)
+	if err != nil {
+		return nil, d.r.wrapKey(err, cmd, d.r.shownUserIndex(d.userId))
+	}
+	return v.Strings(), nil
+}
+
+// visit deletes session `id` of the index entry with score `score` if it
+// is still the user's (remembering it in `kept` otherwise), and queues the
+// entry for removal from the index, removing the queue once it holds
+// redisBatch entries (see flush).
+func (d *userDestroy) visit(ctx context.Context, id, score string) error {
+	if IsValidSessionId(id) {
+		deleted, err := d.delete(id)
+		if err != nil {
+			return err
+		}
+		if !deleted {
+			d.kept[id] = true
+		}
+	}
+	if d.done = append(d.done, id, score); len(d.done) >= 2*redisBatch {
+		return d.flush(ctx)
+	}
+	return nil
+}
+
+// flush removes the queued entries from the index, each unless a login
+// re-added it meanwhile, and checks once more the sessions of the removed
+// entries that were found not to be the user's (see redisStore.destroyUser).
+func (d *userDestroy) flush(ctx context.Context) error {
+	if len(d.done) == 0 {
+		return nil
+	}
+	removed, cmd, err := d.r.evalKey(ctx, userIndexDropScript, d.key, d.done...)
+	d.done = d.done[:0]
+	if err != nil {
+		return d.r.wrapKey(err, cmd, d.r.shownUserIndex(d.userId))
+	}
+	return d.recheck(removed.Strings())
+}
+
+// recheck deletes, among the sessions whose entries flush removed, the
+// ones found not to be the user's before: a login may have stored the user
+// between that check and the removal.
+func (d *userDestroy) recheck(removed []string) error {
+	for _, id := range removed {
+		if !d.kept[id] {
+			continue
+		}
+		if _, err := d.delete(id); err != nil {
+			return err
+		}
+	}
+	clear(d.kept)
+	return nil
+}
+
+// delete deletes session `id` if it is still the user's, counting it in
+// `n` when it was live, and reports whether it deleted a live one.
+func (d *userDestroy) delete(id string) (bool, error) {
+	deleted, err := d.destroy(id)
+	if err == nil && deleted {
+		d.n++
+	}
+	return deleted, err
 }
 
 // errKeepsChanging is DestroyUser's error for a session that concurrent
