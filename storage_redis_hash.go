@@ -2,8 +2,6 @@ package gfsession
 
 import (
 	"context"
-	"encoding/binary"
-	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -422,110 +420,9 @@ func (s *StorageRedisHash) decodeValue(id, key string, created time.Time, raw st
 	return s.r.env.decodeValue(id, sealName(key, created), raw)
 }
 
-// sealName returns the name a value of key `key` of a session created at
-// `created` is sealed under (authenticated with, beside the session id): the
-// key, a NUL and the creation time in 8 bytes. The creation time has a fixed
-// size at the end, so no two keys and times give one name; a value moved to
-// another key, or a creation time edited to extend MaxLifetime, does not
-// open.
-func sealName(key string, created time.Time) string {
-	var b [9]byte
-	binary.BigEndian.PutUint64(b[1:], uint64(created.UnixMilli()))
-	return key + string(b[:])
-}
-
-// manifestMagic starts a stored manifest.
-const manifestMagic = "\xF5M"
-
-// sealManifest returns the stored manifest of session `id` created at
-// `created` whose value fields are `entries` (field -> tag of its sealed
-// value): the magic and, sealed with the first crypto key and authenticated
-// with the magic, the id and the creation time, each field as a uvarint
-// length, the field and its 16-byte tag.
-func (s *StorageRedisHash) sealManifest(id string, created time.Time, entries map[string]string) string {
-	size := 0
-	for f := range entries {
-		size += binary.MaxVarintLen32 + len(f) + tagSize
-	}
-	plain := make([]byte, 0, size)
-	for f, tag := range entries {
-		plain = binary.AppendUvarint(plain, uint64(len(f)))
-		plain = append(append(plain, f...), tag...)
-	}
-	return string(s.r.env.keys.seal([]byte(manifestMagic), plain, manifestAAD(id, created)))
-}
-
-// openManifest reverses sealManifest.
-func (s *StorageRedisHash) openManifest(id string, created time.Time, stored string) (map[string]string, error) {
-	if created.IsZero() || len(stored) < len(manifestMagic) || stored[:len(manifestMagic)] != manifestMagic {
-		return nil, errCorrupt("no valid manifest")
-	}
-	plain, err := s.r.env.keys.open([]byte(stored[len(manifestMagic):]), manifestAAD(id, created))
-	if err != nil {
-		return nil, err
-	}
-	entries := make(map[string]string)
-	for len(plain) > 0 {
-		n, w := binary.Uvarint(plain)
-		if w <= 0 || uint64(len(plain)-w) < n+tagSize {
-			return nil, errCorrupt("manifest truncated")
-		}
-		plain = plain[w:]
-		entries[string(plain[:n])] = string(plain[n : n+tagSize])
-		plain = plain[n+tagSize:]
-	}
-	return entries, nil
-}
-
-// checkManifest opens the manifest of session `id`'s hash `fields`, created
-// at `created`, and checks that the hash's value fields are exactly the ones
-// it lists, each with its tag. It returns the manifest's entries.
-func (s *StorageRedisHash) checkManifest(id string, fields map[string]string, created time.Time) (map[string]string, error) {
-	manifest, ok := fields[hashManifestField]
-	if !ok {
-		return nil, errCorrupt("sealed session without a manifest")
-	}
-	entries, err := s.openManifest(id, created, manifest)
-	if err != nil {
-		return nil, gerror.Wrap(err, "manifest (or creation time) tampered with")
-	}
-	n := 0
-	for field, raw := range fields {
-		if _, ok := hashKey(field); !ok {
-			continue
-		}
-		n++
-		if tag, ok := entries[field]; !ok || len(raw) < tagSize || raw[len(raw)-tagSize:] != tag {
-			return nil, errCorrupt("fields differ from the manifest (added, replaced or copied)")
-		}
-	}
-	if n != len(entries) {
-		return nil, errCorrupt("fields differ from the manifest (deleted)")
-	}
-	return entries, nil
-}
-
 // tagSize is the size of an AES-GCM authentication tag, the last bytes of
 // every sealed value.
 const tagSize = 16
-
-// manifestTag returns the tag of stored manifest `stored`, which tells its
-// versions apart, or "" for none: a manifest shorter than a tag has none,
-// as hashSealedWriteScript sees it.
-func manifestTag(stored string) string {
-	if len(stored) < tagSize {
-		return ""
-	}
-	return stored[len(stored)-tagSize:]
-}
-
-// manifestAAD returns what a manifest is authenticated with besides its
-// content: the magic, the session id and the creation time.
-func manifestAAD(id string, created time.Time) []byte {
-	aad := make([]byte, 0, len(manifestMagic)+len(id)+9)
-	aad = append(append(aad, manifestMagic...), id...)
-	return binary.BigEndian.AppendUint64(append(aad, 0), uint64(created.UnixMilli()))
-}
 
 // hashDropScript deletes KEYS[1] if it still holds exactly the fields and
 // values given as ARGV field/value pairs, returning 1, else 0.
@@ -1139,25 +1036,6 @@ func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDel
 		r.backend, r.prefix+shortId(id), hashCASTries)
 }
 
-// sealValues returns the field/value pairs `set` sealed anew for session
-// `id` created at `created`, from the values `values` of their keys.
-func (s *StorageRedisHash) sealValues(id string, set []any, values map[string]any, created time.Time) ([]any, error) {
-	out := make([]any, 0, len(set))
-	for i := 0; i+1 < len(set); i += 2 {
-		key, ok := hashKey(set[i].(string))
-		if !ok {
-			out = append(out, set[i], set[i+1]) // hashUserIndexField: not sealed
-			continue
-		}
-		stored, err := s.encodeValue(id, key, created, values[key])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, set[i], stored)
-	}
-	return out, nil
-}
-
 // UpdateTTL does nothing and returns nil: GetSession already restarted the
 // TTL when it loaded the session (gf calls UpdateTTL only for a session it
 // loaded and did not change), which saves a round trip per request.
@@ -1206,146 +1084,6 @@ func (s *StorageRedisHash) Destroy(ctx context.Context, sessionId string) error 
 	return s.RemoveAll(ctx, sessionId)
 }
 
-// hashUserIndexScript records a login in a user index, as userIndexScript
-// does, and returns the entry's score as a string: now plus the fraction
-// given, or, if the entry already has a score at least that, a score above
-// it, so that every login of a session gets a score of its own. KEYS[1] is
-// the user's index; ARGV: session id, now (Unix ms, with a fraction), index
-// TTL ms.
-var hashUserIndexScript = newRedisScript(`
-local now = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-local score = now
-local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if old and tonumber(old) >= score then score = math.floor(tonumber(old)) + 1 + (now % 1) end
-redis.call('ZADD', KEYS[1], score, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-return string.format('%.17g', score)
-`)
-
-// hashUserUnindexScript removes session ARGV[1] from the user index
-// KEYS[1] if its entry has the score ARGV[2] ("": any score), returning 1,
-// else 0.
-var hashUserUnindexScript = newRedisScript(`
-if ARGV[2] ~= '' then
-  local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-  if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
-end
-return redis.call('ZREM', KEYS[1], ARGV[1])
-`)
-
-// indexUser records session `id` in the index of user `userId` (one script
-// call) and returns the entry's score, to be stored with the user.
-func (s *StorageRedisHash) indexUser(ctx context.Context, userId, id string) (string, error) {
-	r := s.r
-	// A random fraction of a millisecond, so that two logins of a session
-	// in one millisecond, its entry removed in between, still differ.
-	now := float64(time.Now().UnixMilli()) + float64(1+mrand.IntN(1023))/1024
-	v, cmd, err := r.evalKey(ctx, hashUserIndexScript, r.userIndexKey(userId),
-		id, strconv.FormatFloat(now, 'f', -1, 64), millis(r.userIndexTTL))
-	if err != nil {
-		return "", r.wrapKey(err, cmd, r.shownUserIndex(userId))
-	}
-	return v.String(), nil
-}
-
-// hashUserConfirmScript adds session ARGV[1] to the user index KEYS[1]
-// with the score ARGV[2] if it has no entry there, and makes the index live
-// at least ARGV[3] ms, returning 1; an existing entry is left alone (0).
-var hashUserConfirmScript = newRedisScript(`
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return 1
-`)
-
-// confirmUser makes sure, after a login's write stored session `id` under
-// user `userId` with index score `uidx`, that the user's index still lists
-// the session (one script call): a DestroyUser that read the entry and
-// found the session without the user, before the write, removes the entry
-// (and checks the session again after, see redisStore.destroyUser), so
-// the entry is added back with its score if it is missing.
-func (s *StorageRedisHash) confirmUser(ctx context.Context, userId, id, uidx string) error {
-	r := s.r
-	_, cmd, err := r.evalKey(ctx, hashUserConfirmScript, r.userIndexKey(userId), id, uidx, millis(r.userIndexTTL))
-	if err != nil {
-		return r.wrapKey(err, cmd, r.shownUserIndex(userId))
-	}
-	return nil
-}
-
-// setsUser reports whether the field/value pairs `set` write the user key.
-func (s *StorageRedisHash) setsUser(set []any) bool {
-	if s.r.userKey == "" {
-		return false
-	}
-	field := hashField(s.r.userKey)
-	for i := 0; i < len(set); i += 2 {
-		if set[i] == field {
-			return true
-		}
-	}
-	return false
-}
-
-// unindexUser removes session `id` from the index of user `userId` if its
-// entry has the score `uidx` (as loaded; "": any score: a session whose
-// login predates hashUserIndexField). It is best effort: an entry it
-// fails to remove is stale, and DestroyUser, or the trim of the user's next
-// login, drops it.
-func (s *StorageRedisHash) unindexUser(ctx context.Context, userId, id, uidx string) {
-	if userId == "" {
-		return
-	}
-	r := s.r
-	_, _, _ = r.evalKey(ctx, hashUserUnindexScript, r.userIndexKey(userId), id, uidx)
-}
-
-// DestroyUser deletes every session whose RedisConfig.UserKey value equals
-// `userId` and returns how many it deleted. It reads the user's index (one
-// script call), reads the user field of each session listed (HMGET) and deletes
-// the session only if the field still holds that user, atomically (a script
-// deleting the key only if the field is unchanged); entries found stale are
-// not counted. The read entries are then removed from the index. It costs
-// about two round trips per indexed session. Without a UserKey it fails
-// with CodeInvalidOperation.
-func (s *StorageRedisHash) DestroyUser(ctx context.Context, userId string) (int, error) {
-	r := s.r
-	field := hashField(r.userKey)
-	return r.destroyUser(ctx, userId, func(id string) (bool, error) {
-		for try := 0; try < redisCASTries; try++ {
-			v, err := r.do(ctx, id, "HMGET", r.key(id), field, hashCreatedField)
-			if err != nil {
-				return false, err
-			}
-			got := v.Strings()
-			if len(got) != 2 || got[0] == "" {
-				return false, nil
-			}
-			created, cerr := strconv.ParseInt(got[1], 10, 64)
-			user, err := s.decodeValue(id, r.userKey, time.UnixMilli(created), got[0])
-			if err != nil || userOf(map[string]any{r.userKey: user}, r.userKey) != userId {
-				return false, nil
-			}
-			res, err := r.eval(ctx, hashDeleteIfScript, id, field, got[0])
-			if err != nil {
-				return false, err
-			}
-			if res.Int() == 1 {
-				live := cerr != nil || r.maxLifetime <= 0 ||
-					time.UnixMilli(created).Add(r.maxLifetime).After(time.Now())
-				return live, nil
-			}
-		}
-		return false, r.errKeepsChanging(id)
-	})
-}
-
 // hashDropStringScript deletes KEYS[1] if it is a string holding a session
 // of the key-value storage (starting with ARGV[1], the envelope's magic) or
 // of gf's (a JSON object), returning 1, else 0.
@@ -1357,21 +1095,3 @@ if head == ARGV[1] or string.sub(head, 1, 1) == '{' then
 end
 return 0
 `)
-
-// hashDeleteIfScript deletes KEYS[1] if its field ARGV[1] holds ARGV[2],
-// returning 1, else 0.
-var hashDeleteIfScript = newRedisScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-`)
-
-// lifetimeMillis returns MaxLifetime for the scripts: whole milliseconds,
-// rounded up, or 0 for none.
-func (r *redisStore) lifetimeMillis() int64 {
-	if r.maxLifetime <= 0 {
-		return 0
-	}
-	return millis(r.maxLifetime)
-}

@@ -1,0 +1,242 @@
+package gfsession
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
+)
+
+// userIndexScript records session ARGV[1] in the user index KEYS[1], in one
+// round trip (see userIndexLua for the arguments).
+var userIndexScript = newRedisScript(userIndexLua + `
+index(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
+`)
+
+// userIndexKey returns the key of the index of user `userId`.
+func (r *redisStore) userIndexKey(userId string) string {
+	return r.prefix + redisUserInfix + userId
+}
+
+// shownUserIndex returns the key of user `userId`'s index for errors, a long
+// user id cut.
+func (r *redisStore) shownUserIndex(userId string) string {
+	if len(userId) > 64 {
+		userId = userId[:64] + "..."
+	}
+	return r.userIndexKey(userId)
+}
+
+// indexUser records session `id` in the index of user `userId` (one script
+// call). It runs before the session is written, so that a session is never
+// stored under a user without its index entry.
+func (r *redisStore) indexUser(ctx context.Context, userId, id string) error {
+	if userId == "" {
+		return nil
+	}
+	_, cmd, err := r.evalKey(ctx, userIndexScript, r.userIndexKey(userId),
+		id, time.Now().UnixMilli(), millis(r.userIndexTTL))
+	if err != nil {
+		return r.wrapKey(err, cmd, r.shownUserIndex(userId))
+	}
+	return nil
+}
+
+// unindexUser removes session `id` from the index of user `userId` (one
+// ZREM), after the session was written without that user or deleted. It is
+// best effort: an entry it fails to remove is stale, and DestroyUser, or the
+// trim of the user's next login, drops it.
+func (r *redisStore) unindexUser(ctx context.Context, userId, id string) {
+	if userId == "" {
+		return
+	}
+	_, _ = r.client.Do(ctx, "ZREM", r.userIndexKey(userId), id)
+}
+
+// reindexUser moves session `id` from the index of user `from` to the one
+// of user `to` around `write`, the session's write: the new entry before it,
+// the removal of the old one after it succeeded. Nothing is sent when the
+// user did not change: ordinary writes cost no index command.
+func (r *redisStore) reindexUser(ctx context.Context, id, from, to string, write func() error) error {
+	if from == to {
+		return write()
+	}
+	if err := r.indexUser(ctx, to, id); err != nil {
+		return err
+	}
+	if err := write(); err != nil {
+		// errStaleWrite too: the session under the id is not the one that
+		// had user `from` (another may have it now). The entry for `to`
+		// stays behind; DestroyUser checks the session before deleting.
+		return err
+	}
+	r.unindexUser(ctx, from, id)
+	return nil
+}
+
+// errStaleWrite is what a write callback of reindexUser returns when the
+// session was deleted or replaced since the request loaded it, and nothing
+// was written.
+var errStaleWrite = errors.New("session deleted or replaced since it was loaded")
+
+// userIndexReadScript returns the entries of the user index KEYS[1] as a
+// flat list: member, score, member, score... (a script, so that the reply
+// is flat whatever protocol the client speaks).
+var userIndexReadScript = newRedisScript(`
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+`)
+
+// userIndexDropScript removes from the user index KEYS[1] the entries given
+// as ARGV member/score pairs that still have that score: an entry a login
+// re-added meanwhile (a newer score) stays. It returns the members removed.
+var userIndexDropScript = newRedisScript(`
+local removed = {}
+for i = 1, #ARGV, 2 do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    removed[#removed + 1] = ARGV[i]
+  end
+end
+return removed
+`)
+
+// destroyUser deletes the sessions of user `userId` listed in the user's
+// index: `destroy` deletes one session if it still belongs to the user and
+// reports whether it deleted a live one. Every entry read is then removed
+// from the index, deleted or stale (expired, of another user now), unless a
+// login re-added it meanwhile.
+//
+// A session found not to belong to the user whose entry was then removed is
+// checked once more, after the removal: a login whose index entry was made
+// before its write (as both storages do, where the index and the session
+// cannot be written in one script) may have stored the user between the
+// check and the removal, and is deleted then. A login stored after the
+// removal restores its entry itself (the key-value storage indexes after
+// the write, the hash storage confirms the entry after it), so whatever
+// the interleaving, a session stored under the user is either deleted or
+// still indexed.
+func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy func(id string) (bool, error)) (int, error) {
+	if r.userKey == "" {
+		return 0, errNoUserKey(r.backend)
+	}
+	if userId == "" {
+		return 0, nil
+	}
+	d := &userDestroy{
+		r:       r,
+		userId:  userId,
+		key:     r.userIndexKey(userId),
+		destroy: destroy,
+		kept:    make(map[string]bool),
+	}
+	entries, err := d.read(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i+1 < len(entries); i += 2 {
+		if err := ctx.Err(); err != nil {
+			return d.n, err
+		}
+		if err := d.visit(ctx, entries[i], entries[i+1]); err != nil {
+			return d.n, err
+		}
+	}
+	err = d.flush(ctx)
+	return d.n, err
+}
+
+// userDestroy is one run of redisStore.destroyUser over the index of user
+// `userId`: the sessions deleted so far, and the entries read but not yet
+// removed from the index.
+type userDestroy struct {
+	r       *redisStore
+	userId  string
+	key     string // the user's index
+	destroy func(id string) (bool, error)
+	n       int             // live sessions deleted
+	done    []any           // entries to remove from the index: member, score...
+	kept    map[string]bool // sessions of `done` found not to be the user's
+}
+
+// read returns the entries of the user's index as a flat list: member,
+// score, member, score...
+func (d *userDestroy) read(ctx context.Context) ([]string, error) {
+	v, cmd, err := d.r.evalKey(ctx, userIndexReadScript, d.key)
+	if err != nil {
+		return nil, d.r.wrapKey(err, cmd, d.r.shownUserIndex(d.userId))
+	}
+	return v.Strings(), nil
+}
+
+// visit deletes session `id` of the index entry with score `score` if it
+// is still the user's (remembering it in `kept` otherwise), and queues the
+// entry for removal from the index, removing the queue once it holds
+// redisBatch entries (see flush).
+func (d *userDestroy) visit(ctx context.Context, id, score string) error {
+	if IsValidSessionId(id) {
+		deleted, err := d.delete(id)
+		if err != nil {
+			return err
+		}
+		if !deleted {
+			d.kept[id] = true
+		}
+	}
+	if d.done = append(d.done, id, score); len(d.done) >= 2*redisBatch {
+		return d.flush(ctx)
+	}
+	return nil
+}
+
+// flush removes the queued entries from the index, each unless a login
+// re-added it meanwhile, and checks once more the sessions of the removed
+// entries that were found not to be the user's (see redisStore.destroyUser).
+func (d *userDestroy) flush(ctx context.Context) error {
+	if len(d.done) == 0 {
+		return nil
+	}
+	removed, cmd, err := d.r.evalKey(ctx, userIndexDropScript, d.key, d.done...)
+	d.done = d.done[:0]
+	if err != nil {
+		return d.r.wrapKey(err, cmd, d.r.shownUserIndex(d.userId))
+	}
+	return d.recheck(removed.Strings())
+}
+
+// recheck deletes, among the sessions whose entries flush removed, the
+// ones found not to be the user's before: a login may have stored the user
+// between that check and the removal.
+func (d *userDestroy) recheck(removed []string) error {
+	for _, id := range removed {
+		if !d.kept[id] {
+			continue
+		}
+		if _, err := d.delete(id); err != nil {
+			return err
+		}
+	}
+	clear(d.kept)
+	return nil
+}
+
+// delete deletes session `id` if it is still the user's, counting it in
+// `n` when it was live, and reports whether it deleted a live one.
+func (d *userDestroy) delete(id string) (bool, error) {
+	deleted, err := d.destroy(id)
+	if err == nil && deleted {
+		d.n++
+	}
+	return deleted, err
+}
+
+// errKeepsChanging is DestroyUser's error for a session that concurrent
+// requests rewrote redisCASTries times between its read and its delete.
+func (r *redisStore) errKeepsChanging(id string) error {
+	return gerror.NewCodef(gcode.CodeInternalError,
+		"gfsession: %s storage: DestroyUser: session %q changed %d times while being deleted; try again",
+		r.backend, r.prefix+shortId(id), redisCASTries)
+}
