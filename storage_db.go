@@ -132,13 +132,13 @@ type DBConfig struct {
 	Codec string `json:"codec"`
 	// CleanupInterval is how often the cleaner deletes expired rows (they are
 	// never served after expiry either way). 0 means
-	// DefaultDBCleanupInterval; a negative value (config map: "off" or "-1s")
-	// disables the cleaner, e.g. on all but one instance, or where Cleanup is
-	// run by a job.
+	// DefaultDBCleanupInterval; a negative value (config map: "off", in any
+	// case, or a negative duration such as "-1s") disables the cleaner, e.g.
+	// on all but one instance, or where Cleanup is run by a job.
 	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// CleanupBatch is the most rows one DELETE of the cleaner removes; the
 	// cleaner repeats it until a batch removes fewer. 0 means
-	// DefaultDBCleanupBatch.
+	// DefaultDBCleanupBatch; a negative value is an error.
 	CleanupBatch int `json:"cleanupBatch"`
 	// TouchInterval limits the idle refresh of read-only requests: the
 	// expiry column is written at most once per TouchInterval for a session
@@ -154,7 +154,8 @@ type DBConfig struct {
 	// Timeout bounds each statement (on top of the request's context), so
 	// that a database that stops answering fails requests instead of hanging
 	// them, whatever the driver does with the context. 0 means
-	// DefaultDBTimeout; a negative value means no bound.
+	// DefaultDBTimeout; a negative value (config map: "off", in any case, or
+	// a negative duration) means no bound.
 	//
 	// The wait for a turn (see MaxConns) counts in the Timeout.
 	//
@@ -176,7 +177,8 @@ type DBConfig struct {
 	// leave them waiting on a silent socket for minutes); when that budget
 	// is full, it keeps its turn. So an outage costs at most 2*MaxConns+1
 	// statements (the breaker's probe included), each with its connection
-	// and, on PostgreSQL, a cancel connection. 0 means DefaultDBMaxConns.
+	// and, on PostgreSQL, a cancel connection. 0 means DefaultDBMaxConns; a
+	// negative value is an error.
 	MaxConns int `json:"maxConns"`
 }
 
@@ -285,73 +287,68 @@ func (d dbDialect) quote(name string) string {
 // not close it.
 func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 	if db == nil {
-		return nil, gerror.NewCode(gcode.CodeInvalidParameter, "gfsession: NewStorageDB: db is nil")
+		return nil, gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: db is nil", TypeDB)
 	}
 	s := &StorageDB{db: db}
 	if len(config) > 0 {
 		s.config = config[0]
 	}
+	if err := s.config.normalize(); err != nil {
+		return nil, err
+	}
+	if err := s.prepare(); err != nil {
+		return nil, err
+	}
+	if err := s.start(context.Background()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare sets up what the storage needs before it sends a statement: the
+// dialect of its database, its guard, envelope and SQL.
+func (s *StorageDB) prepare() error {
 	c := &s.config
-	if c.Table == "" {
-		c.Table = DefaultDBTable
-	}
-	if !isDBIdentifier(c.Table) {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`table: %q is not a plain table name: use a letter or '_' followed by up to %d letters, digits or '_'`,
-			c.Table, dbMaxTableName-1)
-	}
-	if c.CleanupInterval == 0 {
-		c.CleanupInterval = DefaultDBCleanupInterval
-	}
-	if c.CleanupBatch <= 0 {
-		c.CleanupBatch = DefaultDBCleanupBatch
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultDBTimeout
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultDBMaxConns
-	}
-	if c.MaxConns < 0 {
-		return nil, gerror.NewCode(gcode.CodeInvalidConfiguration, `maxConns must not be negative`)
-	}
-	if c.MaxLifetime < 0 || c.TouchInterval < 0 {
-		return nil, gerror.NewCode(gcode.CodeInvalidConfiguration, `maxLifetime and touchInterval must not be negative`)
-	}
-	dbType := db.GetConfig().Type
+	dbType := s.db.GetConfig().Type
 	d, ok := dbDialects[dbType]
 	if !ok {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`gfsession: db: database type %q is not supported; supported: %s`, dbType, dbSupportedTypes)
+		return gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`gfsession: %s storage: database type %q is not supported; supported: %s`, TypeDB, dbType, dbSupportedTypes)
 	}
 	s.dialect = d.dialect
 	s.table = c.Table
 	s.guard = newDBGuard(s.dialect, c.Timeout, c.MaxConns)
 	s.guard.noAnswer = s.closeIdleConns
 	var err error
-	if s.env, err = newEnvelope(c.Codec, c.CryptoKeys); err != nil {
-		return nil, err
+	if s.env, err = newStorageEnvelope(TypeDB, c.Codec, c.CryptoKeys); err != nil {
+		return err
 	}
 	if c.TouchInterval > 0 {
 		s.touches = &dbTouches{m: make(map[string]int64)}
 	}
 	s.buildSQL()
-	if c.CreateTable == nil || *c.CreateTable {
-		if err = s.createTableAtStart(context.Background()); err != nil {
-			return nil, err
+	return nil
+}
+
+// start creates the table (with CreateTable), checks a SQLite database's
+// set-up and starts the cleaner.
+func (s *StorageDB) start(ctx context.Context) error {
+	if *s.config.CreateTable {
+		if err := s.createTableAtStart(ctx); err != nil {
+			return err
 		}
 	} else {
 		s.tableReady.Store(true)
 	}
 	if s.dialect == dialectSQLite {
-		s.checkSQLite(context.Background())
+		s.checkSQLite(ctx)
 	}
-	s.cleaner.start(c.CleanupInterval, func(ctx context.Context) {
+	s.cleaner.start(s.config.CleanupInterval, func(ctx context.Context) {
 		if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
 			g.Log().Warningf(ctx, `gfsession: db: cleaner: %v`, err)
 		}
 	})
-	return s, nil
+	return nil
 }
 
 // isDBIdentifier reports whether `name` is a plain SQL identifier that needs

@@ -3,7 +3,6 @@ package gfsession
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"strings"
 
 	"github.com/gogf/gf/v2/database/gdb"
@@ -17,45 +16,82 @@ import (
 
 // init registers the storage type TypeDB.
 func init() {
-	Register(TypeDB, newStorageDBFromConfig)
+	Register(TypeDB, configFactory(newStorageDBFromConfig, "database", "link"))
 }
 
-// newStorageDBFromConfig builds a StorageDB from a config map: the DBConfig
-// keys plus either `database` (a group of gf's `database:` config node) or
-// `link` (a gdb link such as "mysql:root:@tcp(127.0.0.1:3306)/test").
-func newStorageDBFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
-	var (
-		config DBConfig
-		plain  = make(map[string]any, len(m))
-	)
-	for k, v := range m {
-		switch strings.ToLower(k) {
-		case "createtable":
-			var b bool
-			if err := setField(reflect.ValueOf(&b).Elem(), v); err != nil {
-				return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, k)
-			}
-			config.CreateTable = &b
-		case "cleanupinterval":
-			// "off" disables the cleaner, as a negative duration does.
-			if str, ok := v.(string); ok && strings.EqualFold(strings.TrimSpace(str), "off") {
-				config.CleanupInterval = -1
-				continue
-			}
-			plain[k] = v
-		default:
-			plain[k] = v
+// normalize checks `c` and applies its defaults: DefaultDBTable for an empty
+// Table, true for a nil CreateTable, and DefaultDBCleanupInterval,
+// DefaultDBCleanupBatch, DefaultDBTimeout and DefaultDBMaxConns for the
+// options left at 0. A Table that is not a plain identifier, a negative
+// CleanupBatch, MaxConns, MaxLifetime or TouchInterval, an unknown Codec
+// and a bad crypto key are errors naming the option, "gfsession: db
+// storage: <key>: ...". A negative CleanupInterval (no cleaner) or Timeout
+// (no bound) is kept.
+func (c *DBConfig) normalize() error {
+	if c.Table == "" {
+		c.Table = DefaultDBTable
+	}
+	if !isDBIdentifier(c.Table) {
+		return configError(TypeDB, "table",
+			`%q is not a plain table name: use a letter or '_' followed by up to %d letters, digits or '_'`,
+			c.Table, dbMaxTableName-1)
+	}
+	if c.CreateTable == nil {
+		c.CreateTable = new(bool)
+		*c.CreateTable = true
+	}
+	for _, err := range []error{
+		notNegative(TypeDB, "cleanupBatch", c.CleanupBatch),
+		notNegative(TypeDB, "maxConns", c.MaxConns),
+		notNegative(TypeDB, "maxLifetime", c.MaxLifetime),
+		notNegative(TypeDB, "touchInterval", c.TouchInterval),
+	} {
+		if err != nil {
+			return err
 		}
 	}
-	rest, err := decodeConfig(configPath, plain, &config, "database", "link")
+	c.CleanupInterval = orDefault(c.CleanupInterval, DefaultDBCleanupInterval)
+	c.CleanupBatch = orDefault(c.CleanupBatch, DefaultDBCleanupBatch)
+	c.Timeout = orDefault(c.Timeout, DefaultDBTimeout)
+	c.MaxConns = orDefault(c.MaxConns, DefaultDBMaxConns)
+	_, err := newStorageEnvelope(TypeDB, c.Codec, c.CryptoKeys)
+	return err
+}
+
+// newStorageDBFromConfig builds a StorageDB from a config map decoded into
+// `config`, with `rest` holding either `database` (a group of gf's
+// `database:` config node) or `link` (a gdb link such as
+// "mysql:root:@tcp(127.0.0.1:3306)/test"). A bad config fails before the
+// database is opened; a DB opened here is the storage's, closed by its
+// Close.
+func newStorageDBFromConfig(ctx context.Context, config DBConfig, rest map[string]any) (gsession.Storage, error) {
+	if err := config.normalize(); err != nil {
+		return nil, err
+	}
+	db, owned, err := dbFromConfig(ctx, rest)
 	if err != nil {
 		return nil, err
 	}
+	s, err := NewStorageDB(db, config)
+	if err != nil {
+		if owned {
+			_ = db.Close(ctx)
+		}
+		return nil, err
+	}
+	s.ownsDB = owned
+	return s, nil
+}
+
+// dbFromConfig opens the database that the `database` or `link` key of
+// `rest` names (see newStorageDBFromConfig): gf's default group when it has
+// neither. `owned` reports a DB opened for the storage.
+func dbFromConfig(ctx context.Context, rest map[string]any) (db gdb.DB, owned bool, err error) {
 	var group, link, groupKey, linkKey string
 	for k, v := range rest {
 		str, ok := v.(string)
 		if !ok {
-			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			return nil, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
 				`%s.%s: want a string, got %v (%T)`, configPath, k, v, v)
 		}
 		if strings.EqualFold(k, "database") {
@@ -64,36 +100,23 @@ func newStorageDBFromConfig(ctx context.Context, m map[string]any) (gsession.Sto
 			link, linkKey = str, k
 		}
 	}
-	var (
-		db     gdb.DB
-		ownsDB bool
-	)
 	switch {
 	case groupKey != "" && linkKey != "":
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+		return nil, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
 			`%s: set either "database" (a group of the database config) or "link", not both`, configPath)
 	case linkKey != "":
 		if db, err = openDBLink(link); err != nil {
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, linkKey)
+			return nil, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, linkKey)
 		}
-		ownsDB = true
-	default:
-		if groupKey == "" {
-			groupKey = "database"
-		}
-		if db, ownsDB, err = openDBGroup(ctx, group); err != nil {
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, groupKey)
-		}
+		return db, true, nil
 	}
-	s, err := NewStorageDB(db, config)
-	if err != nil {
-		if ownsDB {
-			_ = db.Close(ctx)
-		}
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s`, configPath)
+	if groupKey == "" {
+		groupKey = "database"
 	}
-	s.ownsDB = ownsDB
-	return s, nil
+	if db, owned, err = openDBGroup(ctx, group); err != nil {
+		return nil, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, groupKey)
+	}
+	return db, owned, nil
 }
 
 // openDBLink opens a gdb.DB for a gdb `link`.

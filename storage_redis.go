@@ -52,7 +52,8 @@ const (
 )
 
 // RedisConfig configures StorageRedis and StorageRedisHash. The zero value is
-// ready to use.
+// ready to use. It has no cleanup interval: Redis expires the keys itself,
+// so the storages run no cleaner.
 type RedisConfig struct {
 	// Prefix is prepended to the session id to make the Redis key. Empty means
 	// DefaultRedisPrefix (see NoPrefix for no prefix at all). Session ids are
@@ -64,10 +65,11 @@ type RedisConfig struct {
 	// without a prefix. It exists for migrating from those (docs/migration.md);
 	// use it only on a Redis database that holds nothing but sessions, since a
 	// client-chosen session id could otherwise name another key of the
-	// application.
+	// application. Setting both NoPrefix and Prefix is an error.
 	NoPrefix bool `json:"noPrefix"`
 	// MaxLifetime is the absolute lifetime of a session since its creation,
-	// however active it is. 0 means none: only the idle TTL applies.
+	// however active it is. 0 means none: only the idle TTL applies; a
+	// negative value is an error.
 	MaxLifetime time.Duration `json:"maxLifetime"`
 	// CryptoKeys seal the stored sessions with AES-256-GCM: 32 bytes each, the
 	// first seals, all open (rotate by prepending a new key). In a config file
@@ -89,7 +91,8 @@ type RedisConfig struct {
 	// entries older than that. It must exceed how long a session may stay
 	// logged in without a new login; a session logged in for longer escapes
 	// DestroyUser. 0 means MaxLifetime when that is set (exact: no session
-	// outlives it), else DefaultRedisUserIndexTTL (30 days).
+	// outlives it), else DefaultRedisUserIndexTTL (30 days). A negative value
+	// is an error.
 	UserIndexTTL time.Duration `json:"userIndexTTL"`
 }
 
@@ -115,6 +118,9 @@ type redisStore struct {
 	closeErr  error
 }
 
+// newRedisStore returns the store of a storage of type `backend` on
+// `client`, with the first of `config` (normalized, see
+// RedisConfig.normalize), or the zero RedisConfig.
 func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (*redisStore, error) {
 	if client == nil {
 		return nil, gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: redis client is nil", backend)
@@ -123,29 +129,12 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 	if len(config) > 0 {
 		c = config[0]
 	}
-	env, err := newEnvelope(c.Codec, c.CryptoKeys)
-	if err != nil {
+	if err := c.normalize(backend); err != nil {
 		return nil, err
 	}
-	prefix := c.Prefix
-	switch {
-	case c.NoPrefix && c.Prefix != "":
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			"gfsession: %s storage: prefix %q and noPrefix are both set; give one", backend, c.Prefix)
-	case c.NoPrefix:
-		prefix = ""
-	case prefix == "":
-		prefix = DefaultRedisPrefix
-	}
-	indexTTL := c.UserIndexTTL
-	switch {
-	case indexTTL < 0:
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			"gfsession: %s storage: userIndexTTL %v is negative", backend, indexTTL)
-	case indexTTL == 0 && c.MaxLifetime > 0:
-		indexTTL = c.MaxLifetime
-	case indexTTL == 0:
-		indexTTL = DefaultRedisUserIndexTTL
+	env, err := newStorageEnvelope(backend, c.Codec, c.CryptoKeys)
+	if err != nil {
+		return nil, err
 	}
 	var raw redis.UniversalClient
 	if a := client.GetAdapter(); a != nil {
@@ -155,10 +144,10 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 		backend:      backend,
 		client:       client,
 		raw:          raw,
-		prefix:       prefix,
+		prefix:       c.Prefix,
 		maxLifetime:  c.MaxLifetime,
 		userKey:      c.UserKey,
-		userIndexTTL: indexTTL,
+		userIndexTTL: c.UserIndexTTL,
 		env:          env,
 	}, nil
 }
@@ -666,31 +655,7 @@ var _ Admin = (*StorageRedis)(nil)
 // answering then hangs every request (the config factory sets
 // DefaultRedisTimeout for you).
 func NewStorageRedis(redis *gredis.Redis, config ...RedisConfig) (*StorageRedis, error) {
-	r, err := newRedisStore(TypeRedis, redis, config)
-	if err != nil {
-		return nil, err
-	}
-	return &StorageRedis{r: r}, nil
-}
-
-func init() {
-	Register(TypeRedis, newStorageRedisFromConfig)
-}
-
-func newStorageRedisFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
-	client, config, owned, err := redisFromConfig(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	s, err := NewStorageRedis(client, config)
-	if err != nil {
-		if owned {
-			_ = client.Close(ctx)
-		}
-		return nil, err
-	}
-	s.r.owned = owned
-	return s, nil
+	return newRedisStorage(TypeRedis, redis, config, newStorageRedisOn)
 }
 
 // New returns a new random session id (see NewSessionId). It sends nothing to

@@ -9,78 +9,149 @@ import (
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
+	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/gogf/gf/v2/util/gconv"
 	"github.com/gogf/gf/v2/util/gutil"
 )
 
-// redisClientKeys are the gredis.Config fields accepted inline in a
-// `sessionStorage` node, by their json tags.
-var redisClientKeys = func() []string {
-	var keys []string
-	t := reflect.TypeOf(gredis.Config{})
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			keys = append(keys, name)
-		}
+// normalize checks `c`, the config of a storage of type `backend` (TypeRedis
+// or TypeRedisHash), and applies its defaults: DefaultRedisPrefix for an
+// empty Prefix without NoPrefix, and for a UserIndexTTL of 0 the
+// MaxLifetime, or DefaultRedisUserIndexTTL without one. Prefix with
+// NoPrefix, a negative MaxLifetime or UserIndexTTL, an unknown Codec and a
+// bad crypto key are errors naming the option, "gfsession: <backend>
+// storage: <key>: ...". The storages have no cleaner (Redis expires the
+// keys), so no interval to turn off.
+func (c *RedisConfig) normalize(backend string) error {
+	switch {
+	case c.NoPrefix && c.Prefix != "":
+		return configError(backend, "noPrefix", "set together with prefix %q; give one or the other", c.Prefix)
+	case !c.NoPrefix && c.Prefix == "":
+		c.Prefix = DefaultRedisPrefix
 	}
-	return keys
-}()
+	if err := notNegative(backend, "maxLifetime", c.MaxLifetime); err != nil {
+		return err
+	}
+	if err := notNegative(backend, "userIndexTTL", c.UserIndexTTL); err != nil {
+		return err
+	}
+	switch {
+	case c.UserIndexTTL == 0 && c.MaxLifetime > 0:
+		c.UserIndexTTL = c.MaxLifetime
+	case c.UserIndexTTL == 0:
+		c.UserIndexTTL = DefaultRedisUserIndexTTL
+	}
+	_, err := newStorageEnvelope(backend, c.Codec, c.CryptoKeys)
+	return err
+}
 
-// redisFromConfig reads a `sessionStorage` node of type redis or redis-hash:
-// the RedisConfig keys plus either `redis` (the name of a group of gf's
-// `redis` config node, shared with g.Redis) or inline gredis.Config fields
-// (`address`, `db`, `pass`, `masterName`, `cluster`, timeouts, ...), from
-// which it creates a client that the storage owns. Inline durations need a
+// init registers the storage types TypeRedis and TypeRedisHash.
+func init() {
+	Register(TypeRedis, redisFactory(TypeRedis, newStorageRedisOn))
+	Register(TypeRedisHash, redisFactory(TypeRedisHash, newStorageRedisHashOn))
+}
+
+// newStorageRedisOn returns the StorageRedis of `r`.
+func newStorageRedisOn(r *redisStore) *StorageRedis { return &StorageRedis{r: r} }
+
+// newRedisStorage is NewStorageRedis and NewStorageRedisHash: the storage
+// that `on` makes of the redisStore of type `backend` on `client`.
+func newRedisStorage[S any](backend string, client *gredis.Redis, config []RedisConfig, on func(*redisStore) S) (S, error) {
+	r, err := newRedisStore(backend, client, config)
+	if err != nil {
+		var none S
+		return none, err
+	}
+	return on(r), nil
+}
+
+// redisConfigKeys are the keys of a `sessionStorage` node of type redis or
+// redis-hash besides the RedisConfig ones: `redis`, a group of gf's `redis`
+// config node, or the gredis.Config fields, by their json tags, inline.
+var redisConfigKeys = append([]string{"redis"}, configKeys(reflect.TypeOf(gredis.Config{}))...)
+
+// redisFactory returns the Factory of storage type `backend` (TypeRedis or
+// TypeRedisHash), whose storage `on` makes of its redisStore. The config
+// map holds the RedisConfig keys and the client's (see redisFromConfig); a
+// bad config fails before a client is made, and a client the factory made
+// is the storage's, closed by its Close.
+func redisFactory[S gsession.Storage](backend string, on func(*redisStore) S) Factory {
+	return configFactory(func(ctx context.Context, config RedisConfig, rest map[string]any) (gsession.Storage, error) {
+		if err := config.normalize(backend); err != nil {
+			return nil, err
+		}
+		client, owned, err := redisFromConfig(ctx, rest)
+		if err != nil {
+			return nil, err
+		}
+		r, err := newRedisStore(backend, client, []RedisConfig{config})
+		if err != nil {
+			if owned {
+				_ = client.Close(ctx)
+			}
+			return nil, err
+		}
+		r.owned = owned
+		return on(r), nil
+	}, redisConfigKeys...)
+}
+
+// redisFromConfig returns the client that the keys `m` of a `sessionStorage`
+// node of type redis or redis-hash give, besides the RedisConfig ones:
+// either `redis` (the name of a group of gf's `redis` config node, shared
+// with g.Redis; see redisGroup) or inline gredis.Config fields (`address`,
+// `db`, `pass`, `masterName`, `cluster`, timeouts, ...), from which it
+// creates a client that the storage owns (`owned`). Inline durations need a
 // unit ("500ms"), as every duration option here; readTimeout and
 // writeTimeout default to DefaultRedisTimeout.
-func redisFromConfig(ctx context.Context, m map[string]any) (client *gredis.Redis, config RedisConfig, owned bool, err error) {
-	extra := append([]string{"redis"}, redisClientKeys...)
-	rest, err := decodeConfig(configPath, m, &config, extra...)
-	if err != nil {
-		return nil, config, false, err
-	}
+func redisFromConfig(ctx context.Context, m map[string]any) (client *gredis.Redis, owned bool, err error) {
 	var (
 		group    any
 		hasGroup bool
-		inline   = make(map[string]any, len(rest))
+		inline   = make(map[string]any, len(m))
 	)
-	for k, v := range rest {
+	for k, v := range m {
 		if strings.EqualFold(k, "redis") {
 			group, hasGroup = v, true
 			continue
 		}
 		inline[k] = v
 	}
-	if hasGroup {
-		if len(inline) > 0 {
-			var names []string
-			for k := range inline {
-				names = append(names, k)
-			}
-			return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.redis: give either a redis group or inline redis fields, not both (also set: %s)`,
-				configPath, strings.Join(names, ", "))
-		}
-		name, ok := group.(string)
-		if !ok || name == "" {
-			return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.redis: want the name of a group of the "redis" config node, got %v (%T)`, configPath, group, group)
-		}
-		client, owned, err = redisGroup(ctx, name)
-		return client, config, owned, err
+	if !hasGroup {
+		client, err = redisInline(inline)
+		return client, err == nil, err
 	}
+	if len(inline) > 0 {
+		var names []string
+		for k := range inline {
+			names = append(names, k)
+		}
+		return nil, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`%s.redis: give either a redis group or inline redis fields, not both (also set: %s)`,
+			configPath, strings.Join(names, ", "))
+	}
+	name, ok := group.(string)
+	if !ok || name == "" {
+		return nil, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`%s.redis: want the name of a group of the "redis" config node, got %v (%T)`, configPath, group, group)
+	}
+	return redisGroup(ctx, name)
+}
+
+// redisInline creates a client from the inline gredis.Config fields
+// `inline` of a `sessionStorage` node (see redisFromConfig).
+func redisInline(inline map[string]any) (*gredis.Redis, error) {
 	if len(inline) == 0 {
-		return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
 			`%s: no Redis given: set "redis" to a group of the "redis" config node (e.g. "default") or "address" to the server(s)`,
 			configPath)
 	}
 	var rc gredis.Config
-	if _, err = decodeConfig(configPath, inline, &rc); err != nil {
-		return nil, config, false, err
+	if _, err := decodeConfig(configPath, inline, &rc); err != nil {
+		return nil, err
 	}
 	if strings.TrimSpace(rc.Address) == "" {
-		return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
 			`%s.address: missing; give the Redis address(es), "host:port[,host:port...]"`, configPath)
 	}
 	if rc.ReadTimeout == 0 {
@@ -89,11 +160,11 @@ func redisFromConfig(ctx context.Context, m map[string]any) (client *gredis.Redi
 	if rc.WriteTimeout == 0 {
 		rc.WriteTimeout = DefaultRedisTimeout
 	}
-	client, err = gredis.New(&rc)
+	client, err := gredis.New(&rc)
 	if err != nil {
-		return nil, config, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.address`, configPath)
+		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.address`, configPath)
 	}
-	return client, config, true, nil
+	return client, nil
 }
 
 // redisGroup returns a client for the gf redis group `name`: the group
