@@ -1,6 +1,7 @@
 package gfsession
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"sort"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/gogf/gf/v2/os/gtime"
 	"github.com/gogf/gf/v2/util/gconv"
 )
@@ -22,53 +24,89 @@ import (
 // Values are converted strictly: time.Duration needs a string with a unit
 // ("24h", "500ms"; gf's "1d" works too) and rejects bare numbers, which gf
 // would read as nanoseconds, and negative values unless the field is tagged
-// `config:"negative"` (intervals, where a negative value disables); [][]byte takes a list of base64 strings (the
-// `cryptoKeys` option); the other kinds go through gconv and must convert
-// without loss.
+// `config:"negative"`: intervals, where a negative value disables the
+// background work (and so does "off", in any case), and timeouts, where it
+// means no bound (and so does "off"); [][]byte takes a list of base64
+// strings (the `cryptoKeys` option); a pointer field (*bool) is set to a new
+// value; the other kinds go through gconv and must convert without loss.
 func decodeConfig(path string, m map[string]any, out any, extraKeys ...string) (rest map[string]any, err error) {
-	rv := reflect.ValueOf(out).Elem()
-	rt := rv.Type()
-	fields := make(map[string]int, rt.NumField())
-	var valid []string
-	for i := 0; i < rt.NumField(); i++ {
-		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		fields[strings.ToLower(name)] = i
-		valid = append(valid, name)
+	rest, err = decodeFields(path, m, out)
+	if err != nil || len(rest) == 0 {
+		return nil, err
 	}
 	extra := make(map[string]bool, len(extraKeys))
 	for _, k := range extraKeys {
 		extra[strings.ToLower(k)] = true
 	}
-	sort.Strings(valid)
-	for key, value := range m {
-		lower := strings.ToLower(key)
-		i, ok := fields[lower]
-		if !ok {
-			if extra[lower] {
-				if rest == nil {
-					rest = make(map[string]any)
-				}
-				rest[key] = value
-				continue
-			}
+	for key := range rest {
+		if !extra[strings.ToLower(key)] {
+			valid := append(configKeys(reflect.TypeOf(out).Elem()), extraKeys...)
 			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.%s: unknown key; valid keys: %s`, path, key, strings.Join(append(valid, extraKeys...), ", "))
-		}
-		if err = setField(rv.Field(i), value); err != nil {
-			if _, rest, ok := leadingKey(err.Error(), map[string]any{key: nil}); ok {
-				// "cryptoKeys[1]: ..." already names the key.
-				return nil, &keyError{msg: path + "." + key + rest, err: err}
-			}
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, path, key)
-		}
-		if d, ok := rv.Field(i).Interface().(time.Duration); ok && d < 0 && rt.Field(i).Tag.Get("config") != "negative" {
-			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `%s.%s: %q is negative`, path, key, gconv.String(value))
+				`%s.%s: unknown key; valid keys: %s`, path, key, strings.Join(valid, ", "))
 		}
 	}
 	return rest, nil
+}
+
+// decodeFields sets the fields of the struct pointed to by `out` that the
+// keys of `m` name (see decodeConfig), and returns the other keys of `m`,
+// nil when there are none. An error names `path`.key.
+func decodeFields(path string, m map[string]any, out any) (rest map[string]any, err error) {
+	rv := reflect.ValueOf(out).Elem()
+	fields := configFields(rv.Type())
+	for key, value := range m {
+		i, ok := fields[strings.ToLower(key)]
+		if !ok {
+			if rest == nil {
+				rest = make(map[string]any)
+			}
+			rest[key] = value
+			continue
+		}
+		negative := rv.Type().Field(i).Tag.Get("config") == "negative"
+		if err = setField(rv.Field(i), value, negative); err != nil {
+			if _, tail, ok := leadingKey(err.Error(), map[string]any{key: nil}); ok {
+				// "cryptoKeys[1]: ..." already names the key.
+				return nil, &keyError{msg: path + "." + key + tail, err: err}
+			}
+			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, path, key)
+		}
+	}
+	return rest, nil
+}
+
+// configFields maps the lower-cased json names of the fields of struct type
+// `t` to the fields' indexes. Fields without a json name are left out.
+func configFields(t reflect.Type) map[string]int {
+	fields := make(map[string]int, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		if name := configKey(t.Field(i)); name != "" {
+			fields[strings.ToLower(name)] = i
+		}
+	}
+	return fields
+}
+
+// configKeys returns the sorted json names of the fields of struct type `t`.
+func configKeys(t reflect.Type) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		if name := configKey(t.Field(i)); name != "" {
+			keys = append(keys, name)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// configKey returns the config key of field `f`, its json name, or "" for
+// none.
+func configKey(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
 }
 
 var (
@@ -76,74 +114,194 @@ var (
 	keysType     = reflect.TypeOf([][]byte(nil))
 )
 
-func setField(f reflect.Value, value any) error {
+// setField sets `f` to the config value `value`; `negative` allows a
+// negative duration, and "off" for it (see decodeConfig). The error does not
+// name the key.
+func setField(f reflect.Value, value any, negative bool) error {
 	switch f.Type() {
 	case durationType:
-		d, err := parseDuration(value)
-		if err != nil {
-			return err
-		}
-		f.SetInt(int64(d))
-		return nil
+		return setDuration(f, value, negative)
 	case keysType:
-		encoded, err := stringList(value, "base64 strings")
-		if err != nil {
-			return err
-		}
-		keys, err := ParseCryptoKeys(encoded)
-		if err != nil {
-			return err
-		}
-		f.Set(reflect.ValueOf(keys))
-		return nil
+		return setCryptoKeys(f, value)
 	}
 	switch f.Kind() {
-	case reflect.String:
-		switch value.(type) {
-		case string, fmt.Stringer:
-		default:
-			return gerror.Newf(`want a string, got %v (%T)`, value, value)
-		}
-		f.SetString(gconv.String(value))
-	case reflect.Bool:
-		switch v := value.(type) {
-		case bool:
-			f.SetBool(v)
-		case string:
-			switch strings.ToLower(v) {
-			case "true", "yes", "on", "1":
-				f.SetBool(true)
-			case "false", "no", "off", "0":
-				f.SetBool(false)
-			default:
-				return gerror.Newf(`want true or false, got %q`, v)
-			}
-		default:
-			return gerror.Newf(`want true or false, got %v (%T)`, value, value)
-		}
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		s := gconv.String(value)
-		i := gconv.Int64(value)
-		if gconv.String(i) != strings.TrimSpace(s) {
-			return gerror.Newf(`want a whole number, got %q`, s)
-		}
-		if i < 0 {
-			return gerror.Newf(`want a number >= 0, got %d`, i)
-		}
-		f.SetInt(i)
-	case reflect.Slice:
-		if f.Type().Elem().Kind() != reflect.String {
-			return gerror.Newf(`unsupported option type %s`, f.Type())
-		}
-		list, err := stringList(value, "strings")
-		if err != nil {
+	case reflect.Pointer:
+		v := reflect.New(f.Type().Elem())
+		if err := setField(v.Elem(), value, negative); err != nil {
 			return err
 		}
-		f.Set(reflect.ValueOf(list))
+		f.Set(v)
+		return nil
+	case reflect.String:
+		return setString(f, value)
+	case reflect.Bool:
+		return setBool(f, value)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return setInt(f, value)
+	case reflect.Slice:
+		if f.Type().Elem().Kind() == reflect.String {
+			list, err := stringList(value, "strings")
+			if err == nil {
+				f.Set(reflect.ValueOf(list))
+			}
+			return err
+		}
+	}
+	return gerror.Newf(`unsupported option type %s`, f.Type())
+}
+
+// setDuration sets the duration `f` (see parseDuration). With `negative` it
+// takes a negative value, and "off" (any case) as -1ns; else a negative value
+// is an error.
+func setDuration(f reflect.Value, value any, negative bool) error {
+	if s, ok := value.(string); ok && negative && strings.EqualFold(strings.TrimSpace(s), "off") {
+		f.SetInt(-1)
+		return nil
+	}
+	d, err := parseDuration(value)
+	if err != nil {
+		return err
+	}
+	if d < 0 && !negative {
+		return gerror.New(negativeText(d))
+	}
+	f.SetInt(int64(d))
+	return nil
+}
+
+// setCryptoKeys sets `f` to the keys of a list of base64 strings (see
+// ParseCryptoKeys).
+func setCryptoKeys(f reflect.Value, value any) error {
+	encoded, err := stringList(value, "base64 strings")
+	if err != nil {
+		return err
+	}
+	keys, err := ParseCryptoKeys(encoded)
+	if err != nil {
+		return err
+	}
+	f.Set(reflect.ValueOf(keys))
+	return nil
+}
+
+// setString sets `f` to a string (or a fmt.Stringer's string).
+func setString(f reflect.Value, value any) error {
+	switch value.(type) {
+	case string, fmt.Stringer:
 	default:
-		return gerror.Newf(`unsupported option type %s`, f.Type())
+		return gerror.Newf(`want a string, got %v (%T)`, value, value)
+	}
+	f.SetString(gconv.String(value))
+	return nil
+}
+
+// setBool sets `f` to a bool, or a string true, yes, on, 1 or false, no,
+// off, 0 (any case).
+func setBool(f reflect.Value, value any) error {
+	switch v := value.(type) {
+	case bool:
+		f.SetBool(v)
+	case string:
+		switch strings.ToLower(v) {
+		case "true", "yes", "on", "1":
+			f.SetBool(true)
+		case "false", "no", "off", "0":
+			f.SetBool(false)
+		default:
+			return gerror.Newf(`want true or false, got %q`, v)
+		}
+	default:
+		return gerror.Newf(`want true or false, got %v (%T)`, value, value)
 	}
 	return nil
+}
+
+// setInt sets `f` to a whole number >= 0, given as a number or a string.
+func setInt(f reflect.Value, value any) error {
+	s := gconv.String(value)
+	i := gconv.Int64(value)
+	if gconv.String(i) != strings.TrimSpace(s) {
+		return gerror.Newf(`want a whole number, got %q`, s)
+	}
+	if i < 0 {
+		return gerror.New(negativeText(i))
+	}
+	f.SetInt(i)
+	return nil
+}
+
+// negativeText words the error for a negative value `v` (a number or a
+// time.Duration) of an option that takes none, the same for a config map
+// (decodeConfig) and for a config struct (the storages' normalize methods).
+func negativeText(v any) string {
+	if d, ok := v.(time.Duration); ok {
+		return fmt.Sprintf(`%v is negative`, d)
+	}
+	return fmt.Sprintf(`want a number >= 0, got %v`, v)
+}
+
+// configError returns the error, CodeInvalidConfiguration, for option `key`
+// of a config struct of storage type `typ`, worded as "gfsession: <typ>
+// storage: <key>: <format, args>".
+func configError(typ, key, format string, args ...any) error {
+	return gerror.NewCodef(gcode.CodeInvalidConfiguration, "gfsession: %s storage: %s: %s", typ, key, fmt.Sprintf(format, args...))
+}
+
+// storageError prefixes `err`, whose message starts with the option it is
+// about ("codec: ...", "path: ..."), with "gfsession: <typ> storage: ". It
+// keeps the code of `err`, CodeInvalidConfiguration when it has none, and
+// returns nil for a nil `err`.
+func storageError(typ string, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := gerror.Code(err)
+	if code == gcode.CodeNil {
+		code = gcode.CodeInvalidConfiguration
+	}
+	return gerror.WrapCodef(code, err, "gfsession: %s storage", typ)
+}
+
+// notNegative returns the error for option `key` of storage type `typ` when
+// `v` is negative (see negativeText), else nil.
+func notNegative[T ~int | ~int64](typ, key string, v T) error {
+	if v >= 0 {
+		return nil
+	}
+	return configError(typ, key, "%s", negativeText(v))
+}
+
+// newStorageEnvelope returns the envelope for `codec` and `keys` of a storage
+// of type `typ`; an error names the option, "gfsession: <typ> storage:
+// codec: ..." or "...: cryptoKeys[1]: ...".
+func newStorageEnvelope(typ, codec string, keys [][]byte) (*envelope, error) {
+	env, err := newEnvelope(codec, keys)
+	if err != nil {
+		return nil, storageError(typ, err)
+	}
+	return env, nil
+}
+
+// orDefault returns `v`, or `def` when `v` is 0.
+func orDefault[T ~int | ~int64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// configFactory returns the Factory of a storage whose config map decodes
+// into a C (see decodeConfig): the keys `extraKeys` are left to `build`, in
+// `rest`, which builds the storage from the decoded config.
+func configFactory[C any](build func(ctx context.Context, config C, rest map[string]any) (gsession.Storage, error), extraKeys ...string) Factory {
+	return func(ctx context.Context, m map[string]any) (gsession.Storage, error) {
+		var config C
+		rest, err := decodeConfig(configPath, m, &config, extraKeys...)
+		if err != nil {
+			return nil, err
+		}
+		return build(ctx, config, rest)
+	}
 }
 
 // stringList reads a list option: a single string or a list whose items
@@ -250,13 +408,14 @@ func prefixError(prefix string, err error) error {
 
 // keyedError makes the message of `err`, returned by a storage factory for
 // the config node `path` with the options `config`, start with the key it
-// is about: "path.key: ..." when it starts with the name of one of the
-// given options ("codec: unknown codec" becomes "sessionStorage.codec:
-// unknown codec"), else "path: ...". A message that already starts with
-// `path` is kept.
+// is about: "path.key: ..." when, past a "gfsession: " and a "<type>
+// storage: " prefix, it starts with the name of one of the given options
+// ("gfsession: file storage: codec: unknown codec" becomes
+// "sessionStorage.codec: unknown codec"), else "path: ...". A message that
+// already starts with `path` is kept.
 func keyedError(path string, config map[string]any, err error) error {
 	text := err.Error()
-	msg := strings.TrimPrefix(text, "gfsession: ")
+	msg := trimStoragePrefix(strings.TrimPrefix(text, "gfsession: "))
 	if hasKeyPrefix(msg, path) && !strings.HasPrefix(msg, path+": ") {
 		// Already "path.key: ...".
 	} else {
@@ -271,6 +430,16 @@ func keyedError(path string, config map[string]any, err error) error {
 		return err
 	}
 	return &keyError{msg: msg, err: err}
+}
+
+// trimStoragePrefix returns `msg` without its leading "<type> storage: ",
+// the prefix of the storages' own errors (see configError), if it has one.
+func trimStoragePrefix(msg string) string {
+	typ, rest, ok := strings.Cut(msg, " storage: ")
+	if !ok || typ == "" || strings.ContainsAny(typ, " :") {
+		return msg
+	}
+	return rest
 }
 
 // leadingKey returns the key of `config` that `msg` starts with, followed by

@@ -30,14 +30,15 @@ const (
 // ObserveConfig says what Observe records.
 type ObserveConfig struct {
 	// Backend names the storage in the `backend` attribute, e.g. "redis".
-	Backend string
+	// New sets it to the storage's type; it is no config map key.
+	Backend string `json:"-"`
 	// Metrics records the counters and the latency histogram through gf's
 	// gmetric; they reach an exporter once the application sets a gmetric
-	// provider (for example gf's otelmetric).
-	Metrics bool
+	// provider (for example gf's otelmetric). Config map: `metrics`.
+	Metrics bool `json:"metrics"`
 	// Tracing opens a span per backend call through gf's gtrace
-	// (OpenTelemetry), named "gfsession.<Method>".
-	Tracing bool
+	// (OpenTelemetry), named "gfsession.<Method>". Config map: `tracing`.
+	Tracing bool `json:"tracing"`
 }
 
 var (

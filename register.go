@@ -85,54 +85,22 @@ func Names() []string {
 // with the rest of `config`. An unknown or missing type is an error listing
 // the valid names; every error names the key it is about, as
 // "sessionStorage.<key>". Two keys work for every type, custom ones too:
-// `metrics` and `tracing` (booleans, default false) wrap the storage with
-// Observe.
+// `metrics` and `tracing` (booleans, default false; the fields of
+// ObserveConfig, decoded as every option is) wrap the storage with Observe.
 //
 // A storage on a network backend (redis, redis-hash, db) is checked once
 // before New returns, within a short timeout: when the backend does not
 // answer, New logs a warning naming it and its address and still returns
 // the storage, which works as soon as the backend does.
 func New(ctx context.Context, config map[string]any) (gsession.Storage, error) {
-	var (
-		typeName string
-		rest     = make(map[string]any, len(config))
-		found    bool
-		observe  ObserveConfig
-	)
-	for k, v := range config {
-		if strings.EqualFold(k, "metrics") || strings.EqualFold(k, "tracing") {
-			var on bool
-			if err := setField(reflect.ValueOf(&on).Elem(), v); err != nil {
-				return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, k)
-			}
-			if strings.EqualFold(k, "metrics") {
-				observe.Metrics = on
-			} else {
-				observe.Tracing = on
-			}
-			continue
-		}
-		if strings.EqualFold(k, "type") {
-			s, ok := v.(string)
-			if !ok {
-				return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-					`%s.%s: want a storage name, got %v (%T); valid: %s`, configPath, k, v, v, strings.Join(Names(), ", "))
-			}
-			typeName, found = strings.TrimSpace(s), true
-			continue
-		}
-		rest[k] = v
+	var observe ObserveConfig
+	rest, err := decodeFields(configPath, config, &observe)
+	if err != nil {
+		return nil, err
 	}
-	if !found || typeName == "" {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`%s.type: missing; valid: %s`, configPath, strings.Join(Names(), ", "))
-	}
-	registryMu.RLock()
-	r, ok := registry[strings.ToLower(typeName)]
-	registryMu.RUnlock()
-	if !ok {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`%s.type: unknown storage %q; valid: %s`, configPath, typeName, strings.Join(Names(), ", "))
+	r, rest, err := storageType(rest)
+	if err != nil {
+		return nil, err
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -147,6 +115,42 @@ func New(ctx context.Context, config map[string]any) (gsession.Storage, error) {
 		return Observe(storage, observe), nil
 	}
 	return storage, nil
+}
+
+// storageType returns the registered storage that the "type" key of the
+// config map `m` names (matched ignoring case), and the other keys of `m`.
+// A missing type or one that is not registered is an error listing the
+// valid names.
+func storageType(m map[string]any) (r registered, rest map[string]any, err error) {
+	var (
+		typeName string
+		found    bool
+	)
+	rest = make(map[string]any, len(m))
+	for k, v := range m {
+		if !strings.EqualFold(k, "type") {
+			rest[k] = v
+			continue
+		}
+		s, ok := v.(string)
+		if !ok {
+			return r, nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+				`%s.%s: want a storage name, got %v (%T); valid: %s`, configPath, k, v, v, strings.Join(Names(), ", "))
+		}
+		typeName, found = strings.TrimSpace(s), true
+	}
+	if !found || typeName == "" {
+		return r, nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`%s.type: missing; valid: %s`, configPath, strings.Join(Names(), ", "))
+	}
+	registryMu.RLock()
+	r, ok := registry[strings.ToLower(typeName)]
+	registryMu.RUnlock()
+	if !ok {
+		return r, nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`%s.type: unknown storage %q; valid: %s`, configPath, typeName, strings.Join(Names(), ", "))
+	}
+	return r, rest, nil
 }
 
 // newFromConfigValue builds a storage from the value of a `sessionStorage`

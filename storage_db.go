@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
-	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,8 +15,6 @@ import (
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
-	"github.com/gogf/gf/v2/util/gconv"
-	"github.com/gogf/gf/v2/util/gutil"
 )
 
 // TypeDB is the storage type name of StorageDB in the `sessionStorage`
@@ -133,13 +128,13 @@ type DBConfig struct {
 	Codec string `json:"codec"`
 	// CleanupInterval is how often the cleaner deletes expired rows (they are
 	// never served after expiry either way). 0 means
-	// DefaultDBCleanupInterval; a negative value (config map: "off" or "-1s")
-	// disables the cleaner, e.g. on all but one instance, or where Cleanup is
-	// run by a job.
+	// DefaultDBCleanupInterval; a negative value (config map: "off", in any
+	// case, or a negative duration such as "-1s") disables the cleaner, e.g.
+	// on all but one instance, or where Cleanup is run by a job.
 	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// CleanupBatch is the most rows one DELETE of the cleaner removes; the
 	// cleaner repeats it until a batch removes fewer. 0 means
-	// DefaultDBCleanupBatch.
+	// DefaultDBCleanupBatch; a negative value is an error.
 	CleanupBatch int `json:"cleanupBatch"`
 	// TouchInterval limits the idle refresh of read-only requests: the
 	// expiry column is written at most once per TouchInterval for a session
@@ -155,7 +150,8 @@ type DBConfig struct {
 	// Timeout bounds each statement (on top of the request's context), so
 	// that a database that stops answering fails requests instead of hanging
 	// them, whatever the driver does with the context. 0 means
-	// DefaultDBTimeout; a negative value means no bound.
+	// DefaultDBTimeout; a negative value (config map: "off", in any case, or
+	// a negative duration) means no bound.
 	//
 	// The wait for a turn (see MaxConns) counts in the Timeout.
 	//
@@ -177,7 +173,8 @@ type DBConfig struct {
 	// leave them waiting on a silent socket for minutes); when that budget
 	// is full, it keeps its turn. So an outage costs at most 2*MaxConns+1
 	// statements (the breaker's probe included), each with its connection
-	// and, on PostgreSQL, a cancel connection. 0 means DefaultDBMaxConns.
+	// and, on PostgreSQL, a cancel connection. 0 means DefaultDBMaxConns; a
+	// negative value is an error.
 	MaxConns int `json:"maxConns"`
 }
 
@@ -271,52 +268,41 @@ const dbSupportedTypes = "mysql, mariadb, pgsql, sqlite"
 // not close it.
 func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 	if db == nil {
-		return nil, gerror.NewCode(gcode.CodeInvalidParameter, "gfsession: NewStorageDB: db is nil")
+		return nil, gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: db is nil", TypeDB)
 	}
 	s := &StorageDB{db: db}
 	if len(config) > 0 {
 		s.config = config[0]
 	}
+	if err := s.config.normalize(); err != nil {
+		return nil, err
+	}
+	if err := s.prepare(); err != nil {
+		return nil, err
+	}
+	if err := s.start(context.Background()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare sets up what the storage needs before it sends a statement: the
+// dialect of its database, its guard, envelope and SQL.
+func (s *StorageDB) prepare() error {
 	c := &s.config
-	if c.Table == "" {
-		c.Table = DefaultDBTable
-	}
-	if !isDBIdentifier(c.Table) {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`table: %q is not a plain table name: use a letter or '_' followed by up to %d letters, digits or '_'`,
-			c.Table, dbMaxTableName-1)
-	}
-	if c.CleanupInterval == 0 {
-		c.CleanupInterval = DefaultDBCleanupInterval
-	}
-	if c.CleanupBatch <= 0 {
-		c.CleanupBatch = DefaultDBCleanupBatch
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultDBTimeout
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultDBMaxConns
-	}
-	if c.MaxConns < 0 {
-		return nil, gerror.NewCode(gcode.CodeInvalidConfiguration, `maxConns must not be negative`)
-	}
-	if c.MaxLifetime < 0 || c.TouchInterval < 0 {
-		return nil, gerror.NewCode(gcode.CodeInvalidConfiguration, `maxLifetime and touchInterval must not be negative`)
-	}
-	dbType := db.GetConfig().Type
+	dbType := s.db.GetConfig().Type
 	d, ok := dbDialects[dbType]
 	if !ok {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`gfsession: db: database type %q is not supported; supported: %s`, dbType, dbSupportedTypes)
+		return gerror.NewCodef(gcode.CodeInvalidConfiguration,
+			`gfsession: %s storage: database type %q is not supported; supported: %s`, TypeDB, dbType, dbSupportedTypes)
 	}
 	s.dialect = d.dialect
 	s.table = c.Table
 	s.guard = newDBGuard(s.dialect, c.Timeout, c.MaxConns)
 	s.guard.noAnswer = s.closeIdleConns
 	var err error
-	if s.env, err = newEnvelope(c.Codec, c.CryptoKeys); err != nil {
-		return nil, err
+	if s.env, err = newStorageEnvelope(TypeDB, c.Codec, c.CryptoKeys); err != nil {
+		return err
 	}
 	if c.TouchInterval > 0 {
 		s.touches = &dbTouches{m: make(map[string]int64)}
@@ -324,287 +310,28 @@ func NewStorageDB(db gdb.DB, config ...DBConfig) (*StorageDB, error) {
 	s.buildSQL()
 	s.w = sessionWriter{backend: TypeDB, tracker: &s.tracker, env: s.env, driver: dbDriver{s},
 		userKey: c.UserKey, maxLifetime: c.MaxLifetime}
-	if c.CreateTable == nil || *c.CreateTable {
-		if err = s.createTableAtStart(context.Background()); err != nil {
-			return nil, err
+	return nil
+}
+
+// start creates the table (with CreateTable), checks a SQLite database's
+// set-up and starts the cleaner.
+func (s *StorageDB) start(ctx context.Context) error {
+	if *s.config.CreateTable {
+		if err := s.createTableAtStart(ctx); err != nil {
+			return err
 		}
 	} else {
 		s.tableReady.Store(true)
 	}
 	if s.dialect == dialectSQLite {
-		s.checkSQLite(context.Background())
+		s.checkSQLite(ctx)
 	}
-	s.cleaner.start(c.CleanupInterval, func(ctx context.Context) {
+	s.cleaner.start(s.config.CleanupInterval, func(ctx context.Context) {
 		if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
 			g.Log().Warningf(ctx, `gfsession: db: cleaner: %v`, err)
 		}
 	})
-	return s, nil
-}
-
-// sqliteLinkDefaults returns SQLite `link` with what concurrent requests
-// need added, unless the link sets it: the WAL journal, in which readers
-// never wait for the writer, and a busy timeout of
-// DefaultDBSQLiteBusyTimeout, so that a write waits for another
-// connection's write lock instead of failing at once. gf's SQLite driver
-// runs each parameter of the link as a PRAGMA on every connection. The
-// parameters follow the file(...) part, as gf parses the link: a '?' inside
-// it belongs to the file name (a "file:" URI), and a parameter the link sets
-// is never changed.
-func sqliteLinkDefaults(link string) string {
-	tail := link // the part of the link the parameters are in
-	if open := strings.Index(link, "("); open >= 0 {
-		if end := strings.Index(link[open:], ")"); end >= 0 {
-			tail = link[open+end+1:]
-		}
-	}
-	_, params, hasParams := strings.Cut(tail, "?")
-	has := func(name string) bool {
-		for _, p := range strings.Split(params, "&") {
-			if k, _, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(k), name) {
-				return true
-			}
-		}
-		return false
-	}
-	var add []string
-	if !has("journal_mode") {
-		add = append(add, "journal_mode=WAL")
-	}
-	if !has("busy_timeout") {
-		add = append(add, fmt.Sprintf("busy_timeout=%d", DefaultDBSQLiteBusyTimeout.Milliseconds()))
-	}
-	if len(add) == 0 {
-		return link
-	}
-	switch {
-	case !hasParams:
-		link += "?"
-	case params != "" && !strings.HasSuffix(params, "&"):
-		link += "&"
-	}
-	return link + strings.Join(add, "&")
-}
-
-// init registers the storage type TypeDB.
-func init() {
-	Register(TypeDB, newStorageDBFromConfig)
-}
-
-// newStorageDBFromConfig builds a StorageDB from a config map: the DBConfig
-// keys plus either `database` (a group of gf's `database:` config node) or
-// `link` (a gdb link such as "mysql:root:@tcp(127.0.0.1:3306)/test").
-func newStorageDBFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
-	var (
-		config DBConfig
-		plain  = make(map[string]any, len(m))
-	)
-	for k, v := range m {
-		switch strings.ToLower(k) {
-		case "createtable":
-			var b bool
-			if err := setField(reflect.ValueOf(&b).Elem(), v); err != nil {
-				return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, k)
-			}
-			config.CreateTable = &b
-		case "cleanupinterval":
-			// "off" disables the cleaner, as a negative duration does.
-			if str, ok := v.(string); ok && strings.EqualFold(strings.TrimSpace(str), "off") {
-				config.CleanupInterval = -1
-				continue
-			}
-			plain[k] = v
-		default:
-			plain[k] = v
-		}
-	}
-	rest, err := decodeConfig(configPath, plain, &config, "database", "link")
-	if err != nil {
-		return nil, err
-	}
-	var group, link, groupKey, linkKey string
-	for k, v := range rest {
-		str, ok := v.(string)
-		if !ok {
-			return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.%s: want a string, got %v (%T)`, configPath, k, v, v)
-		}
-		if strings.EqualFold(k, "database") {
-			group, groupKey = str, k
-		} else {
-			link, linkKey = str, k
-		}
-	}
-	var (
-		db     gdb.DB
-		ownsDB bool
-	)
-	switch {
-	case groupKey != "" && linkKey != "":
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`%s: set either "database" (a group of the database config) or "link", not both`, configPath)
-	case linkKey != "":
-		if db, err = openDBLink(link); err != nil {
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, linkKey)
-		}
-		ownsDB = true
-	default:
-		if groupKey == "" {
-			groupKey = "database"
-		}
-		if db, ownsDB, err = openDBGroup(ctx, group); err != nil {
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.%s`, configPath, groupKey)
-		}
-	}
-	s, err := NewStorageDB(db, config)
-	if err != nil {
-		if ownsDB {
-			_ = db.Close(ctx)
-		}
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s`, configPath)
-	}
-	s.ownsDB = ownsDB
-	return s, nil
-}
-
-// openDBLink opens a gdb.DB for a gdb `link`.
-func openDBLink(link string) (gdb.DB, error) {
-	dbType, _, _ := strings.Cut(link, ":")
-	d, ok := dbDialects[dbType]
-	if !ok {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`database type %q is not supported; supported: %s (link syntax: type:user:pass@protocol(host:port)/dbname?options)`,
-			dbType, dbSupportedTypes)
-	}
-	if d.dialect == dialectSQLite {
-		link = sqliteLinkDefaults(link)
-	}
-	db, err := gdb.New(gdb.ConfigNode{Link: link})
-	if err != nil {
-		return nil, explainDriverError(err, dbType, d.driver)
-	}
-	return db, nil
-}
-
-// openDBGroup returns a gdb.DB for config group `group` ("" for the default
-// group): the group set with gdb.SetConfig, or else group `group` of the
-// config file's "database" node. `owned` reports a DB made for the storage,
-// which its Close closes; a group set in code shares gdb.Instance's DB.
-//
-// It never calls g.DB: the config hook runs inside g.Server, which holds one
-// of the locks of gf's instance registry (64 of them, chosen by a hash of the
-// instance name), and g.DB takes one of the same locks, so for about one
-// server name in 64 start-up would wait forever. A group of the config file
-// is read from the config and opened with gdb.New, on its master node.
-func openDBGroup(ctx context.Context, group string) (db gdb.DB, owned bool, err error) {
-	name := group
-	if name == "" {
-		name = gdb.DefaultGroupName
-	}
-	cg, _ := gdb.GetConfigGroup(name)
-	if len(cg) > 0 {
-		// gdb.Instance has a registry of its own, not gf's instance one.
-		db, err = gdb.Instance(name)
-	} else {
-		if cg, err = dbGroupFileConfig(ctx, name); err != nil {
-			return nil, false, err
-		}
-		node := cg[0]
-		for _, n := range cg {
-			if n.Role != "slave" {
-				node = n
-				break
-			}
-		}
-		db, err = gdb.New(node)
-		owned = true
-	}
-	if err == nil && db == nil {
-		err = gerror.NewCodef(gcode.CodeInvalidConfiguration, `database group %q is not configured`, name)
-	}
-	if err != nil {
-		if len(cg) > 0 {
-			dbType := cg[0].Type
-			if dbType == "" {
-				dbType, _, _ = strings.Cut(cg[0].Link, ":")
-			}
-			err = explainDriverError(err, dbType, dbDialects[dbType].driver)
-		}
-		return nil, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `database group %q`, name)
-	}
-	return db, owned, nil
-}
-
-// dbGroupFileConfig reads group `name` of the config file's "database" node
-// as g.DB does: a node or a list of nodes under the group's name, or, for
-// the default group, a node given as the "database" node itself.
-func dbGroupFileConfig(ctx context.Context, name string) (gdb.ConfigGroup, error) {
-	notConfigured := gerror.NewCodef(gcode.CodeInvalidConfiguration,
-		`database group %q is not configured (not in the "database" node of the config file, and not set with gdb.SetConfig)`, name)
-	if !g.Cfg().Available(ctx) {
-		return nil, notConfigured
-	}
-	all, err := g.Cfg().Data(ctx)
-	if err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `reading database group %q from the config`, name)
-	}
-	_, v := gutil.MapPossibleItemByKey(all, "database")
-	nodes := gconv.Map(v)
-	groupValue, ok := nodes[name]
-	if !ok {
-		if name != gdb.DefaultGroupName {
-			return nil, notConfigured
-		}
-		groupValue = nodes
-	}
-	var cg gdb.ConfigGroup
-	addNode := func(value any) error {
-		m, ok := value.(map[string]any)
-		if !ok {
-			return nil
-		}
-		var node gdb.ConfigNode
-		if err := gconv.Struct(m, &node); err != nil {
-			return gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `database group %q`, name)
-		}
-		if _, link := gutil.MapPossibleItemByKey(m, "Link"); link != nil {
-			node.Link = gconv.String(link)
-		}
-		if node.Link != "" || node.Host != "" {
-			cg = append(cg, node)
-		}
-		return nil
-	}
-	switch value := groupValue.(type) {
-	case []any:
-		for _, item := range value {
-			if err := addNode(item); err != nil {
-				return nil, err
-			}
-		}
-	default:
-		if err := addNode(value); err != nil {
-			return nil, err
-		}
-	}
-	if len(cg) == 0 {
-		return nil, notConfigured
-	}
-	return cg, nil
-}
-
-// explainDriverError turns gdb's "cannot find database driver" into an error
-// naming the blank import that is missing.
-func explainDriverError(err error, dbType, driver string) error {
-	if !strings.Contains(err.Error(), "cannot find database driver") {
-		return err
-	}
-	if driver == "" {
-		return gerror.WrapCodef(gcode.CodeInvalidConfiguration, err,
-			`database type %q: no gdb driver registered; supported: %s`, dbType, dbSupportedTypes)
-	}
-	return gerror.NewCodef(gcode.CodeInvalidConfiguration,
-		`database type %q: gf's driver is not imported; add the blank import _ %q to your main package`, dbType, driver)
+	return nil
 }
 
 // New returns a new random session id (see NewSessionId).

@@ -104,7 +104,8 @@ type FileConfig struct {
 	Fsync bool `json:"fsync"`
 	// CleanupInterval is how often expired session files are removed (they
 	// are never served after expiry either way). 0 means
-	// DefaultFileCleanupInterval; a negative value disables the cleaner.
+	// DefaultFileCleanupInterval; a negative value (config map: "off", in any
+	// case, or a negative duration such as "-1s") disables the cleaner.
 	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// UserKey is the session key holding the user id, for DestroyUser ("log
 	// out everywhere"). With it set, every write records the session under
@@ -167,75 +168,96 @@ type StorageFile struct {
 
 var _ Admin = (*StorageFile)(nil)
 
+// normalize checks `c` and applies its defaults: DefaultFilePath for an
+// empty Path, DefaultFileMaxSize for a MaxFileSize of 0 and
+// DefaultFileCleanupInterval for a CleanupInterval of 0. A negative
+// MaxLifetime or MaxFileSize, an unknown Codec and a bad crypto key are
+// errors naming the option, "gfsession: file storage: <key>: ...". It does
+// not touch the folder (see NewStorageFile).
+func (c *FileConfig) normalize() error {
+	if c.Path == "" {
+		c.Path = DefaultFilePath
+	}
+	if err := notNegative(TypeFile, "maxLifetime", c.MaxLifetime); err != nil {
+		return err
+	}
+	if err := notNegative(TypeFile, "maxFileSize", c.MaxFileSize); err != nil {
+		return err
+	}
+	c.MaxFileSize = orDefault(c.MaxFileSize, DefaultFileMaxSize)
+	c.CleanupInterval = orDefault(c.CleanupInterval, DefaultFileCleanupInterval)
+	_, err := newStorageEnvelope(TypeFile, c.Codec, c.CryptoKeys)
+	return err
+}
+
 // NewStorageFile creates a file storage in `config`.Path, creating the folder
 // when missing, and resolves the folder's symbolic links once: the storage
 // uses the folder found now for as long as it lives. It returns an error for
-// a bad codec, crypto key or MaxFileSize, a folder that cannot be created,
-// and on unix a folder (or one of its sub-folders) that is not a folder of
-// the process's user that only it can write, or a folder inside one that
-// another user can change (see FileConfig.Path). With a CleanupInterval
-// >= 0 it starts one goroutine that removes expired files until Close.
+// a bad codec, crypto key, MaxLifetime or MaxFileSize, a folder that cannot
+// be created, and on unix a folder (or one of its sub-folders) that is not a
+// folder of the process's user that only it can write, or a folder inside
+// one that another user can change (see FileConfig.Path); errors name the
+// option, "gfsession: file storage: path: ...". Unless CleanupInterval is
+// negative, it starts one goroutine that removes expired files until Close.
 func NewStorageFile(config FileConfig) (*StorageFile, error) {
-	env, err := newEnvelope(config.Codec, config.CryptoKeys)
+	if err := config.normalize(); err != nil {
+		return nil, err
+	}
+	env, err := newStorageEnvelope(TypeFile, config.Codec, config.CryptoKeys)
 	if err != nil {
 		return nil, err
 	}
-	if config.MaxLifetime < 0 {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `maxLifetime: %v is negative`, config.MaxLifetime)
+	dir, err := openSessionFolder(config.Path)
+	if err != nil {
+		return nil, storageError(TypeFile, err)
 	}
-	maxSize := config.MaxFileSize
-	if maxSize < 0 {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration, `maxFileSize: %d is negative`, maxSize)
-	}
-	if maxSize == 0 {
-		maxSize = DefaultFileMaxSize
-	}
-	dir := config.Path
-	if dir == "" {
-		dir = DefaultFilePath
-	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, config.Path)
-	}
-	if err = os.MkdirAll(dir, fileModeDir); err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
-	}
-	// From here on only the resolved folder is used: repointing a link on
-	// the way, later, changes nothing (the checks below hold for the folder
-	// the storage uses, not for whatever a link names at the time).
-	if dir, err = filepath.EvalSymlinks(dir); err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, config.Path)
-	}
-	if err = checkSessionFolder(dir); err != nil {
-		return nil, err
-	}
-	// Resolving once protects nothing if another user can swap the folder
-	// itself, by a rename in a parent folder.
-	if err = checkFolderParents(dir); err != nil {
-		return nil, err
-	}
-	for _, shard := range fileShardNames {
-		sub := filepath.Join(dir, shard)
-		if err = os.Mkdir(sub, fileModeDir); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, sub)
-		}
-		if err = checkSessionFolder(sub); err != nil {
-			return nil, err
-		}
-	}
-	s := &StorageFile{config: config, dir: dir, maxSize: maxSize, envelope: env}
+	s := &StorageFile{config: config, dir: dir, maxSize: config.MaxFileSize, envelope: env}
 	s.w = sessionWriter{backend: TypeFile, tracker: &s.tracker, env: env, driver: fileDriver{s}, userKey: config.UserKey,
-		maxLifetime: config.MaxLifetime, maxBlob: maxSize, maxBlobKey: "maxFileSize"}
-	interval := config.CleanupInterval
-	if interval == 0 {
-		interval = DefaultFileCleanupInterval
-	}
-	s.cleaner.start(interval, func(ctx context.Context) {
+		maxLifetime: config.MaxLifetime, maxBlob: config.MaxFileSize, maxBlobKey: "maxFileSize"}
+	s.cleaner.start(config.CleanupInterval, func(ctx context.Context) {
 		if err := s.sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			g.Log().Warningf(context.Background(), `gfsession: file: cleaning %q: %v`, s.dir, err)
 		}
 	})
 	return s, nil
+}
+
+// openSessionFolder creates the session folder `path` and its sub-folders
+// when missing, and returns it absolute, with its symbolic links resolved,
+// after checking it and its parents (see FileConfig.Path). Errors start
+// with "path: ".
+func openSessionFolder(path string) (string, error) {
+	dir, err := filepath.Abs(path)
+	if err != nil {
+		return "", gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, path)
+	}
+	if err = os.MkdirAll(dir, fileModeDir); err != nil {
+		return "", gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, dir)
+	}
+	// From here on only the resolved folder is used: repointing a link on
+	// the way, later, changes nothing (the checks below hold for the folder
+	// the storage uses, not for whatever a link names at the time).
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return "", gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: %q`, path)
+	}
+	if err = checkSessionFolder(dir); err != nil {
+		return "", err
+	}
+	// Resolving once protects nothing if another user can swap the folder
+	// itself, by a rename in a parent folder.
+	if err = checkFolderParents(dir); err != nil {
+		return "", err
+	}
+	for _, shard := range fileShardNames {
+		sub := filepath.Join(dir, shard)
+		if err = os.Mkdir(sub, fileModeDir); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `path: cannot create session folder %q`, sub)
+		}
+		if err = checkSessionFolder(sub); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // checkSessionFolder checks that `dir` is a folder, not a symbolic link or
@@ -253,19 +275,15 @@ func checkSessionFolder(dir string) error {
 }
 
 func init() {
-	Register(TypeFile, newStorageFileFromConfig)
+	Register(TypeFile, configFactory(newStorageFileFromConfig))
 }
 
 // newStorageFileFromConfig builds the file storage of a `sessionStorage`
-// node. Built for a server by the config hook, a storage without a `path`
-// keeps its files where gf keeps the server's: `sessionPath` (gf's default:
-// "gsessions" in the temporary folder) joined with the server's name, one
-// folder per application.
-func newStorageFileFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
-	var config FileConfig
-	if _, err := decodeConfig(configPath, m, &config); err != nil {
-		return nil, err
-	}
+// node, decoded into `config`. Built for a server by the config hook, a
+// storage without a `path` keeps its files where gf keeps the server's:
+// `sessionPath` (gf's default: "gsessions" in the temporary folder) joined
+// with the server's name, one folder per application.
+func newStorageFileFromConfig(ctx context.Context, config FileConfig, _ map[string]any) (gsession.Storage, error) {
 	if server, ok := serverOf(ctx); ok && config.Path == "" {
 		sessionPath := server.sessionPath
 		if sessionPath == "" {

@@ -29,18 +29,29 @@ const (
 type MemoryConfig struct {
 	// MaxSessions bounds the number of live sessions; when a new session
 	// would exceed it, the session closest to expiry among a small sample is
-	// evicted. 0 means no bound.
+	// evicted. 0 (or, from code, a negative value) means no bound; the
+	// config map refuses a negative value.
 	MaxSessions int `json:"maxSessions"`
 	// MaxLifetime is the absolute lifetime of a session since its creation,
-	// however active it is. 0 means none: only the idle TTL applies.
+	// however active it is. 0 (or, from code, a negative value) means none:
+	// only the idle TTL applies; the config map refuses a negative value.
 	MaxLifetime time.Duration `json:"maxLifetime"`
 	// CleanupInterval is how often expired sessions are swept out of memory
 	// (they are never served after expiry either way). 0 means
-	// DefaultMemoryCleanupInterval; a negative value disables the sweeper.
+	// DefaultMemoryCleanupInterval; a negative value (config map: "off", in
+	// any case, or a negative duration such as "-1s") disables the sweeper.
 	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// UserKey is the session key holding the user id, for DestroyUser ("log
 	// out everywhere"). Empty disables the user index.
 	UserKey string `json:"userKey"`
+}
+
+// normalize applies the defaults of `c`: DefaultMemoryCleanupInterval for a
+// CleanupInterval of 0. It finds no error: NewStorageMemory returns none, so
+// negative values keep the meaning their fields document (the config map
+// refuses them before, in decodeConfig).
+func (c *MemoryConfig) normalize() {
+	c.CleanupInterval = orDefault(c.CleanupInterval, DefaultMemoryCleanupInterval)
 }
 
 // StorageMemory keeps sessions in process memory: for one server, tests and
@@ -90,26 +101,21 @@ func NewStorageMemory(config ...MemoryConfig) *StorageMemory {
 	if len(config) > 0 {
 		s.config = config[0]
 	}
+	s.config.normalize()
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*memoryEntry)
 	}
-	interval := s.config.CleanupInterval
-	if interval == 0 {
-		interval = DefaultMemoryCleanupInterval
-	}
-	s.sweeper.start(interval, func(context.Context) { s.sweep() })
+	s.sweeper.start(s.config.CleanupInterval, func(context.Context) { s.sweep() })
 	return s
 }
 
 func init() {
-	Register(TypeMemory, newStorageMemoryFromConfig)
+	Register(TypeMemory, configFactory(newStorageMemoryFromConfig))
 }
 
-func newStorageMemoryFromConfig(_ context.Context, m map[string]any) (gsession.Storage, error) {
-	var config MemoryConfig
-	if _, err := decodeConfig(configPath, m, &config); err != nil {
-		return nil, err
-	}
+// newStorageMemoryFromConfig builds the memory storage of a `sessionStorage`
+// node, decoded into `config`.
+func newStorageMemoryFromConfig(_ context.Context, config MemoryConfig, _ map[string]any) (gsession.Storage, error) {
 	return NewStorageMemory(config), nil
 }
 

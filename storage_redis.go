@@ -3,8 +3,6 @@ package gfsession
 import (
 	"context"
 	"encoding/binary"
-	"reflect"
-	"strings"
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
@@ -14,8 +12,6 @@ import (
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/os/gsession"
-	"github.com/gogf/gf/v2/util/gconv"
-	"github.com/gogf/gf/v2/util/gutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -51,7 +47,8 @@ const (
 )
 
 // RedisConfig configures StorageRedis and StorageRedisHash. The zero value is
-// ready to use.
+// ready to use. It has no cleanup interval: Redis expires the keys itself,
+// so the storages run no cleaner.
 type RedisConfig struct {
 	// Prefix is prepended to the session id to make the Redis key. Empty means
 	// DefaultRedisPrefix (see NoPrefix for no prefix at all). Session ids are
@@ -63,10 +60,11 @@ type RedisConfig struct {
 	// without a prefix. It exists for migrating from those (docs/migration.md);
 	// use it only on a Redis database that holds nothing but sessions, since a
 	// client-chosen session id could otherwise name another key of the
-	// application.
+	// application. Setting both NoPrefix and Prefix is an error.
 	NoPrefix bool `json:"noPrefix"`
 	// MaxLifetime is the absolute lifetime of a session since its creation,
-	// however active it is. 0 means none: only the idle TTL applies.
+	// however active it is. 0 means none: only the idle TTL applies; a
+	// negative value is an error.
 	MaxLifetime time.Duration `json:"maxLifetime"`
 	// CryptoKeys seal the stored sessions with AES-256-GCM: 32 bytes each, the
 	// first seals, all open (rotate by prepending a new key). In a config file
@@ -88,10 +86,14 @@ type RedisConfig struct {
 	// entries older than that. It must exceed how long a session may stay
 	// logged in without a new login; a session logged in for longer escapes
 	// DestroyUser. 0 means MaxLifetime when that is set (exact: no session
-	// outlives it), else DefaultRedisUserIndexTTL (30 days).
+	// outlives it), else DefaultRedisUserIndexTTL (30 days). A negative value
+	// is an error.
 	UserIndexTTL time.Duration `json:"userIndexTTL"`
 }
 
+// newRedisStore returns the store of a storage of type `backend` on
+// `client`, with the first of `config` (normalized, see
+// RedisConfig.normalize), or the zero RedisConfig.
 func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (*redisStore, error) {
 	if client == nil {
 		return nil, gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: redis client is nil", backend)
@@ -100,29 +102,12 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 	if len(config) > 0 {
 		c = config[0]
 	}
-	env, err := newEnvelope(c.Codec, c.CryptoKeys)
-	if err != nil {
+	if err := c.normalize(backend); err != nil {
 		return nil, err
 	}
-	prefix := c.Prefix
-	switch {
-	case c.NoPrefix && c.Prefix != "":
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			"gfsession: %s storage: prefix %q and noPrefix are both set; give one", backend, c.Prefix)
-	case c.NoPrefix:
-		prefix = ""
-	case prefix == "":
-		prefix = DefaultRedisPrefix
-	}
-	indexTTL := c.UserIndexTTL
-	switch {
-	case indexTTL < 0:
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			"gfsession: %s storage: userIndexTTL %v is negative", backend, indexTTL)
-	case indexTTL == 0 && c.MaxLifetime > 0:
-		indexTTL = c.MaxLifetime
-	case indexTTL == 0:
-		indexTTL = DefaultRedisUserIndexTTL
+	env, err := newStorageEnvelope(backend, c.Codec, c.CryptoKeys)
+	if err != nil {
+		return nil, err
 	}
 	var raw redis.UniversalClient
 	if a := client.GetAdapter(); a != nil {
@@ -132,10 +117,10 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 		backend:      backend,
 		client:       client,
 		raw:          raw,
-		prefix:       prefix,
+		prefix:       c.Prefix,
 		maxLifetime:  c.MaxLifetime,
 		userKey:      c.UserKey,
-		userIndexTTL: indexTTL,
+		userIndexTTL: c.UserIndexTTL,
 		env:          env,
 	}, nil
 }
@@ -224,34 +209,16 @@ var _ Admin = (*StorageRedis)(nil)
 // answering then hangs every request (the config factory sets
 // DefaultRedisTimeout for you).
 func NewStorageRedis(redis *gredis.Redis, config ...RedisConfig) (*StorageRedis, error) {
-	r, err := newRedisStore(TypeRedis, redis, config)
-	if err != nil {
-		return nil, err
-	}
+	return newRedisStorage(TypeRedis, redis, config, newStorageRedisOn)
+}
+
+// newStorageRedisOn returns the StorageRedis of store `r`, writing through
+// the whole-session write path.
+func newStorageRedisOn(r *redisStore) *StorageRedis {
 	s := &StorageRedis{r: r}
 	s.w = sessionWriter{backend: r.backend, tracker: &r.tracker, env: r.env, driver: redisDriver{r},
 		userKey: r.userKey, maxLifetime: r.maxLifetime}
-	return s, nil
-}
-
-func init() {
-	Register(TypeRedis, newStorageRedisFromConfig)
-}
-
-func newStorageRedisFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
-	client, config, owned, err := redisFromConfig(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	s, err := NewStorageRedis(client, config)
-	if err != nil {
-		if owned {
-			_ = client.Close(ctx)
-		}
-		return nil, err
-	}
-	s.r.owned = owned
-	return s, nil
+	return s
 }
 
 // New returns a new random session id (see NewSessionId). It sends nothing to
@@ -568,168 +535,3 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 `)
-
-// ---------------------------------------------------------------------------
-// Config map
-
-// redisClientKeys are the gredis.Config fields accepted inline in a
-// `sessionStorage` node, by their json tags.
-var redisClientKeys = func() []string {
-	var keys []string
-	t := reflect.TypeOf(gredis.Config{})
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			keys = append(keys, name)
-		}
-	}
-	return keys
-}()
-
-// redisFromConfig reads a `sessionStorage` node of type redis or redis-hash:
-// the RedisConfig keys plus either `redis` (the name of a group of gf's
-// `redis` config node, shared with g.Redis) or inline gredis.Config fields
-// (`address`, `db`, `pass`, `masterName`, `cluster`, timeouts, ...), from
-// which it creates a client that the storage owns. Inline durations need a
-// unit ("500ms"), as every duration option here; readTimeout and
-// writeTimeout default to DefaultRedisTimeout.
-func redisFromConfig(ctx context.Context, m map[string]any) (client *gredis.Redis, config RedisConfig, owned bool, err error) {
-	extra := append([]string{"redis"}, redisClientKeys...)
-	rest, err := decodeConfig(configPath, m, &config, extra...)
-	if err != nil {
-		return nil, config, false, err
-	}
-	var (
-		group    any
-		hasGroup bool
-		inline   = make(map[string]any, len(rest))
-	)
-	for k, v := range rest {
-		if strings.EqualFold(k, "redis") {
-			group, hasGroup = v, true
-			continue
-		}
-		inline[k] = v
-	}
-	if hasGroup {
-		if len(inline) > 0 {
-			var names []string
-			for k := range inline {
-				names = append(names, k)
-			}
-			return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.redis: give either a redis group or inline redis fields, not both (also set: %s)`,
-				configPath, strings.Join(names, ", "))
-		}
-		name, ok := group.(string)
-		if !ok || name == "" {
-			return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.redis: want the name of a group of the "redis" config node, got %v (%T)`, configPath, group, group)
-		}
-		client, owned, err = redisGroup(ctx, name)
-		return client, config, owned, err
-	}
-	if len(inline) == 0 {
-		return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`%s: no Redis given: set "redis" to a group of the "redis" config node (e.g. "default") or "address" to the server(s)`,
-			configPath)
-	}
-	var rc gredis.Config
-	if _, err = decodeConfig(configPath, inline, &rc); err != nil {
-		return nil, config, false, err
-	}
-	if strings.TrimSpace(rc.Address) == "" {
-		return nil, config, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`%s.address: missing; give the Redis address(es), "host:port[,host:port...]"`, configPath)
-	}
-	if rc.ReadTimeout == 0 {
-		rc.ReadTimeout = DefaultRedisTimeout
-	}
-	if rc.WriteTimeout == 0 {
-		rc.WriteTimeout = DefaultRedisTimeout
-	}
-	client, err = gredis.New(&rc)
-	if err != nil {
-		return nil, config, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.address`, configPath)
-	}
-	return client, config, true, nil
-}
-
-// redisGroup returns a client for the gf redis group `name`: the group
-// configured with gredis.SetConfig, or else group `name` of the config
-// file's "redis" node. It returns an error, naming the key, when the group is
-// not configured or its config is invalid, where g.Redis would panic or fall
-// back to the default group.
-//
-// It never calls g.Redis: the config hook runs inside g.Server, which holds
-// one of the locks of gf's instance registry (64 of them, chosen by a hash of
-// the instance name), and g.Redis takes one of the same locks, so for about
-// one server name in 64 start-up would wait forever. A group of the config
-// file therefore gets a client of the storage's own, made from the group's
-// config, and `owned` reports it: the storage closes it on Close.
-//
-// gf's client waits on Redis without limit when the group sets no
-// readTimeout or writeTimeout, so a Redis that stops answering (paused,
-// unreachable on the network) would hang every request. The storage's own
-// client uses DefaultRedisTimeout for what the group leaves unset; a group
-// set with gredis.SetConfig that sets both timeouts shares gredis.Instance's
-// client, which the storage does not close.
-func redisGroup(ctx context.Context, name string) (client *gredis.Redis, owned bool, err error) {
-	cfg, inCode := gredis.GetConfig(name)
-	if !inCode {
-		if cfg, err = redisGroupFileConfig(ctx, name); err != nil {
-			return nil, false, err
-		}
-	}
-	if inCode && cfg.ReadTimeout > 0 && cfg.WriteTimeout > 0 {
-		// gredis.Instance has a registry of its own, not gf's instance one.
-		if client = gredis.Instance(name); client == nil {
-			return nil, false, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-				`%s.redis: cannot create a client for redis group %q`, configPath, name)
-		}
-		return client, false, nil
-	}
-	own := *cfg
-	if own.ReadTimeout <= 0 {
-		own.ReadTimeout = DefaultRedisTimeout
-	}
-	if own.WriteTimeout <= 0 {
-		own.WriteTimeout = DefaultRedisTimeout
-	}
-	if client, err = gredis.New(&own); err != nil {
-		return nil, false, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.redis: redis group %q`, configPath, name)
-	}
-	return client, true, nil
-}
-
-// redisGroupFileConfig reads group `name` of the config file's "redis" node
-// as g.Redis does, without taking g.Redis's lock. It returns an error naming
-// the key when the config has no such group or it is invalid.
-func redisGroupFileConfig(ctx context.Context, name string) (*gredis.Config, error) {
-	notConfigured := gerror.NewCodef(gcode.CodeInvalidConfiguration,
-		`%s.redis: redis group %q is not configured: add it under the "redis" node of the config file or with gredis.SetConfig`,
-		configPath, name)
-	if !g.Cfg().Available(ctx) {
-		return nil, notConfigured
-	}
-	all, err := g.Cfg().Data(ctx)
-	if err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err,
-			`%s.redis: reading redis group %q from the config`, configPath, name)
-	}
-	_, node := gutil.MapPossibleItemByKey(all, "redis")
-	group, ok := gconv.Map(node)[name]
-	if !ok {
-		return nil, notConfigured
-	}
-	groupMap := gconv.Map(group)
-	if len(groupMap) == 0 {
-		return nil, gerror.NewCodef(gcode.CodeInvalidConfiguration,
-			`%s.redis: redis group %q: want a map of gredis config fields, got %v (%T)`, configPath, name, group, group)
-	}
-	cfg, err := gredis.ConfigFromMap(groupMap)
-	if err != nil {
-		return nil, gerror.WrapCodef(gcode.CodeInvalidConfiguration, err, `%s.redis: redis group %q`, configPath, name)
-	}
-	return cfg, nil
-}

@@ -251,32 +251,11 @@ var _ Admin = (*StorageRedisHash)(nil)
 // bad `config`. The caller keeps ownership of `redis`. Give the client a
 // readTimeout and writeTimeout (see NewStorageRedis).
 func NewStorageRedisHash(redis *gredis.Redis, config ...RedisConfig) (*StorageRedisHash, error) {
-	r, err := newRedisStore(TypeRedisHash, redis, config)
-	if err != nil {
-		return nil, err
-	}
-	return &StorageRedisHash{r: r}, nil
+	return newRedisStorage(TypeRedisHash, redis, config, newStorageRedisHashOn)
 }
 
-func init() {
-	Register(TypeRedisHash, newStorageRedisHashFromConfig)
-}
-
-func newStorageRedisHashFromConfig(ctx context.Context, m map[string]any) (gsession.Storage, error) {
-	client, config, owned, err := redisFromConfig(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	s, err := NewStorageRedisHash(client, config)
-	if err != nil {
-		if owned {
-			_ = client.Close(ctx)
-		}
-		return nil, err
-	}
-	s.r.owned = owned
-	return s, nil
-}
+// newStorageRedisHashOn returns the StorageRedisHash of `r`.
+func newStorageRedisHashOn(r *redisStore) *StorageRedisHash { return &StorageRedisHash{r: r} }
 
 // New returns a new random session id (see NewSessionId). It sends nothing to
 // Redis.
