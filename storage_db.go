@@ -24,10 +24,6 @@ import (
 	"github.com/gogf/gf/v2/util/gutil"
 )
 
-// TypeDB is the storage type name of StorageDB in the `sessionStorage`
-// config node.
-const TypeDB = "db"
-
 const (
 	// DefaultDBTable is the table StorageDB uses when DBConfig.Table is empty.
 	DefaultDBTable = "gf_sessions"
