@@ -322,60 +322,20 @@ func sameDecimal(a, b string) bool {
 // (no leading or trailing zero) and power of ten; zero has no digits.
 // Exponents beyond a billion saturate: no float64 reaches them.
 func decimalOf(s string) (neg bool, digits string, exp int, ok bool) {
-	i := 0
-	if i < len(s) && s[i] == '-' {
+	if strings.HasPrefix(s, "-") {
 		neg = true
-		i++
+		s = s[1:]
 	}
-	isDigit := func(c byte) bool { return c >= '0' && c <= '9' }
-	var ds strings.Builder
-	start := i
-	for i < len(s) && isDigit(s[i]) {
-		ds.WriteByte(s[i])
-		i++
-	}
-	if i == start || (s[start] == '0' && i-start > 1) {
+	ds, frac, rest, ok := decimalMantissa(s)
+	if !ok {
 		return false, "", 0, false
 	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		start = i
-		for i < len(s) && isDigit(s[i]) {
-			ds.WriteByte(s[i])
-			exp--
-			i++
-		}
-		if i == start {
-			return false, "", 0, false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		negExp := false
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			negExp = s[i] == '-'
-			i++
-		}
-		start = i
-		e := 0
-		for i < len(s) && isDigit(s[i]) {
-			if e < 1e9 {
-				e = e*10 + int(s[i]-'0')
-			}
-			i++
-		}
-		if i == start {
-			return false, "", 0, false
-		}
-		if negExp {
-			e = -e
-		}
-		exp += e
-	}
-	if i != len(s) {
+	e, ok := decimalExponent(rest)
+	if !ok {
 		return false, "", 0, false
 	}
-	digits = strings.TrimLeft(ds.String(), "0")
+	exp = e - frac
+	digits = strings.TrimLeft(ds, "0")
 	for len(digits) > 0 && digits[len(digits)-1] == '0' {
 		digits = digits[:len(digits)-1]
 		exp++
@@ -384,6 +344,66 @@ func decimalOf(s string) (neg bool, digits string, exp int, ok bool) {
 		return false, "", 0, true
 	}
 	return neg, digits, exp, true
+}
+
+// decimalMantissa splits `s`, a JSON number without its sign, into the
+// digits of its integer and fraction parts, how many of them are the
+// fraction's, and what follows them (the exponent part, if any). It is not
+// ok for an integer part that is missing or has a leading zero, or a '.'
+// with no digit after it.
+func decimalMantissa(s string) (ds string, frac int, rest string, ok bool) {
+	intPart, rest := leadingDigits(s)
+	if intPart == "" || (intPart[0] == '0' && len(intPart) > 1) {
+		return "", 0, "", false
+	}
+	if !strings.HasPrefix(rest, ".") {
+		return intPart, 0, rest, true
+	}
+	fracPart, rest := leadingDigits(rest[1:])
+	if fracPart == "" {
+		return "", 0, "", false
+	}
+	return intPart + fracPart, len(fracPart), rest, true
+}
+
+// decimalExponent returns the power of ten of `s`, the exponent part of a
+// JSON number ("e-7", "E+3", "e12", or "" for none), its magnitude
+// saturating past a billion. It is not ok unless `s` is exactly that.
+func decimalExponent(s string) (exp int, ok bool) {
+	if s == "" {
+		return 0, true
+	}
+	if s[0] != 'e' && s[0] != 'E' {
+		return 0, false
+	}
+	s = s[1:]
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	ds, rest := leadingDigits(s)
+	if ds == "" || rest != "" {
+		return 0, false
+	}
+	for i := 0; i < len(ds); i++ {
+		if exp < 1e9 {
+			exp = exp*10 + int(ds[i]-'0')
+		}
+	}
+	if neg {
+		exp = -exp
+	}
+	return exp, true
+}
+
+// leadingDigits splits `s` into its leading ASCII digits and the rest.
+func leadingDigits(s string) (digits, rest string) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i], s[i:]
 }
 
 // mapKeyText returns how the keys of map type `t` become text, as

@@ -30,6 +30,31 @@
 // check themselves against the package storagetest. What every storage
 // promises (the storage contract), the stored data format and the rules of
 // each backend are written in docs/design.md in the module's repository.
+//
+// # Writes
+//
+// Every storage of this package writes a session by the same rules (the
+// storages' SetSession comments refer to them; docs/design.md, "The write
+// path", has them in full):
+//
+//   - A request's write applies to the session the request loaded, and only
+//     while that session is still stored. A session deleted while a request
+//     that loaded it ran (a logout elsewhere, Destroy, DestroyUser, the
+//     cleaner, expiry), or deleted and replaced by a new session under the
+//     id, stays so: that request's write is dropped and logged, and
+//     SetSession returns nil, so a request in flight cannot bring a
+//     logged-out session back. Each storage makes the check in the same
+//     atomic step as the write, except the file storage (see its SetSession).
+//   - A RemoveAll by the same request (gf's Session.RemoveAll, then Set)
+//     makes its next write start a new session under the id.
+//   - A session written under a new id by RegenerateId keeps the creation
+//     time, and so the MaxLifetime, of the one it replaces; a loaded
+//     session keeps its own; any other session is created when first
+//     written. No write extends MaxLifetime.
+//   - A write that leaves the session with no keys deletes it.
+//   - Session ids are checked with IsValidSessionId before they reach a
+//     file path, a Redis key or a query: an invalid id reads as no session,
+//     and writing it is an error (CodeInvalidParameter).
 package gfsession
 
 import (

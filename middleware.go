@@ -245,33 +245,8 @@ func newRequestSession(ctx context.Context, ttl time.Duration, storage *requestS
 // replaced, and turns a failure into an error response.
 func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestStorage) {
 	ctx := r.Context()
-	storage.closing = true
-	err := r.Session.Close()
-	storage.closing = false
-	if err == nil {
-		warnInvalidId(r)
-		// Only once the new id is stored may the old one go: else the
-		// client, which keeps its cookie, would lose its session.
-		if err = storage.removeReplaced(ctx); err != nil {
-			// A live old id after a change of privileges is what
-			// Regenerate is there to prevent: the change is not
-			// acknowledged.
-			storage.writing = true
-		}
-	}
-	if storage.unused {
-		// The loaded session was not used (the handler did not touch the
-		// session, or chose another id): refresh its TTL, as closing a
-		// session that was only read would.
-		storage.unused = false
-		if ttlErr := storage.Storage.UpdateTTL(ctx, storage.id, ttl); ttlErr != nil && !gerror.Is(ttlErr, gsession.ErrorDisabled) {
-			g.Log().Warningf(ctx, "gfsession: Middleware: refreshing the session's TTL failed: %v", ttlErr)
-		}
-		if storage.stored == "" {
-			// A hook that only reads it later does not refresh it again.
-			storage.stored = storage.id
-		}
-	}
+	err := storage.closeSession(ctx, r)
+	storage.refreshUnused(ctx, ttl)
 	if err == nil {
 		return
 	}
@@ -281,9 +256,55 @@ func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestSt
 		g.Log().Warningf(ctx, "gfsession: Middleware: refreshing the session's TTL failed: %v", err)
 		return
 	}
-	// Nothing of this request's session is stored: the client keeps its
-	// cookie; ghttp neither sends a new one nor writes again, and nothing
-	// later in the request (hooks) can use the session.
+	failUnstored(ctx, r, ttl, err)
+}
+
+// closeSession closes the request's session `r`.Session as Middleware (see
+// requestStorage.closing) and, once it is stored, deletes the ids Regenerate
+// replaced. A failure to delete those counts as a failed write.
+func (s *requestStorage) closeSession(ctx context.Context, r *ghttp.Request) error {
+	s.closing = true
+	err := r.Session.Close()
+	s.closing = false
+	if err == nil {
+		warnInvalidId(r)
+		// Only once the new id is stored may the old one go: else the
+		// client, which keeps its cookie, would lose its session.
+		if err = s.removeReplaced(ctx); err != nil {
+			// A live old id after a change of privileges is what
+			// Regenerate is there to prevent: the change is not
+			// acknowledged.
+			s.writing = true
+		}
+	}
+	return err
+}
+
+// refreshUnused restarts, at `ttl`, the TTL of the session Middleware loaded
+// when the request did not use it, as closing a session that was only read
+// would. A failure is logged: the request stored nothing.
+func (s *requestStorage) refreshUnused(ctx context.Context, ttl time.Duration) {
+	if !s.unused {
+		return
+	}
+	// The loaded session was not used (the handler did not touch the
+	// session, or chose another id).
+	s.unused = false
+	if ttlErr := s.Storage.UpdateTTL(ctx, s.id, ttl); ttlErr != nil && !gerror.Is(ttlErr, gsession.ErrorDisabled) {
+		g.Log().Warningf(ctx, "gfsession: Middleware: refreshing the session's TTL failed: %v", ttlErr)
+	}
+	if s.stored == "" {
+		// A hook that only reads it later does not refresh it again.
+		s.stored = s.id
+	}
+}
+
+// failUnstored handles request `r`, whose session could not be stored
+// (`err`): nothing of it is stored, so the client keeps its cookie; ghttp
+// neither sends a new one nor writes again, and nothing later in the
+// request (hooks) can use the session. A response not sent yet becomes an
+// error response (see errorResponse); one already sent is only logged.
+func failUnstored(ctx context.Context, r *ghttp.Request, ttl time.Duration, err error) {
 	r.Session = closedSession(ctx, ttl, err)
 	r.Cookie = nil
 	r.Cookie = ghttp.GetCookie(r) // the handler's cookies belong to what failed
@@ -301,6 +322,13 @@ func closeBeforeResponse(r *ghttp.Request, ttl time.Duration, storage *requestSt
 	if gerror.Code(err) == gcode.CodeInvalidParameter {
 		status = http.StatusInternalServerError
 	}
+	errorResponse(res, status)
+}
+
+// errorResponse replaces what the handler put in `res` with an empty,
+// uncacheable response of `status`: no body, and none of the handler's
+// Content-*, Location, Refresh, Set-Cookie or caching headers.
+func errorResponse(res *ghttp.Response, status int) {
 	res.ClearBuffer()
 	header := res.Header()
 	for name := range header {

@@ -25,12 +25,25 @@ import (
 // config; the error should name the offending key.
 type Factory func(ctx context.Context, config map[string]any) (gsession.Storage, error)
 
-// Storage type names of the built-in backends.
+// Storage type names of the built-in storages: the `type` of a
+// `sessionStorage` config node and the names New and Names know them by.
 const (
-	TypeMemory    = "memory"
-	TypeFile      = "file"
-	TypeRedis     = "redis"
+	// TypeMemory names StorageMemory: sessions in process memory, merged
+	// per key.
+	TypeMemory = "memory"
+	// TypeFile names StorageFile: one file per session in a folder,
+	// last-writer-wins per session.
+	TypeFile = "file"
+	// TypeRedis names StorageRedis: one Redis key per session holding the
+	// whole session, last-writer-wins per session.
+	TypeRedis = "redis"
+	// TypeRedisHash names StorageRedisHash: one Redis hash per session, one
+	// field per session key, merged per key.
 	TypeRedisHash = "redis-hash"
+	// TypeDB names StorageDB: one row per session in a SQL table (MySQL or
+	// MariaDB, PostgreSQL, SQLite) through gf's gdb, last-writer-wins per
+	// session.
+	TypeDB = "db"
 )
 
 // configPath names the config node in error messages.

@@ -17,10 +17,6 @@ import (
 	"github.com/gogf/gf/v2/os/gsession"
 )
 
-// TypeDB is the storage type name of StorageDB in the `sessionStorage`
-// config node.
-const TypeDB = "db"
-
 const (
 	// DefaultDBTable is the table StorageDB uses when DBConfig.Table is empty.
 	DefaultDBTable = "gf_sessions"
@@ -396,14 +392,10 @@ func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.
 // creation. A session without keys, or past its MaxLifetime, is deleted.
 // Nil `sessionData` is an error (CodeInvalidParameter).
 //
-// A session GetSession loaded is only updated, and only while the row is
-// still that session (same id and creation time): if it was deleted while
-// the request ran (a logout elsewhere, Destroy, DestroyUser, the cleaner),
-// or deleted and replaced by a new session under the id, the write is
-// dropped and logged, so a request in flight cannot bring a logged-out
-// session back. A RemoveAll by the same request (gf's Session.RemoveAll,
-// then Set) starts a new session under the id. Any other session is
-// upserted.
+// It follows the package's write rules (see Writes in the package
+// documentation): a session GetSession loaded is only updated, and only
+// while the row is still that session (same id and creation time). Any
+// other session is upserted.
 func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	return s.w.setSession(ctx, sessionId, sessionData, ttl)
 }

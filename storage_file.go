@@ -132,7 +132,7 @@ type FileConfig struct {
 //     so a client-chosen id such as "../x" never touches a file;
 //   - writes are atomic (a temporary file renamed over the session file), so
 //     a concurrent reader sees the old or the new session, never an empty or
-//     partial one (gf issue #4792);
+//     partial one (gf's StorageFile truncates the file first);
 //   - the idle TTL is the file's modification time: a read-only request
 //     refreshes it with a metadata update, never by rewriting the content;
 //   - the cleaner reads directory metadata only, never file contents, and
@@ -581,21 +581,17 @@ func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
 // SetSession writes `sessionData` as the whole session: encoded, written to
 // a temporary file in the folder, flushed when Fsync is set and renamed over
 // the session file, so readers never see a partial file. The TTL restarts at
-// `ttl`. A session loaded by GetSession keeps its creation time (for
-// MaxLifetime); any other starts now. A session with no keys is deleted.
-// Concurrent writers of one session: the last one wins. An invalid
-// `sessionId`, a nil `sessionData` and a session that encodes to more than
-// MaxFileSize are errors (CodeInvalidParameter), and leave the stored
-// session as it was.
+// `ttl`. A session with no keys is deleted. Concurrent writers of one
+// session: the last one wins. An invalid `sessionId`, a nil `sessionData`
+// and a session that encodes to more than MaxFileSize are errors
+// (CodeInvalidParameter), and leave the stored session as it was.
 //
-// A session GetSession loaded is written only while its file exists: if it
-// was deleted while the request ran (a logout elsewhere, Destroy,
-// DestroyUser, the cleaner), the write is dropped and logged, so a request
-// in flight cannot bring a logged-out session back. The file's header is
-// checked just before the rename, and the check and the rename are two
-// steps: a deletion that lands between them, microseconds apart, is
-// overwritten and the session comes back. A RemoveAll by the same request
-// (gf's Session.RemoveAll, then Set) starts a new session under the id.
+// It follows the package's write rules (see Writes in the package
+// documentation), with one exception: a session GetSession loaded is
+// written only while its file still holds that session, but the file's
+// header is checked just before the rename, and the check and the rename
+// are two steps: a deletion that lands between them, microseconds apart,
+// is overwritten and the session comes back.
 func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	s.noteTTL(ttl)
 	return s.w.setSession(ctx, sessionId, sessionData, ttl)

@@ -190,11 +190,10 @@ func (s *StorageMemory) expiry(created, now int64, ttl time.Duration) int64 {
 // keys it left alone keep whatever a concurrent request stored meanwhile. A
 // session left with no keys is deleted. The TTL restarts at `ttl`.
 //
-// A session this request loaded that was deleted while it ran (a logout
-// elsewhere, Destroy, DestroyUser, idle expiry, MaxLifetime), or deleted and
-// replaced by a new session under the id, stays so: the write is dropped and
-// logged. A RemoveAll by the same request (gf's
-// Session.RemoveAll, then Set) starts a new session under the id.
+// It follows the package's write rules (see Writes in the package
+// documentation): a session deleted or replaced while the request ran, idle
+// expiry and MaxLifetime included, stays so, checked under the shard lock
+// with the write.
 func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	if !IsValidSessionId(sessionId) {
 		return errInvalidId(sessionId)

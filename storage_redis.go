@@ -302,25 +302,19 @@ func (r *redisStore) reseal(ctx context.Context, id, stored string, created time
 
 // SetSession stores the whole session with a TTL of `ttl` (capped by what
 // is left of MaxLifetime), in one round trip; an empty session is deleted
-// instead. The creation time of a session loaded by GetSession is kept; any
-// other session starts now. It is last-writer-wins (see StorageRedis). An
-// invalid `sessionId` is an error and sends nothing.
+// instead. It is last-writer-wins (see StorageRedis). An invalid
+// `sessionId` is an error and sends nothing.
 //
-// The write is one script (kvWriteScript): a new session is SET with PX; a
-// session GetSession loaded is written only while the stored session is
-// still the one loaded, by its creation time: if it was deleted while the request
-// ran (a logout elsewhere, Destroy, DestroyUser, expiry), or deleted and
-// replaced by a new one under the id, the write is dropped and logged, so a
-// request in flight cannot bring a logged-out session back. (A session in
-// gf's format, which has no creation time, is written with SET ... XX.) A
-// RemoveAll by the same request (gf's Session.RemoveAll, then Set) starts a
-// new session under the id.
+// It follows the package's write rules (see Writes in the package
+// documentation). The write is one script (kvWriteScript), or a plain SET
+// with PX for a new session that indexes no user with it: a session
+// GetSession loaded is written only while the stored session still has the
+// creation time loaded (one in gf's format, which has no creation time,
+// only while it exists: SET ... XX).
 //
-// With a UserKey, the index of the user that the written session names
-// lists the session once the write is done, whoever wrote in between (see
-// write): in the same script on a single server or Sentinel, one more round
-// trip after the write on a Cluster (two on a login). A nil `sessionData`
-// is an error (CodeInvalidParameter).
+// With a UserKey, the write also lists the session in the index of the
+// user it names, as StorageRedis describes (see write for the order). A nil
+// `sessionData` is an error (CodeInvalidParameter).
 func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	return s.w.setSession(ctx, sessionId, sessionData, ttl)
 }

@@ -547,14 +547,12 @@ func immutableValue(v any) bool {
 // session, RegenerateId) is written whole, key by key. An invalid
 // `sessionId` is an error and sends nothing.
 //
-// A write of a session this request loaded is one Lua script, which writes
-// only if the hash still has the creation time that was loaded: a session
-// deleted since (a logout elsewhere, Destroy, DestroyUser), or deleted and
-// replaced by a new one under the id, stays so, and the write is dropped and
-// logged. A RemoveAll by the same request starts a new session under the
-// id. Through gf's go-redis adapter the first write of a new session is one
-// MULTI/EXEC transaction of HSET, HSETNX of the creation time and PEXPIRE;
-// through another adapter it is the script too.
+// It follows the package's write rules (see Writes in the package
+// documentation). A write of a session this request loaded is one Lua
+// script, which writes only if the hash still has the creation time that
+// was loaded. Through gf's go-redis adapter the first write of a new
+// session is one MULTI/EXEC transaction of HSET, HSETNX of the creation
+// time and PEXPIRE; through another adapter it is the script too.
 //
 // With a UserKey, a write that stores a value of the user key is a login,
 // even of the user loaded (a session the request cleared and started anew,
