@@ -102,11 +102,8 @@ func (w *sessionWriter) loaded(id string, created time.Time, data map[string]any
 //     confirmed by the write, and the entry of a user the session no longer
 //     names is dropped after it.
 func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAnyMap, ttl time.Duration) error {
-	if !IsValidSessionId(id) {
-		return errInvalidId(id)
-	}
-	if m == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: %s storage: session %q: session data is nil`, w.backend, shortId(id))
+	if err := checkWrite(w.backend, id, m); err != nil {
+		return err
 	}
 	r := w.tracker.resolve(ctx, m, id)
 	data := m.Map()
@@ -171,5 +168,18 @@ func (w *sessionWriter) removeAll(ctx context.Context, id string) error {
 		return err
 	}
 	w.tracker.removed(ctx, id)
+	return nil
+}
+
+// checkWrite returns the error of a SetSession of `m` as session `id` by a
+// storage of type `backend` that must send nothing: an invalid id, or nil
+// data (CodeInvalidParameter).
+func checkWrite(backend, id string, m *gmap.StrAnyMap) error {
+	if !IsValidSessionId(id) {
+		return errInvalidId(id)
+	}
+	if m == nil {
+		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: %s storage: session %q: session data is nil`, backend, shortId(id))
+	}
 	return nil
 }

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/gogf/gf/v2/container/gmap"
-	"github.com/gogf/gf/v2/errors/gcode"
-	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/os/gsession"
 )
 
@@ -195,11 +193,8 @@ func (s *StorageMemory) expiry(created, now int64, ttl time.Duration) int64 {
 // expiry and MaxLifetime included, stays so, checked under the shard lock
 // with the write.
 func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
-	if !IsValidSessionId(sessionId) {
-		return errInvalidId(sessionId)
-	}
-	if sessionData == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: memory storage: session %q: session data is nil", shortId(sessionId))
+	if err := checkWrite(TypeMemory, sessionId, sessionData); err != nil {
+		return err
 	}
 	r := s.tracker.resolve(ctx, sessionData, sessionId)
 	now := time.Now().UnixNano()

@@ -11,7 +11,6 @@ import (
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
-	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -195,8 +194,7 @@ end
 // The storage does not close a client passed to NewStorageRedis; it closes a
 // client it created itself from the config map (Close).
 type StorageRedis struct {
-	gsession.StorageBase
-	r *redisStore
+	redisShared
 	w sessionWriter
 }
 
@@ -215,16 +213,10 @@ func NewStorageRedis(redis *gredis.Redis, config ...RedisConfig) (*StorageRedis,
 // newStorageRedisOn returns the StorageRedis of store `r`, writing through
 // the whole-session write path.
 func newStorageRedisOn(r *redisStore) *StorageRedis {
-	s := &StorageRedis{r: r}
+	s := &StorageRedis{redisShared: redisShared{r: r, keyType: "string"}}
 	s.w = sessionWriter{backend: r.backend, tracker: &r.tracker, env: r.env, driver: redisDriver{r},
 		userKey: r.userKey, maxLifetime: r.maxLifetime}
 	return s
-}
-
-// New returns a new random session id (see NewSessionId). It sends nothing to
-// Redis.
-func (s *StorageRedis) New(ctx context.Context, ttl time.Duration) (string, error) {
-	return NewSessionId(), nil
 }
 
 // GetSession loads the session and restarts its idle TTL at `ttl`, in one
@@ -431,46 +423,10 @@ end
 return 1
 `)
 
-// UpdateTTL does nothing and returns nil: GetSession already restarted the
-// TTL when it loaded the session (gf calls UpdateTTL only for a session it
-// loaded and did not change), which saves a round trip per request.
-func (s *StorageRedis) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
-	return nil
-}
-
 // RemoveAll deletes the session (one DEL). A missing session or an invalid
 // id is not an error; an invalid id sends nothing.
 func (s *StorageRedis) RemoveAll(ctx context.Context, sessionId string) error {
 	return s.w.removeAll(ctx, sessionId)
-}
-
-// Close closes the Redis client if the storage created it (from inline
-// config-map fields, or from a redis group of the config file); a client
-// passed to NewStorageRedis or shared with gredis.Instance is left open. It
-// is idempotent.
-func (s *StorageRedis) Close(ctx context.Context) error {
-	return s.r.close(ctx)
-}
-
-// Count returns the number of sessions under the prefix: the string keys
-// whose name is the prefix followed by a valid session id (see Range). It
-// scans the keyspace, one SCAN per redisScanCount keys on every master: its
-// cost grows with the size of the database, not only with the sessions.
-func (s *StorageRedis) Count(ctx context.Context) (int, error) {
-	return s.r.count(ctx, "string")
-}
-
-// Range calls `fn` with the id of every session under the prefix until `fn`
-// returns false or `ctx` is done (its error is then returned). It runs SCAN
-// MATCH prefix* TYPE string, never KEYS, on every master of a Cluster, and
-// holds one batch of keys at a time; `fn` may use the storage. String keys
-// of gf's own StorageRedis under the same prefix are sessions too (this
-// storage reads them); any other string key there whose name after the
-// prefix is a valid session id is taken for one, which is why the prefix
-// should be the sessions' own (with NoPrefix: the whole database). User
-// indexes are skipped. It needs gf's go-redis adapter (see redisStore.scan).
-func (s *StorageRedis) Range(ctx context.Context, fn func(sessionId string) bool) error {
-	return s.r.scan(ctx, "string", fn)
 }
 
 // Destroy deletes session `sessionId`; see RemoveAll. It does not read the

@@ -12,7 +12,6 @@ import (
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
-	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -240,8 +239,7 @@ return 1
 // The storage does not close a client passed to NewStorageRedisHash; it
 // closes a client it created itself from the config map (Close).
 type StorageRedisHash struct {
-	gsession.StorageBase
-	r *redisStore
+	redisShared
 }
 
 var _ Admin = (*StorageRedisHash)(nil)
@@ -255,12 +253,8 @@ func NewStorageRedisHash(redis *gredis.Redis, config ...RedisConfig) (*StorageRe
 }
 
 // newStorageRedisHashOn returns the StorageRedisHash of `r`.
-func newStorageRedisHashOn(r *redisStore) *StorageRedisHash { return &StorageRedisHash{r: r} }
-
-// New returns a new random session id (see NewSessionId). It sends nothing to
-// Redis.
-func (s *StorageRedisHash) New(ctx context.Context, ttl time.Duration) (string, error) {
-	return NewSessionId(), nil
+func newStorageRedisHashOn(r *redisStore) *StorageRedisHash {
+	return &StorageRedisHash{redisShared: redisShared{r: r, keyType: "hash"}}
 }
 
 // GetSession loads the whole session and restarts its idle TTL at `ttl`
@@ -567,11 +561,8 @@ func immutableValue(v any) bool {
 // stored: a concurrent logout or switch of user stands, with its index
 // update.
 func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
-	if !IsValidSessionId(sessionId) {
-		return errInvalidId(sessionId)
-	}
-	if sessionData == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, "gfsession: %s storage: session %q: session data is nil", s.r.backend, shortId(sessionId))
+	if err := checkWrite(s.r.backend, sessionId, sessionData); err != nil {
+		return err
 	}
 	r := s.r.tracker.resolve(ctx, sessionData, sessionId)
 	meta := hashLoaded{created: r.created, hashSeal: r.seal}
@@ -917,45 +908,13 @@ return {1}
 // left alone, as one deleted since (hashGone). With `once` (resealing on
 // read) a write that finds the manifest changed gives up (hashConflict).
 func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDelta, values map[string]any, meta hashLoaded, once bool) (hashWrite, hashLoaded, error) {
-	var (
-		r       = s.r
-		mode    = "new"
-		entries map[string]string
-		created = d.stamp
-		expect  = ""
-		set     = d.set
-	)
+	c := sealedTry{mode: "new", created: d.stamp, set: d.set}
 	if d.mustExist {
-		mode, entries, expect = "loaded", meta.entries, meta.tag
+		c.mode, c.entries, c.expect = "loaded", meta.entries, meta.tag
 	}
 	for try := 0; try < hashCASTries; try++ {
-		next := make(map[string]string, len(entries)+len(set)/2)
-		for f, tag := range entries {
-			next[f] = tag
-		}
-		for _, f := range d.del {
-			delete(next, f)
-		}
-		for i := 0; i+1 < len(set); i += 2 {
-			f := set[i].(string)
-			if _, ok := hashKey(f); !ok {
-				continue // hashUserIndexField: not sealed
-			}
-			v := set[i+1].([]byte)
-			next[f] = string(v[len(v)-tagSize:])
-		}
-		manifest := ""
-		if len(next) > 0 {
-			manifest = s.sealManifest(id, created, next)
-		}
-		args := make([]any, 0, 10+len(set)+len(d.del))
-		args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField,
-			hashManifestField, mode, created.UnixMilli(), expect, manifest, len(set)/2)
-		args = append(args, set...)
-		for _, f := range d.del {
-			args = append(args, f)
-		}
-		v, err := s.evalWrite(ctx, hashSealedWriteScript, id, d, args)
+		next, manifest := s.nextManifest(id, &c, d.del)
+		v, err := s.evalWrite(ctx, hashSealedWriteScript, id, d, sealedArgs(s.r, &d, &c, manifest))
 		if err != nil {
 			return 0, meta, err
 		}
@@ -969,89 +928,119 @@ func (s *StorageRedisHash) writeSealed(ctx context.Context, id string, d hashDel
 		case code == hashGone && !d.mustExist:
 			// The session this new one merged into was deleted or replaced
 			// since: a new session again.
-			if !created.Equal(d.stamp) {
-				created = d.stamp
-				if set, err = s.sealValues(id, set, values, created); err != nil {
-					return 0, meta, err
-				}
+			if err = s.rebase(id, &c, "new", d.stamp, nil, "", values); err != nil {
+				return 0, meta, err
 			}
-			mode, entries, expect = "new", nil, ""
 			continue
 		case code != hashConflict:
-			return code, hashLoaded{created: created, hashSeal: hashSeal{tag: manifestTag(manifest), entries: next}}, nil
+			return code, hashLoaded{created: c.created, hashSeal: hashSeal{tag: manifestTag(manifest), entries: next}}, nil
 		case once || len(reply) < 3:
 			return hashConflict, meta, nil
 		}
-		cur := reply[2]
-		curCreated := time.Time{}
-		if ms, err := strconv.ParseInt(reply[1], 10, 64); err == nil && ms > 0 {
-			curCreated = time.UnixMilli(ms)
+		gone, err := s.rebaseOnReply(id, &c, reply, values)
+		if err != nil {
+			return 0, meta, err
 		}
-		opened, err := s.openManifest(id, curCreated, cur)
-		switch {
-		case err == nil:
-			// Another request wrote in between (or, for a new session,
-			// created one under the id): apply the delta to what it stored.
-			if !curCreated.Equal(created) {
-				created = curCreated
-				if set, err = s.sealValues(id, set, values, created); err != nil {
-					return 0, meta, err
-				}
-			}
-			mode, entries, expect = "loaded", opened, manifestTag(cur)
-		case mode == "loaded":
-			// The session loaded no longer reads: tampered with since.
+		if gone {
 			return hashGone, meta, nil
-		default:
-			// An unreadable hash under the id: replaced, if it is still
-			// the one seen.
-			mode, entries, expect = "replace", nil, manifestTag(cur)
 		}
 	}
 	return 0, meta, gerror.NewCodef(gcode.CodeInternalError,
 		"gfsession: %s storage: session %q changed %d times while being written; try again",
-		r.backend, r.prefix+shortId(id), hashCASTries)
+		s.r.backend, s.r.prefix+shortId(id), hashCASTries)
 }
 
-// UpdateTTL does nothing and returns nil: GetSession already restarted the
-// TTL when it loaded the session (gf calls UpdateTTL only for a session it
-// loaded and did not change), which saves a round trip per request.
-func (s *StorageRedisHash) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
+// sealedTry is what one try of writeSealed writes on: the script's mode
+// ("new", "loaded" or "replace"), the manifest entries and tag it expects
+// stored, the creation time the values are sealed for, and the sealed
+// field/value pairs to set.
+type sealedTry struct {
+	mode    string
+	entries map[string]string
+	expect  string
+	created time.Time
+	set     []any
+}
+
+// nextManifest returns the manifest entries of the session after try `c`
+// with the fields `del` deleted, and that manifest sealed ("" for none).
+func (s *StorageRedisHash) nextManifest(id string, c *sealedTry, del []string) (map[string]string, string) {
+	next := make(map[string]string, len(c.entries)+len(c.set)/2)
+	for f, tag := range c.entries {
+		next[f] = tag
+	}
+	for _, f := range del {
+		delete(next, f)
+	}
+	for i := 0; i+1 < len(c.set); i += 2 {
+		f := c.set[i].(string)
+		if _, ok := hashKey(f); !ok {
+			continue // hashUserIndexField: not sealed
+		}
+		v := c.set[i+1].([]byte)
+		next[f] = string(v[len(v)-tagSize:])
+	}
+	if len(next) == 0 {
+		return next, ""
+	}
+	return next, s.sealManifest(id, c.created, next)
+}
+
+// sealedArgs returns the ARGV of hashSealedWriteScript for try `c` of
+// delta `d`, storing `manifest`.
+func sealedArgs(r *redisStore, d *hashDelta, c *sealedTry, manifest string) []any {
+	args := make([]any, 0, 10+len(c.set)+len(d.del))
+	args = append(args, millis(d.ttl), time.Now().UnixMilli(), r.lifetimeMillis(), hashCreatedField,
+		hashManifestField, c.mode, c.created.UnixMilli(), c.expect, manifest, len(c.set)/2)
+	args = append(args, c.set...)
+	for _, f := range d.del {
+		args = append(args, f)
+	}
+	return args
+}
+
+// rebase makes try `c` a try in `mode` on the manifest `entries` tagged
+// `expect`, with the values sealed again for `created` if that changed.
+func (s *StorageRedisHash) rebase(id string, c *sealedTry, mode string, created time.Time, entries map[string]string, expect string, values map[string]any) error {
+	if !created.Equal(c.created) {
+		set, err := s.sealValues(id, c.set, values, created)
+		if err != nil {
+			return err
+		}
+		c.created, c.set = created, set
+	}
+	c.mode, c.entries, c.expect = mode, entries, expect
 	return nil
+}
+
+// rebaseOnReply prepares the next try after the script found another
+// manifest stored than the one try `c` expected: `reply` holds the stored
+// creation time and manifest. It reports whether the write must stop as
+// hashGone: the session loaded no longer reads (tampered with since).
+func (s *StorageRedisHash) rebaseOnReply(id string, c *sealedTry, reply []string, values map[string]any) (bool, error) {
+	cur := reply[2]
+	curCreated := time.Time{}
+	if ms, err := strconv.ParseInt(reply[1], 10, 64); err == nil && ms > 0 {
+		curCreated = time.UnixMilli(ms)
+	}
+	opened, err := s.openManifest(id, curCreated, cur)
+	switch {
+	case err == nil:
+		// Another request wrote in between (or, for a new session, created
+		// one under the id): apply the delta to what it stored.
+		return false, s.rebase(id, c, "loaded", curCreated, opened, manifestTag(cur), values)
+	case c.mode == "loaded":
+		return true, nil
+	}
+	// An unreadable hash under the id: replaced, if it is still the one seen.
+	c.mode, c.entries, c.expect = "replace", nil, manifestTag(cur)
+	return false, nil
 }
 
 // RemoveAll deletes the session (one DEL). A missing session or an invalid
 // id is not an error; an invalid id sends nothing.
 func (s *StorageRedisHash) RemoveAll(ctx context.Context, sessionId string) error {
 	return s.r.removeAll(ctx, sessionId)
-}
-
-// Close closes the Redis client if the storage created it (from inline
-// config-map fields); a client passed to NewStorageRedisHash or taken from a
-// gf redis group is left open. It is idempotent.
-func (s *StorageRedisHash) Close(ctx context.Context) error {
-	return s.r.close(ctx)
-}
-
-// Count returns the number of sessions under the prefix: the hash keys whose
-// name is the prefix followed by a valid session id (see Range). It scans
-// the keyspace, one SCAN per redisScanCount keys on every master: its cost
-// grows with the size of the database, not only with the sessions.
-func (s *StorageRedisHash) Count(ctx context.Context) (int, error) {
-	return s.r.count(ctx, "hash")
-}
-
-// Range calls `fn` with the id of every session under the prefix until `fn`
-// returns false or `ctx` is done (its error is then returned). It runs SCAN
-// MATCH prefix* TYPE hash, never KEYS, on every master of a Cluster, and
-// holds one batch of keys at a time; `fn` may use the storage. Hashes of
-// gf's own StorageRedisHashTable under the same prefix are sessions too
-// (this storage reads them); any other hash there whose name after the
-// prefix is a valid session id is taken for one, which is why the prefix
-// should be the sessions' own (with NoPrefix: the whole database). User
-// indexes are skipped. It needs gf's go-redis adapter (see redisStore.scan).
-func (s *StorageRedisHash) Range(ctx context.Context, fn func(sessionId string) bool) error {
-	return s.r.scan(ctx, "hash", fn)
 }
 
 // Destroy deletes session `sessionId`; see RemoveAll. It does not read the

@@ -12,6 +12,7 @@ import (
 	"github.com/gogf/gf/v2/database/gredis"
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -280,4 +281,57 @@ func (r *redisStore) lifetimeMillis() int64 {
 		return 0
 	}
 	return millis(r.maxLifetime)
+}
+
+// redisShared is what StorageRedis and StorageRedisHash answer the same
+// way, on their store `r`, whose sessions are keys of type `keyType`
+// ("string" or "hash").
+type redisShared struct {
+	gsession.StorageBase
+	r       *redisStore
+	keyType string
+}
+
+// New returns a new random session id (see NewSessionId). It sends nothing to
+// Redis.
+func (s redisShared) New(ctx context.Context, ttl time.Duration) (string, error) {
+	return NewSessionId(), nil
+}
+
+// UpdateTTL does nothing and returns nil: GetSession already restarted the
+// TTL when it loaded the session (gf calls UpdateTTL only for a session it
+// loaded and did not change), which saves a round trip per request.
+func (s redisShared) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
+	return nil
+}
+
+// Close closes the Redis client if the storage created it (from inline
+// config-map fields, or from a redis group of the config file); a client
+// passed to the constructor or shared with gredis.Instance is left open. It
+// is idempotent.
+func (s redisShared) Close(ctx context.Context) error {
+	return s.r.close(ctx)
+}
+
+// Count returns the number of sessions under the prefix: the keys of the
+// storage's type whose name is the prefix followed by a valid session id
+// (see Range). It scans the keyspace, one SCAN per redisScanCount keys on
+// every master: its cost grows with the size of the database, not only
+// with the sessions.
+func (s redisShared) Count(ctx context.Context) (int, error) {
+	return s.r.count(ctx, s.keyType)
+}
+
+// Range calls `fn` with the id of every session under the prefix until `fn`
+// returns false or `ctx` is done (its error is then returned). It runs SCAN
+// MATCH prefix* TYPE string (StorageRedis) or hash (StorageRedisHash),
+// never KEYS, on every master of a Cluster, and holds one batch of keys at
+// a time; `fn` may use the storage. Sessions of gf's own storage of the
+// same kind under the prefix are sessions too (this storage reads them);
+// any other key of that type there whose name after the prefix is a valid
+// session id is taken for one, which is why the prefix should be the
+// sessions' own (with NoPrefix: the whole database). User indexes are
+// skipped. It needs gf's go-redis adapter (see redisStore.scan).
+func (s redisShared) Range(ctx context.Context, fn func(sessionId string) bool) error {
+	return s.r.scan(ctx, s.keyType, fn)
 }
