@@ -9,6 +9,9 @@ import (
 	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/os/gsession"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/goframe-contrib/gfsession/storagetest"
 )
 
@@ -93,9 +96,7 @@ var mapDrivers sync.Map // *testing.T -> *mapDriver
 
 func newDriverStorage(t *testing.T, maxLifetime time.Duration, keys [][]byte) *driverStorage {
 	env, err := newEnvelope("", keys)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	d, loadedDriver := mapDrivers.LoadOrStore(t, &mapDriver{rows: map[string]mapRow{}})
 	if !loadedDriver {
 		t.Cleanup(func() { mapDrivers.Delete(t) })
@@ -181,4 +182,39 @@ func TestSessionDriver_Conformance(t *testing.T) {
 		}),
 		storagetest.Excuse("Admin", "the test backend has no admin methods"),
 	)
+}
+
+// hookedDriver runs `afterIndex` after a driver's indexUser: what another
+// request does between a login's index entry and its write.
+type hookedDriver struct {
+	sessionDriver
+	afterIndex func()
+}
+
+func (d hookedDriver) indexUser(ctx context.Context, user, id string) error {
+	err := d.sessionDriver.indexUser(ctx, user, id)
+	d.afterIndex()
+	return err
+}
+
+// TestStorageFile_LoginRacesDestroyUser is a DestroyUser that runs between
+// a login's index entry and its write: the session the login then stores
+// is still listed, and the next DestroyUser deletes it.
+func TestStorageFile_LoginRacesDestroyUser(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStorageFile(FileConfig{Path: t.TempDir(), UserKey: "uid", CleanupInterval: -1})
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	s.w.driver = hookedDriver{sessionDriver: s.w.driver, afterIndex: func() {
+		_, err := s.DestroyUser(ctx, "ann")
+		assert.NoError(t, err)
+	}}
+	id := NewSessionId()
+	require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"uid": "ann"}, true), time.Hour))
+	n, err := s.DestroyUser(ctx, "ann")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the login's session is listed under its user")
+	m, err := s.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	assert.Nil(t, m, "and DestroyUser deleted it")
 }
