@@ -1193,3 +1193,42 @@ func TestStorageRedis_StaleWriteLogShortensId(t *testing.T) {
 	st := newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: redisTestPrefix()})
 	staleWriteLogShortensId(t, st)
 }
+
+// TestStorageRedis_DestroyUserManySessions is "log out everywhere" for a
+// user with more sessions than DestroyUser reads and deletes in one batch,
+// some of which have since switched to another user: every session of the
+// user goes, and only those.
+func TestStorageRedis_DestroyUserManySessions(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	ctx := context.Background()
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			st := newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: "uid"})
+			a := redisAdmin(t, st)
+			ids := make([]string, 1234)
+			for i := range ids {
+				ids[i] = gfsession.NewSessionId()
+				require.NoError(t, st.SetSession(ctx, ids[i], gmap.NewStrAnyMapFrom(map[string]any{"uid": "ann"}, true), time.Hour))
+			}
+			for _, id := range ids[:100] {
+				data, err := st.GetSession(ctx, id, time.Hour)
+				require.NoError(t, err)
+				data.Set("uid", "bob")
+				require.NoError(t, st.SetSession(ctx, id, data, time.Hour))
+			}
+			n, err := a.DestroyUser(ctx, "ann")
+			require.NoError(t, err)
+			assert.Equal(t, 1134, n)
+			n, err = a.DestroyUser(ctx, "ann")
+			require.NoError(t, err)
+			assert.Equal(t, 0, n)
+			n, err = a.DestroyUser(ctx, "bob")
+			require.NoError(t, err)
+			assert.Equal(t, 100, n)
+			n, err = a.Count(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 0, n)
+		})
+	}
+}
