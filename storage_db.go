@@ -130,7 +130,8 @@ type DBConfig struct {
 	CleanupInterval time.Duration `json:"cleanupInterval" config:"negative"`
 	// CleanupBatch is the most rows one DELETE of the cleaner removes; the
 	// cleaner repeats it until a batch removes fewer. 0 means
-	// DefaultDBCleanupBatch; a negative value is an error.
+	// DefaultDBCleanupBatch; so does a negative value in code (a config map
+	// refuses one).
 	CleanupBatch int `json:"cleanupBatch"`
 	// TouchInterval limits the idle refresh of read-only requests: the
 	// expiry column is written at most once per TouchInterval for a session

@@ -41,7 +41,6 @@ func (c *DBConfig) normalize() error {
 		*c.CreateTable = true
 	}
 	for _, err := range []error{
-		notNegative(TypeDB, "cleanupBatch", c.CleanupBatch),
 		notNegative(TypeDB, "maxConns", c.MaxConns),
 		notNegative(TypeDB, "maxLifetime", c.MaxLifetime),
 		notNegative(TypeDB, "touchInterval", c.TouchInterval),
@@ -51,7 +50,9 @@ func (c *DBConfig) normalize() error {
 		}
 	}
 	c.CleanupInterval = orDefault(c.CleanupInterval, DefaultDBCleanupInterval)
-	c.CleanupBatch = orDefault(c.CleanupBatch, DefaultDBCleanupBatch)
+	if c.CleanupBatch <= 0 {
+		c.CleanupBatch = DefaultDBCleanupBatch
+	}
 	c.Timeout = orDefault(c.Timeout, DefaultDBTimeout)
 	c.MaxConns = orDefault(c.MaxConns, DefaultDBMaxConns)
 	_, err := newStorageEnvelope(TypeDB, c.Codec, c.CryptoKeys)
@@ -76,6 +77,11 @@ func newStorageDBFromConfig(ctx context.Context, config DBConfig, rest map[strin
 	if err != nil {
 		if owned {
 			_ = db.Close(ctx)
+		}
+		if gerror.Code(err) != gcode.CodeInvalidConfiguration {
+			// The table could not be created at start: from a config file,
+			// a set-up to fix (a privilege, or createTable: false).
+			err = gerror.WrapCode(gcode.CodeInvalidConfiguration, err)
 		}
 		return nil, err
 	}

@@ -126,10 +126,13 @@ func (s *StorageDB) ddl() []string {
 // an outage of the database must not stop start-up; when it answers, a
 // failing DDL is an error of the setup and is returned.
 func (s *StorageDB) createTableAtStart(ctx context.Context) error {
-	pingCtx, cancel := ctx, context.CancelFunc(func() {})
-	if s.config.Timeout > 0 {
-		pingCtx, cancel = context.WithTimeout(ctx, s.config.Timeout)
+	// Bounded even without a statement timeout: an unreachable database
+	// must not stop start-up.
+	bound := s.config.Timeout
+	if bound <= 0 {
+		bound = DefaultDBTimeout
 	}
+	pingCtx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	pool, err := s.db.Master()
 	if err == nil {
@@ -185,7 +188,8 @@ func (s *StorageDB) createTable(ctx context.Context) error {
 			if _, perr := s.queryNow(ctx, stmtBulk, fmt.Sprintf(`SELECT 1 FROM %s WHERE 1 = 0`, s.dialect.quote(s.table))); perr == nil {
 				continue
 			}
-			return gerror.WrapCodef(gcode.CodeDbOperationError, err, `gfsession: db: creating table %s`, s.table)
+			return gerror.WrapCodef(gcode.CodeDbOperationError, err,
+				`gfsession: db storage: createTable: creating table %s (or create it yourself and set createTable: false)`, s.table)
 		}
 	}
 	return nil

@@ -62,8 +62,8 @@ type RedisConfig struct {
 	// application. Setting both NoPrefix and Prefix is an error.
 	NoPrefix bool `json:"noPrefix"`
 	// MaxLifetime is the absolute lifetime of a session since its creation,
-	// however active it is. 0 means none: only the idle TTL applies; a
-	// negative value is an error.
+	// however active it is. 0 means none: only the idle TTL applies; so
+	// does a negative value in code (a config map refuses one).
 	MaxLifetime time.Duration `json:"maxLifetime"`
 	// CryptoKeys seal the stored sessions with AES-256-GCM: 32 bytes each, the
 	// first seals, all open (rotate by prepending a new key). In a config file

@@ -29,8 +29,8 @@ func (c *RedisConfig) normalize(backend string) error {
 	case !c.NoPrefix && c.Prefix == "":
 		c.Prefix = DefaultRedisPrefix
 	}
-	if err := notNegative(backend, "maxLifetime", c.MaxLifetime); err != nil {
-		return err
+	if c.MaxLifetime < 0 {
+		c.MaxLifetime = 0 // none, as the field's doc says of any value <= 0
 	}
 	if err := notNegative(backend, "userIndexTTL", c.UserIndexTTL); err != nil {
 		return err
