@@ -3,9 +3,12 @@ module github.com/goframe-contrib/gfsession/hack/bench
 go 1.24
 
 require (
+	github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de
+	github.com/alexedwards/scs/v2 v2.9.0
 	github.com/goframe-contrib/gfsession v0.0.0
 	github.com/gogf/gf/contrib/nosql/redis/v2 v2.10.2
 	github.com/gogf/gf/v2 v2.10.2
+	github.com/gomodule/redigo v1.8.0
 )
 
 require (
