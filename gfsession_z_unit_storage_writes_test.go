@@ -1,0 +1,146 @@
+package gfsession_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/gogf/gf/v2/container/gmap"
+	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/testredis"
+)
+
+// TestStorageRedisHash_FreshMapMergedThenClosedAgain: two requests carry an
+// id the storage does not hold (both start fresh maps). The first creates
+// the session; the second adds its key to it (the hash keeps the first
+// one's creation time). When the second request's Session is changed and
+// closed again, its further write must be stored: nobody deleted or
+// replaced the session. memory and the sealed hash storage keep the stored
+// creation time for the next write of the map; the plain hash storage must
+// too, whichever way it writes (a transaction through gf's go-redis
+// adapter, the script through another adapter).
+func TestStorageRedisHash_FreshMapMergedThenClosedAgain(t *testing.T) {
+	srv := testredis.Start(t)
+	type setup struct {
+		name   string
+		client func(t *testing.T) *gredis.Redis
+		keys   bool
+	}
+	goRedis := func(t *testing.T) *gredis.Redis { return newGredis(t, &gredis.Config{Address: srv.Addr}) }
+	other := func(t *testing.T) *gredis.Redis {
+		c, _ := newRedisOtherAdapterClient(t, srv.Addr)
+		return c
+	}
+	for _, c := range []setup{
+		{"go-redis adapter", goRedis, false},
+		{"other adapter", other, false},
+		{"sealed", goRedis, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			config := gfsession.RedisConfig{Prefix: redisTestPrefix()}
+			if c.keys {
+				config.CryptoKeys = [][]byte{hashTestKey(t)}
+			}
+			m := gsession.New(time.Minute, newRedisStorage(t, gfsession.TypeRedisHash, c.client(t), config))
+			freshMapMergedThenClosedAgain(t, m)
+		})
+	}
+	t.Run("memory", func(t *testing.T) {
+		freshMapMergedThenClosedAgain(t, gsession.New(time.Minute, newMemory(t)))
+	})
+}
+
+func freshMapMergedThenClosedAgain(t *testing.T, m *gsession.Manager) {
+	t.Helper()
+	logs := captureLog(t)
+	id := gfsession.NewSessionId()
+	first := hashRequest(m, id)
+	second := hashRequest(m, id)
+	require.NoError(t, first.Set("a", 1))  // loads: no session
+	require.NoError(t, second.Set("b", 2)) // loads: no session
+	require.NoError(t, first.Close())
+	time.Sleep(5 * time.Millisecond) // another creation time, in milliseconds
+	require.NoError(t, second.Close())
+	require.NoError(t, second.Set("c", 3))
+	require.NoError(t, second.Close())
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"a": 1, "b": 2, "c": 3}, data,
+			"the second Close of a Session whose session nobody deleted must be stored")
+	})
+	assert.NotContains(t, logs(), "was deleted while a request", "no stale write")
+}
+
+// mapOf returns the data of a loaded session, nil for none.
+func mapOf(m *gmap.StrAnyMap) map[string]any {
+	if m == nil {
+		return nil
+	}
+	return m.Map()
+}
+
+// TestStorage_RegenerateAfterDestroyUser: a request loads a session of
+// alice; "log out everywhere" (DestroyUser) deletes it while the request
+// runs; the request then rotates the session's id (Regenerate, at a change
+// of privileges). The session was deleted while a request that loaded it
+// ran, so that request's write is dropped: alice must not stay logged in
+// under the new id.
+func TestStorage_RegenerateAfterDestroyUser(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	storages := map[string]func(t *testing.T) gsession.Storage{
+		"memory": func(t *testing.T) gsession.Storage { return newMemory(t, gfsession.MemoryConfig{UserKey: "uid"}) },
+	}
+	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
+		storages[kind] = func(t *testing.T) gsession.Storage {
+			return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: "uid"})
+		}
+	}
+	for name, newStorage := range storages {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			st := newStorage(t)
+			admin := st.(gfsession.Admin)
+			m := gsession.New(time.Minute, st)
+			id := gfsession.NewSessionId()
+			redisReq(t, m, id, func(s *gsession.Session) {
+				require.NoError(t, s.SetMap(map[string]any{"uid": "alice", "role": "user"}))
+			})
+
+			step := hashRequest(m, id)
+			require.Equal(t, "alice", step.MustGet("uid").String()) // loads
+			n, err := admin.DestroyUser(ctx, "alice")
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			require.NoError(t, step.Set("role", "admin"))
+			newId, err := step.RegenerateId(true)
+			require.NoError(t, err)
+			require.NoError(t, step.Close())
+
+			data, err := st.GetSession(ctx, newId, time.Minute)
+			require.NoError(t, err)
+			assert.Empty(t, mapOf(data), "a session deleted while the request ran stays deleted, under any id")
+		})
+	}
+}
+
+// TestStorageRedis_MethodsOnPointer: the Redis storages are used through
+// the pointers their constructors return; their methods are the pointer's,
+// as for every storage of the package: the value types have none.
+func TestStorageRedis_MethodsOnPointer(t *testing.T) {
+	for _, v := range []any{gfsession.StorageRedis{}, gfsession.StorageRedisHash{}, gfsession.StorageMemory{}} {
+		typ := reflect.TypeOf(v)
+		var names []string
+		for i := 0; i < typ.NumMethod(); i++ {
+			names = append(names, typ.Method(i).Name)
+		}
+		assert.Empty(t, names, "methods of the value type %v", typ)
+	}
+}
