@@ -144,3 +144,36 @@ func TestStorageRedis_MethodsOnPointer(t *testing.T) {
 		assert.Empty(t, names, "methods of the value type %v", typ)
 	}
 }
+
+// TestStorageRedisHash_GfHashWrittenByTwoThenClosedAgain: two requests load
+// a session that gf's StorageRedisHashTable wrote (a hash without the
+// creation time field); the first write stores a creation time, the second
+// keeps it. When the second request's Session is changed and closed again,
+// its further write must be stored: the session is the one it loaded and
+// wrote.
+func TestStorageRedisHash_GfHashWrittenByTwoThenClosedAgain(t *testing.T) {
+	prefix := redisTestPrefix()
+	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
+	logs := captureLog(t)
+	id := gfsession.NewSessionId()
+	srv.MustDo(t, "HSET", prefix+id, "user", "ann")
+	srv.MustDo(t, "PEXPIRE", prefix+id, "60000")
+	first := hashRequest(m, id)
+	second := hashRequest(m, id)
+	require.Equal(t, "ann", first.MustGet("user").String())
+	require.Equal(t, "ann", second.MustGet("user").String())
+	require.NoError(t, first.Set("a", 1))
+	require.NoError(t, first.Close())
+	time.Sleep(5 * time.Millisecond) // another creation time, in milliseconds
+	require.NoError(t, second.Set("b", 2))
+	require.NoError(t, second.Close())
+	require.NoError(t, second.Set("c", 3))
+	require.NoError(t, second.Close())
+	redisReq(t, m, id, func(s *gsession.Session) {
+		data, err := s.Data()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]any{"user": "ann", "a": 1, "b": 2, "c": 3}, data,
+			"the second Close of a Session whose session nobody deleted must be stored")
+	})
+	assert.NotContains(t, logs(), "was deleted while a request", "no stale write")
+}
