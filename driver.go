@@ -24,6 +24,11 @@ type sessionDriver interface {
 	put(ctx context.Context, w *sessionWrite) (bool, error)
 	// remove deletes session `id`. A missing session is not an error.
 	remove(ctx context.Context, id string) error
+	// holds reports whether session `l.id` is still the session loaded as
+	// `l`: by its creation time, or where the format has none (gf's, file's
+	// legacy layout) by its existence. The writer asks before a write
+	// carried over from it by RegenerateId.
+	holds(ctx context.Context, l *loaded) (bool, error)
 	// indexUser adds session `id` to the index of `user`. The writer calls
 	// it before a write that names a user the session did not name as
 	// loaded (a login), so that no session is stored under a user without
@@ -135,6 +140,19 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		return gerror.NewCodef(gcode.CodeInvalidParameter,
 			`gfsession: %s storage: session %q is %d bytes encoded, more than %s (%d bytes): not written`,
 			w.backend, shortId(id), len(sw.blob), w.maxBlobKey, w.maxBlob)
+	}
+	if r.kind == loadCarried {
+		// gf's RegenerateId writes the new id before it removes the old
+		// one: a session deleted while the request ran (a logout
+		// elsewhere, DestroyUser) is no longer there to carry over, and
+		// stays deleted under the new id too. The check and the write are
+		// two steps.
+		if held, err := w.driver.holds(ctx, &r.loaded); err != nil || !held {
+			if err == nil {
+				logStaleWrite(ctx, w.backend, r.id)
+			}
+			return err
+		}
 	}
 	from := r.fromUser()
 	if sw.login = sw.user != "" && sw.user != from; sw.login {

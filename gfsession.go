@@ -48,9 +48,11 @@
 //   - A RemoveAll by the same request (gf's Session.RemoveAll, then Set)
 //     makes its next write start a new session under the id.
 //   - A session written under a new id by RegenerateId keeps the creation
-//     time, and so the MaxLifetime, of the one it replaces; a loaded
-//     session keeps its own; any other session is created when first
-//     written. No write extends MaxLifetime.
+//     time, and so the MaxLifetime, of the one it replaces, and is written
+//     only while that one is still stored (a session deleted while the
+//     request ran stays deleted under the new id too); a loaded session
+//     keeps its own; any other session is created when first written. No
+//     write extends MaxLifetime.
 //   - A write that leaves the session with no keys deletes it.
 //   - Session ids are checked with IsValidSessionId before they reach a
 //     file path, a Redis key or a query: an invalid id reads as no session,

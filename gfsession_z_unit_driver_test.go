@@ -72,6 +72,13 @@ func (d *mapDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
 	return true, nil
 }
 
+func (d *mapDriver) holds(ctx context.Context, l *loaded) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	row, ok := d.rows[l.id]
+	return ok && time.Now().Before(row.expires) && row.created.Equal(l.created), nil
+}
+
 func (d *mapDriver) remove(ctx context.Context, id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -97,6 +97,13 @@ func TestStorage_RegenerateAfterDestroyUser(t *testing.T) {
 	client := newGredis(t, &gredis.Config{Address: srv.Addr})
 	storages := map[string]func(t *testing.T) gsession.Storage{
 		"memory": func(t *testing.T) gsession.Storage { return newMemory(t, gfsession.MemoryConfig{UserKey: "uid"}) },
+		"file": func(t *testing.T) gsession.Storage {
+			return newFile(t, gfsession.FileConfig{Path: t.TempDir(), UserKey: "uid"})
+		},
+		"db": func(t *testing.T) gsession.Storage {
+			db := openTestDB(t, dbTestLink(t, "mysql"))
+			return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), UserKey: "uid"})
+		},
 	}
 	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
 		storages[kind] = func(t *testing.T) gsession.Storage {

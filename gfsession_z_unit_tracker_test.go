@@ -250,6 +250,12 @@ func (d *recordingDriver) put(ctx context.Context, w *sessionWrite) (bool, error
 	return true, nil
 }
 
+func (d *recordingDriver) holds(ctx context.Context, l *loaded) (bool, error) {
+	d.calls = append(d.calls, "holds")
+	cur := d.stored[l.id]
+	return cur != nil && cur.created.Equal(l.created), nil
+}
+
 func (d *recordingDriver) remove(ctx context.Context, id string) error {
 	d.calls = append(d.calls, "remove")
 	delete(d.stored, id)
@@ -359,6 +365,24 @@ func TestSessionWriter(t *testing.T) {
 		require.NoError(t, w.setSession(ctx, id2, m, time.Hour))
 		assert.True(t, d.stored[id2].created.Equal(created), "RegenerateId keeps the lifetime")
 		assert.Equal(t, matchNone, d.stored[id2].match, "a new session under the new id")
+		runtime.KeepAlive(m)
+	})
+
+	t.Run("RegenerateId carries over only a session still stored", func(t *testing.T) {
+		logs := logTo(t)
+		var tr loadTracker
+		env, _ := newEnvelope("", nil)
+		d := &recordingDriver{stored: map[string]*sessionWrite{}}
+		w := &sessionWriter{backend: "test", tracker: &tr, env: env, driver: d}
+		id, id2 := NewSessionId(), NewSessionId()
+		d.stored[id] = &sessionWrite{id: id, created: created}
+		m := w.loaded(id, created, map[string]any{"role": "user"}, false)
+		require.NoError(t, w.removeAll(other, id)) // DestroyUser, a logout elsewhere
+		m.Set("role", "admin")
+		require.NoError(t, w.setSession(ctx, id2, m, time.Hour))
+		assert.Equal(t, []string{"remove", "holds"}, d.calls)
+		assert.Nil(t, d.stored[id2], "the deleted session is not stored under the new id")
+		assert.Contains(t, logs.String(), "was deleted while a request that had loaded it ran")
 		runtime.KeepAlive(m)
 	})
 

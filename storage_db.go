@@ -233,7 +233,7 @@ type StorageDB struct {
 	startPinged  bool
 	startPingErr error
 
-	sqlSelect, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
+	sqlSelect, sqlHolds, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
 	sqlCount, sqlRange, sqlDestroyUser                                          string
 
 	cleaner background
@@ -447,6 +447,17 @@ func (d dbDriver) remove(ctx context.Context, id string) error {
 		return gerror.Wrapf(err, `gfsession: db storage: session %q: deleting from table %s`, shortId(id), s.table)
 	}
 	return nil
+}
+
+// holds reports whether the row of session `l.id` still has the creation
+// time loaded.
+func (d dbDriver) holds(ctx context.Context, l *loaded) (bool, error) {
+	s := d.s
+	rec, err := s.query(ctx, stmtPoint, s.sqlHolds, l.id, l.created.UnixMilli())
+	if err != nil {
+		return false, gerror.Wrapf(err, `gfsession: db storage: session %q: reading table %s`, shortId(l.id), s.table)
+	}
+	return len(rec) > 0, nil
 }
 
 func (dbDriver) indexUser(ctx context.Context, user, id string) error { return nil }

@@ -49,6 +49,7 @@ func (s *StorageDB) buildSQL() {
 	t := q(s.table)
 	s.sqlSelect = fmt.Sprintf(`SELECT %s, %s, %s FROM %s WHERE %s = ? AND %s > ?`,
 		q("data"), q("expires_at"), q("created_at"), t, q("id"), q("expires_at"))
+	s.sqlHolds = fmt.Sprintf(`SELECT 1 FROM %s WHERE %s = ? AND %s = ?`, t, q("id"), q("created_at"))
 	insert := fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s) VALUES (?, ?, ?, ?, ?)`,
 		t, q("id"), q("data"), q("expires_at"), q("created_at"), q("user_id"))
 	if s.dialect == dialectMySQL {

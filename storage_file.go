@@ -643,6 +643,23 @@ func (d fileDriver) remove(ctx context.Context, id string) error {
 	return nil
 }
 
+// holds reports whether the file of session `l.id` is still the one loaded.
+func (d fileDriver) holds(ctx context.Context, l *loaded) (bool, error) {
+	var err error
+	switch {
+	case l.legacy:
+		err = fileStillExists(d.s.legacyPath(l.id))
+	case l.created.IsZero():
+		err = fileStillExists(d.s.sessionPath(l.id))
+	default:
+		err = d.s.fileStillCreated(d.s.sessionPath(l.id), l.created)
+	}
+	if errors.Is(err, errSessionGone) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // indexUser creates the marker of session `id` in the folder of `user`.
 func (d fileDriver) indexUser(ctx context.Context, user, id string) error {
 	return d.s.indexUser(user, id)

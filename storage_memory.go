@@ -198,6 +198,12 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	}
 	r := s.tracker.resolve(ctx, sessionData, sessionId)
 	now := time.Now().UnixNano()
+	if r.kind == loadCarried && !s.holds(&r.loaded, now) {
+		// See sessionWriter.setSession: RegenerateId carries over only a
+		// session that is still stored.
+		logStaleWrite(ctx, TypeMemory, r.id)
+		return nil
+	}
 	sh := s.shard(sessionId)
 	sh.mu.Lock()
 	cur := sh.m[sessionId]
@@ -240,6 +246,16 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	}
 	s.tracker.retrack(r.ref, next)
 	return nil
+}
+
+// holds reports whether session `l.id` is still stored as loaded: alive,
+// with the creation time loaded.
+func (s *StorageMemory) holds(l *loaded, now int64) bool {
+	sh := s.shard(l.id)
+	sh.mu.RLock()
+	e := sh.m[l.id]
+	sh.mu.RUnlock()
+	return e != nil && s.alive(e, now) && e.created == l.created.UnixNano()
 }
 
 // merge returns the session `cur` (nil: none) as the request's map `m`

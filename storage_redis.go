@@ -376,6 +376,24 @@ func (d redisDriver) remove(ctx context.Context, id string) error {
 	return err
 }
 
+// holds reports whether the key of session `l.id` still holds the session
+// loaded, by the creation time in its envelope header (GETRANGE), or for a
+// session in gf's format by its existence.
+func (d redisDriver) holds(ctx context.Context, l *loaded) (bool, error) {
+	r := d.r
+	if l.created.IsZero() {
+		v, err := r.do(ctx, l.id, "EXISTS", r.key(l.id))
+		return err == nil && v.Int() == 1, err
+	}
+	v, err := r.do(ctx, l.id, "GETRANGE", r.key(l.id), 0, headerSize-1)
+	if err != nil {
+		return false, err
+	}
+	head := v.Bytes()
+	return len(head) == headerSize && string(head[:len(envelopeMagic)]) == envelopeMagic &&
+		int64(binary.BigEndian.Uint64(head[5:])) == l.created.UnixMilli(), nil
+}
+
 // indexUser adds the entry of a login before its write, where put cannot
 // add it in the write's script.
 func (d redisDriver) indexUser(ctx context.Context, user, id string) error {

@@ -565,6 +565,16 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		return err
 	}
 	r := s.r.tracker.resolve(ctx, sessionData, sessionId)
+	if r.kind == loadCarried {
+		// See sessionWriter.setSession: RegenerateId carries over only a
+		// session that is still stored.
+		if held, err := s.holds(ctx, &r.loaded); err != nil || !held {
+			if err == nil {
+				logStaleWrite(ctx, s.r.backend, r.id)
+			}
+			return err
+		}
+	}
 	meta := hashLoaded{created: r.created, hashSeal: r.seal}
 	d := hashDelta{ttl: ttl, created: r.keptCreated(), mustExist: r.kind == loadSame}
 	d.stamp = d.created
@@ -598,7 +608,13 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		result, now, err = s.writeSealed(ctx, sessionId, d, written, meta, false)
 	} else {
 		result, err = s.write(ctx, sessionId, d)
-		now = hashLoaded{created: d.stamp}
+		if d.mustExist {
+			// Written only while the hash held the creation time loaded.
+			now.created = d.created
+		}
+		// Else the hash may have had a creation time already, which the
+		// write kept (HSETNX): unknown here, so the next write of this map
+		// checks only that the session still exists.
 	}
 	if err != nil {
 		// The entry made for `to`, if any, stays behind: DestroyUser checks
@@ -607,6 +623,21 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	}
 	now.uidx = uidx
 	return s.written(ctx, sessionId, &r, result, now, newBase, meta.uidx, login, &d, from, to)
+}
+
+// holds reports whether the hash of session `l.id` still has the creation
+// time loaded, or for a hash in gf's format, which has none, still exists.
+func (s *StorageRedisHash) holds(ctx context.Context, l *loaded) (bool, error) {
+	r := s.r
+	if l.created.IsZero() {
+		v, err := r.do(ctx, l.id, "EXISTS", r.key(l.id))
+		return err == nil && v.Int() == 1, err
+	}
+	v, err := r.do(ctx, l.id, "HGET", r.key(l.id), hashCreatedField)
+	if err != nil {
+		return false, err
+	}
+	return v.String() == strconv.FormatInt(l.created.UnixMilli(), 10), nil
 }
 
 // diff adds to `d` what the request's map, `written`, changed against what

@@ -294,14 +294,14 @@ type redisShared struct {
 
 // New returns a new random session id (see NewSessionId). It sends nothing to
 // Redis.
-func (s redisShared) New(ctx context.Context, ttl time.Duration) (string, error) {
+func (s *redisShared) New(ctx context.Context, ttl time.Duration) (string, error) {
 	return NewSessionId(), nil
 }
 
 // UpdateTTL does nothing and returns nil: GetSession already restarted the
 // TTL when it loaded the session (gf calls UpdateTTL only for a session it
 // loaded and did not change), which saves a round trip per request.
-func (s redisShared) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
+func (s *redisShared) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
 	return nil
 }
 
@@ -309,7 +309,7 @@ func (s redisShared) UpdateTTL(ctx context.Context, sessionId string, ttl time.D
 // config-map fields, or from a redis group of the config file); a client
 // passed to the constructor or shared with gredis.Instance is left open. It
 // is idempotent.
-func (s redisShared) Close(ctx context.Context) error {
+func (s *redisShared) Close(ctx context.Context) error {
 	return s.r.close(ctx)
 }
 
@@ -318,7 +318,7 @@ func (s redisShared) Close(ctx context.Context) error {
 // (see Range). It scans the keyspace, one SCAN per redisScanCount keys on
 // every master: its cost grows with the size of the database, not only
 // with the sessions.
-func (s redisShared) Count(ctx context.Context) (int, error) {
+func (s *redisShared) Count(ctx context.Context) (int, error) {
 	return s.r.count(ctx, s.keyType)
 }
 
@@ -332,6 +332,6 @@ func (s redisShared) Count(ctx context.Context) (int, error) {
 // session id is taken for one, which is why the prefix should be the
 // sessions' own (with NoPrefix: the whole database). User indexes are
 // skipped. It needs gf's go-redis adapter (see redisStore.scan).
-func (s redisShared) Range(ctx context.Context, fn func(sessionId string) bool) error {
+func (s *redisShared) Range(ctx context.Context, fn func(sessionId string) bool) error {
 	return s.r.scan(ctx, s.keyType, fn)
 }
