@@ -234,7 +234,7 @@ type StorageDB struct {
 	startPingErr error
 
 	sqlSelect, sqlHolds, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
-	sqlCount, sqlRange, sqlDestroyUser                                          string
+	sqlCount, sqlRange, sqlDestroyUser                                                    string
 
 	cleaner background
 	closed  sync.Once
