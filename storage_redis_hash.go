@@ -117,9 +117,10 @@ return data
 // (0: none), the created field, the number N of fields to set, "1" if the
 // session must exist (it was loaded) or "0", the creation time (Unix ms) of
 // a session that has none yet, N field/value pairs, then the fields to
-// delete. It returns 1 when the session is stored, 0 when it
-// ended up empty (deleted), -1 when it is past its lifetime (deleted), -2
-// when it must exist and does not (nothing written). Reserved fields
+// delete. It returns {1, the creation time the hash holds} when the
+// session is stored, 0 when it ended up empty (deleted), -1 when it is past
+// its lifetime (deleted), -2 when it must exist and does not (nothing
+// written). Reserved fields
 // (hashCreatedField, hashUserIndexField) do not count as session keys.
 // Fields go to HSET/HDEL in batches of 256 (unpack has a stack limit).
 var hashWriteScript = newRedisScript(hashConfirmLua + `
@@ -158,7 +159,7 @@ if max > 0 then
 end
 redis.call('PEXPIRE', key, ttl)
 confirm()
-return 1
+return {1, created}
 `)
 
 // hashUpdateScript is hashWriteScript for the common write of a session
@@ -607,14 +608,10 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	if s.r.env.keys != nil {
 		result, now, err = s.writeSealed(ctx, sessionId, d, written, meta, false)
 	} else {
-		result, err = s.write(ctx, sessionId, d)
-		if d.mustExist {
-			// Written only while the hash held the creation time loaded.
-			now.created = d.created
-		}
-		// Else the hash may have had a creation time already, which the
-		// write kept (HSETNX): unknown here, so the next write of this map
-		// checks only that the session still exists.
+		// The creation time the hash holds after the write, which may be
+		// one it had already (kept by HSETNX): the next write of this map
+		// checks it.
+		result, now.created, err = s.write(ctx, sessionId, d)
 	}
 	if err != nil {
 		// The entry made for `to`, if any, stays behind: DestroyUser checks
@@ -767,8 +764,9 @@ type hashDelta struct {
 }
 
 // write applies `d` to session `id`'s hash in one round trip (see
-// SetSession) and reports what it did.
-func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
+// SetSession) and reports what it did and, when it stored the session, the
+// creation time the hash holds.
+func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (hashWrite, time.Time, error) {
 	r := s.r
 	if d.mustExist && !d.created.IsZero() && len(d.set) > 0 && len(d.del) == 0 {
 		// A loaded session that only gets keys set, the usual write: it
@@ -776,7 +774,8 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 		// out of lifetime is left to the script, which deletes it only if
 		// it is still the session loaded.
 		if ttl := lifetimeLeft(d.created, r.maxLifetime, d.ttl, time.Now()); ttl > 0 {
-			return s.update(ctx, id, d, ttl)
+			result, err := s.update(ctx, id, d, ttl)
+			return result, d.created, err
 		}
 	}
 	if r.raw == nil || len(d.set) == 0 || d.mustExist || d.index != "" {
@@ -792,22 +791,29 @@ func (s *StorageRedisHash) write(ctx context.Context, id string, d hashDelta) (h
 	if ttl <= 0 {
 		// The session ran out of lifetime during this request.
 		_, err := r.do(ctx, id, "DEL", r.key(id))
-		return hashExpired, err
+		return hashExpired, time.Time{}, err
 	}
 	key := r.key(id)
+	var created *redis.StringCmd
 	_, err := r.raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, d.set...)
 		if len(d.del) > 0 {
 			p.HDel(ctx, key, d.del...)
 		}
 		p.HSetNX(ctx, key, hashCreatedField, d.stamp.UnixMilli())
+		created = p.HGet(ctx, key, hashCreatedField)
 		p.PExpire(ctx, key, pxDuration(ttl))
 		return nil
 	})
 	if err != nil {
-		return 0, r.wrap(err, "MULTI", id)
+		return 0, time.Time{}, r.wrap(err, "MULTI", id)
 	}
-	return hashStored, nil
+	ms, err := created.Int64()
+	if err != nil {
+		// Not a number: what the next load makes of it decides.
+		return hashStored, time.Time{}, nil
+	}
+	return hashStored, time.UnixMilli(ms), nil
 }
 
 // update applies `d`, which sets keys of a session the request loaded and
@@ -840,8 +846,9 @@ func (s *StorageRedisHash) evalWrite(ctx context.Context, script *redisScript, i
 	return v, nil
 }
 
-// writeScript applies `d` to session `id`'s hash with hashWriteScript.
-func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDelta) (hashWrite, error) {
+// writeScript applies `d` to session `id`'s hash with hashWriteScript,
+// returning what it did and the creation time the hash holds if stored.
+func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDelta) (hashWrite, time.Time, error) {
 	r := s.r
 	must := "" // no check
 	if d.mustExist {
@@ -858,9 +865,16 @@ func (s *StorageRedisHash) writeScript(ctx context.Context, id string, d hashDel
 	}
 	v, err := s.evalWrite(ctx, hashWriteScript, id, d, args)
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	return hashWrite(v.Int()), nil
+	if !v.IsSlice() {
+		return hashWrite(v.Int()), time.Time{}, nil
+	}
+	reply := v.Int64s() // {1, creation time}: stored
+	if len(reply) != 2 || hashWrite(reply[0]) != hashStored {
+		return 0, time.Time{}, gerror.Newf("gfsession: redis-hash storage: session %s: unexpected reply %q of the write script", shortId(id), v.String())
+	}
+	return hashStored, time.UnixMilli(reply[1]), nil
 }
 
 // hashSealedWriteScript is hashWriteScript for a storage with cryptoKeys:
