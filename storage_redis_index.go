@@ -2,7 +2,6 @@ package gfsession
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/gogf/gf/v2/errors/gcode"
@@ -44,43 +43,6 @@ func (r *redisStore) indexUser(ctx context.Context, userId, id string) error {
 	}
 	return nil
 }
-
-// unindexUser removes session `id` from the index of user `userId` (one
-// ZREM), after the session was written without that user or deleted. It is
-// best effort: an entry it fails to remove is stale, and DestroyUser, or the
-// trim of the user's next login, drops it.
-func (r *redisStore) unindexUser(ctx context.Context, userId, id string) {
-	if userId == "" {
-		return
-	}
-	_, _ = r.client.Do(ctx, "ZREM", r.userIndexKey(userId), id)
-}
-
-// reindexUser moves session `id` from the index of user `from` to the one
-// of user `to` around `write`, the session's write: the new entry before it,
-// the removal of the old one after it succeeded. Nothing is sent when the
-// user did not change: ordinary writes cost no index command.
-func (r *redisStore) reindexUser(ctx context.Context, id, from, to string, write func() error) error {
-	if from == to {
-		return write()
-	}
-	if err := r.indexUser(ctx, to, id); err != nil {
-		return err
-	}
-	if err := write(); err != nil {
-		// errStaleWrite too: the session under the id is not the one that
-		// had user `from` (another may have it now). The entry for `to`
-		// stays behind; DestroyUser checks the session before deleting.
-		return err
-	}
-	r.unindexUser(ctx, from, id)
-	return nil
-}
-
-// errStaleWrite is what a write callback of reindexUser returns when the
-// session was deleted or replaced since the request loaded it, and nothing
-// was written.
-var errStaleWrite = errors.New("session deleted or replaced since it was loaded")
 
 // userIndexReadScript returns the entries of the user index KEYS[1] as a
 // flat list: member, score, member, score... (a script, so that the reply
