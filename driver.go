@@ -36,12 +36,12 @@ type sessionDriver interface {
 	// removed it in between. A driver whose index is part of the stored
 	// session (db's user column), or whose put indexes in the same atomic
 	// step, does nothing here.
+	//
+	// No write removes an entry: one removed after a logout could race a
+	// request that logs the same user back in on the session, leaving it
+	// unlisted. Entries a session no longer answers to are dropped by
+	// DestroyUser and the cleaner, which check the session first.
 	indexUser(ctx context.Context, user, id string) error
-	// unindexUser drops the entry of `user`, which session `id` no longer
-	// names after a write. A driver whose index is checked and trimmed
-	// lazily (Redis: an entry removed at a logout could race a request
-	// that writes the user back) does nothing here.
-	unindexUser(ctx context.Context, user, id string)
 }
 
 // match is the condition a write of a session puts on what is stored.
@@ -68,7 +68,6 @@ type sessionWrite struct {
 	match   match
 	loaded  loaded // what the request loaded, for matchExists and matchCreated
 	user    string // the user the session names, "" for none
-	login   bool   // `user` is set and is not the user loaded: indexed before
 }
 
 // sessionWriter is the write path of the storages that store a session whole:
@@ -99,13 +98,13 @@ func (w *sessionWriter) loaded(id string, created time.Time, data map[string]any
 //   - an empty map deletes the session, as RemoveAll;
 //   - the creation time of a session loaded, or replaced by RegenerateId, is
 //     kept, and the TTL is capped by what is left of MaxLifetime; a session
-//     past it is deleted, for good;
+//     past it is not written;
 //   - a session loaded is written only while it is still stored (by its
 //     creation time): one deleted or replaced while the request ran stays
 //     so, and the write is dropped and logged;
-//   - with a userKey, a login is indexed before the write, the entry is
-//     confirmed by the write, and the entry of a user the session no longer
-//     names is dropped after it.
+//   - with a userKey, a login is indexed before the write and the entry is
+//     confirmed by the write; the entry of a user the session no longer
+//     names is left to DestroyUser and the cleaner (see sessionDriver).
 func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAnyMap, ttl time.Duration) error {
 	if err := checkWrite(w.backend, id, m); err != nil {
 		return err
@@ -121,9 +120,12 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		sw.created = time.UnixMilli(now.UnixMilli()) // as the envelope stores it
 	}
 	if sw.ttl = lifetimeLeft(sw.created, w.maxLifetime, ttl, now); sw.ttl <= 0 {
-		// Out of lifetime during this request: deleted for good, not by the
-		// request's choice, so a further write of this map is dropped too.
-		return w.driver.remove(ctx, id)
+		// Out of lifetime during this request: not written, now or by a
+		// further write of this map. What is stored under the id is left
+		// alone: the session loaded reads as none from now on and expires
+		// with its TTL (capped at the same instant), while a new session
+		// another request made under the id since must not be deleted.
+		return nil
 	}
 	if r.kind == loadSame {
 		sw.match = matchCreated
@@ -155,7 +157,8 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		}
 	}
 	from := r.fromUser()
-	if sw.login = sw.user != "" && sw.user != from; sw.login {
+	if sw.user != "" && sw.user != from {
+		// A login: listed before it is stored.
 		if err = w.driver.indexUser(ctx, sw.user, id); err != nil {
 			return err
 		}
@@ -167,9 +170,6 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 	if !stored {
 		logStaleWrite(ctx, w.backend, id)
 		return nil
-	}
-	if from != "" && from != sw.user {
-		w.driver.unindexUser(ctx, from, id)
 	}
 	w.tracker.retrack(r.ref, loaded{id: id, created: sw.created, user: sw.user})
 	return nil

@@ -88,8 +88,6 @@ func (d *mapDriver) remove(ctx context.Context, id string) error {
 
 func (d *mapDriver) indexUser(ctx context.Context, user, id string) error { return nil }
 
-func (d *mapDriver) unindexUser(ctx context.Context, user, id string) {}
-
 // driverStorage is a gsession.Storage over a mapDriver.
 type driverStorage struct {
 	gsession.StorageBase
@@ -222,6 +220,57 @@ func TestStorageFile_LoginRacesDestroyUser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "the login's session is listed under its user")
 	m, err := s.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	assert.Nil(t, m, "and DestroyUser deleted it")
+}
+
+// putHookedDriver runs `afterPut` after a driver's put: what another
+// request does between a write and whatever the writer does after it.
+type putHookedDriver struct {
+	sessionDriver
+	afterPut func()
+}
+
+func (d putHookedDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
+	ok, err := d.sessionDriver.put(ctx, w)
+	d.afterPut()
+	return ok, err
+}
+
+// TestStorageFile_LogoutRacesLogin: a request logs ann out of a session
+// (its write drops the user key) while another request, which loaded the
+// session too, logs her back in on it right after that write. The session
+// names ann again, so "log out everywhere" must still find it: nothing the
+// logout does after its write may unlist it.
+func TestStorageFile_LogoutRacesLogin(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStorageFile(FileConfig{Path: t.TempDir(), UserKey: "uid", CleanupInterval: -1})
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	id := NewSessionId()
+	require.NoError(t, s.SetSession(ctx, id, gmap.NewStrAnyMapFrom(map[string]any{"uid": "ann", "k": 1}, true), time.Hour))
+
+	logout, err := s.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	login, err := s.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	driver := s.w.driver
+	s.w.driver = putHookedDriver{sessionDriver: driver, afterPut: func() {
+		s.w.driver = driver // once
+		login.Set("uid", "ann")
+		login.Set("k", 2)
+		assert.NoError(t, s.SetSession(ctx, id, login, time.Hour))
+	}}
+	logout.Remove("uid")
+	require.NoError(t, s.SetSession(ctx, id, logout, time.Hour))
+
+	m, err := s.GetSession(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, "ann", m.Get("uid"), "the login wrote last")
+	n, err := s.DestroyUser(ctx, "ann")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "a session that names the user is listed under her")
+	m, err = s.GetSession(ctx, id, time.Hour)
 	require.NoError(t, err)
 	assert.Nil(t, m, "and DestroyUser deleted it")
 }

@@ -184,3 +184,64 @@ func TestStorageRedisHash_GfHashWrittenByTwoThenClosedAgain(t *testing.T) {
 	})
 	assert.NotContains(t, logs(), "was deleted while a request", "no stale write")
 }
+
+// TestStorage_PastCapWriteKeepsNewSession: a request loads a session near
+// the end of its MaxLifetime; while it runs, another request logs the
+// session out and leaves a message (a new session under the id). The first
+// request then writes after the lifetime of the session it loaded has run
+// out: its write is dropped, and the new session must survive it.
+func TestStorage_PastCapWriteKeepsNewSession(t *testing.T) {
+	const lifetime = time.Second
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	storages := map[string]func(t *testing.T) gsession.Storage{
+		"memory": func(t *testing.T) gsession.Storage {
+			return newMemory(t, gfsession.MemoryConfig{MaxLifetime: lifetime})
+		},
+		"file": func(t *testing.T) gsession.Storage {
+			return newFile(t, gfsession.FileConfig{Path: t.TempDir(), MaxLifetime: lifetime})
+		},
+		"db": func(t *testing.T) gsession.Storage {
+			db := openTestDB(t, dbTestLink(t, "mysql"))
+			return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), MaxLifetime: lifetime})
+		},
+	}
+	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
+		storages[kind] = func(t *testing.T) gsession.Storage {
+			return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), MaxLifetime: lifetime})
+		}
+	}
+	for name, newStorage := range storages {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			m := gsession.New(time.Minute, newStorage(t))
+			id := gfsession.NewSessionId()
+			start := time.Now()
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+
+			late := hashRequest(m, id)
+			require.Equal(t, "ann", late.MustGet("user").String()) // loads
+			// The new session starts well after the old one, so it is
+			// still within its own lifetime when the old one's has ended.
+			waitUntil(start.Add(lifetime / 2))
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.RemoveAll()) })
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("flash", "logged out")) })
+			waitUntil(start.Add(lifetime + 50*time.Millisecond))
+			require.NoError(t, late.Set("n", 2))
+			require.NoError(t, late.Close())
+
+			redisReq(t, m, id, func(s *gsession.Session) {
+				data, err := s.Data()
+				require.NoError(t, err)
+				assert.Equal(t, map[string]any{"flash": "logged out"}, data,
+					"a write past the lifetime of the session it loaded must not touch the new session")
+			})
+			require.Less(t, time.Since(start), lifetime*3/2, "the machine was too slow for the new session to be checked within its lifetime")
+		})
+	}
+}
+
+// waitUntil returns at `t`: the test needs a session's lifetime to pass.
+func waitUntil(t time.Time) {
+	time.Sleep(time.Until(t))
+}

@@ -462,8 +462,6 @@ func (d dbDriver) holds(ctx context.Context, l *loaded) (bool, error) {
 
 func (dbDriver) indexUser(ctx context.Context, user, id string) error { return nil }
 
-func (dbDriver) unindexUser(ctx context.Context, user, id string) {}
-
 // UpdateTTL restarts the idle TTL of a live session (never beyond
 // MaxLifetime) by updating its expiry column only. With TouchInterval it
 // writes only when the expiry would move by TouchInterval or more, and skips

@@ -665,11 +665,6 @@ func (d fileDriver) indexUser(ctx context.Context, user, id string) error {
 	return d.s.indexUser(user, id)
 }
 
-// unindexUser removes the marker of session `id` from the folder of `user`.
-func (d fileDriver) unindexUser(ctx context.Context, user, id string) {
-	_ = os.Remove(d.s.userMarker(user, id))
-}
-
 // fileStillExists is a writeFile check: the file at `path` exists.
 func fileStillExists(path string) error {
 	if _, err := os.Lstat(path); err != nil {
@@ -862,9 +857,13 @@ func (s *StorageFile) sweepUsers(ctx context.Context) error {
 		}
 		userDir := filepath.Join(usersDir, u.Name())
 		_ = scanDir(userDir, func(e fs.DirEntry) bool {
-			if id := e.Name(); IsValidSessionId(id) {
-				if !s.exists(id) {
-					_ = os.Remove(filepath.Join(userDir, id))
+			if id := e.Name(); IsValidSessionId(id) && !s.exists(id) {
+				// Removed, then checked again: a login that created the
+				// session in between confirms its entry after its write,
+				// or is seen here and listed again.
+				_ = os.Remove(filepath.Join(userDir, id))
+				if s.exists(id) {
+					_ = writeMarker(filepath.Join(userDir, id))
 				}
 			}
 			return true
@@ -992,7 +991,9 @@ func (s *StorageFile) Destroy(ctx context.Context, sessionId string) error {
 // DestroyUser deletes every session whose FileConfig.UserKey value equals
 // `userId` and returns how many it deleted. It reads only the sessions the
 // user index lists for `userId`, and deletes each only if it still holds
-// that user; index entries found stale are removed. Without a UserKey it
+// that user; index entries found stale are removed. Each entry is removed
+// before its session is read: a login racing DestroyUser either is read and
+// deleted, or writes the entry again after its write. Without a UserKey it
 // fails with CodeInvalidOperation.
 func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, error) {
 	if s.config.UserKey == "" {
@@ -1019,6 +1020,8 @@ func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, erro
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
+		marker := filepath.Join(userDir, id)
+		_ = os.Remove(marker)
 		path := s.sessionPath(id)
 		b, err := s.readSessionFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -1030,14 +1033,15 @@ func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, erro
 			data, _, derr := s.envelope.decodeSession(id, string(b))
 			if derr == nil && userOf(data, s.config.UserKey) == userId {
 				if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					_ = s.indexUser(userId, id) // still stored: still listed
 					return n, fileErr(err, "remove session file", path)
 				}
 				n++
 			}
 		} else if !errors.Is(err, fs.ErrNotExist) && !errors.As(err, &refused) {
+			_ = s.indexUser(userId, id) // unread: still listed
 			return n, err
 		}
-		_ = os.Remove(filepath.Join(userDir, id))
 	}
 	_ = os.Remove(userDir) // only if empty
 	return n, nil
@@ -1056,7 +1060,11 @@ func (s *StorageFile) userMarker(userId, id string) string {
 
 // indexUser records session `id` under user `userId`.
 func (s *StorageFile) indexUser(userId, id string) error {
-	marker := s.userMarker(userId, id)
+	return writeMarker(s.userMarker(userId, id))
+}
+
+// writeMarker creates the user index entry `marker` and its folder.
+func writeMarker(marker string) error {
 	if _, err := os.Lstat(marker); err == nil {
 		return nil
 	}

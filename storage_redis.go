@@ -403,13 +403,6 @@ func (d redisDriver) indexUser(ctx context.Context, user, id string) error {
 	return d.r.indexUser(ctx, user, id)
 }
 
-// unindexUser does nothing: an entry is never removed by a write. The index
-// of a user the session no longer names keeps it until DestroyUser checks
-// the session and drops it, or until it is older than UserIndexTTL.
-// Removing it at a logout could remove it after a concurrent request, which
-// loaded the session before the logout, wrote the user back.
-func (redisDriver) unindexUser(ctx context.Context, user, id string) {}
-
 // kvWriteScript writes a session of StorageRedis. KEYS[1] is the session
 // key, KEYS[2] (optional) the index of the user the session names; ARGV:
 // the new value, its TTL in ms, the 8 bytes of the creation time loaded as
