@@ -143,18 +143,8 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 			`gfsession: %s storage: session %q is %d bytes encoded, more than %s (%d bytes): not written`,
 			w.backend, shortId(id), len(sw.blob), w.maxBlobKey, w.maxBlob)
 	}
-	if r.kind == loadCarried {
-		// gf's RegenerateId writes the new id before it removes the old
-		// one: a session deleted while the request ran (a logout
-		// elsewhere, DestroyUser) is no longer there to carry over, and
-		// stays deleted under the new id too. The check and the write are
-		// two steps.
-		if held, err := w.driver.holds(ctx, &r.loaded); err != nil || !held {
-			if err == nil {
-				logStaleWrite(ctx, w.backend, r.id)
-			}
-			return err
-		}
+	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.driver.holds); !ok {
+		return err
 	}
 	from := r.fromUser()
 	if sw.user != "" && sw.user != from {

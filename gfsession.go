@@ -46,7 +46,8 @@
 //     logged-out session back. Each storage makes the check in the same
 //     atomic step as the write, except the file storage (see its SetSession).
 //   - A RemoveAll by the same request (gf's Session.RemoveAll, then Set)
-//     makes its next write start a new session under the id.
+//     makes its next write start a new session, under the id or, after
+//     RegenerateId, under the new one.
 //   - A session written under a new id by RegenerateId keeps the creation
 //     time, and so the MaxLifetime, of the one it replaces, and is written
 //     only while that one is still stored (a session deleted while the

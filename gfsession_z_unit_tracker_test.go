@@ -137,6 +137,28 @@ func TestLoadTracker_Resolve(t *testing.T) {
 			tr.removed(reqA, "id1")
 			tr.track(m, load)
 		}, "id1", loadSame, created, "ann", base},
+		{"RemoveAll by the same request, then RegenerateId: a new session, nothing carried", func(tr *loadTracker, m *gmap.StrAnyMap) {
+			tr.track(m, load)
+			tr.removed(reqA, "id1")
+		}, "id2", loadFresh, time.Time{}, "", nil},
+		{"RegenerateId of a session deleted meanwhile", func(tr *loadTracker, m *gmap.StrAnyMap) {
+			tr.track(m, load)
+			r := tr.resolve(reqA, m, "id2")
+			ok, err := tr.mayWrite(reqA, "test", &r, "id2", func(context.Context, *loaded) (bool, error) { return false, nil })
+			if !ok && err == nil {
+				// gf's RegenerateId then removes the old id, with the
+				// request's context: that must not revive the map.
+				tr.removed(reqA, "id1")
+				return
+			}
+			panic("the write of a session deleted meanwhile went on")
+		}, "id2", loadLost, time.Time{}, "", nil},
+		{"RegenerateId of a session deleted meanwhile, then RemoveAll and Set", func(tr *loadTracker, m *gmap.StrAnyMap) {
+			tr.track(m, load)
+			r := tr.resolve(reqA, m, "id2")
+			_, _ = tr.mayWrite(reqA, "test", &r, "id2", func(context.Context, *loaded) (bool, error) { return false, nil })
+			tr.removed(reqA, "id2")
+		}, "id2", loadRemoved, time.Time{}, "", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -198,10 +198,8 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	}
 	r := s.tracker.resolve(ctx, sessionData, sessionId)
 	now := time.Now().UnixNano()
-	if r.kind == loadCarried && !s.holds(&r.loaded, now) {
-		// See sessionWriter.setSession: RegenerateId carries over only a
-		// session that is still stored.
-		logStaleWrite(ctx, TypeMemory, r.id)
+	holds := func(_ context.Context, l *loaded) (bool, error) { return s.holds(l, now), nil }
+	if ok, _ := s.tracker.mayWrite(ctx, TypeMemory, &r, sessionId, holds); !ok {
 		return nil
 	}
 	sh := s.shard(sessionId)

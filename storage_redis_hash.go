@@ -566,15 +566,8 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 		return err
 	}
 	r := s.r.tracker.resolve(ctx, sessionData, sessionId)
-	if r.kind == loadCarried {
-		// See sessionWriter.setSession: RegenerateId carries over only a
-		// session that is still stored.
-		if held, err := s.holds(ctx, &r.loaded); err != nil || !held {
-			if err == nil {
-				logStaleWrite(ctx, s.r.backend, r.id)
-			}
-			return err
-		}
+	if ok, err := s.r.tracker.mayWrite(ctx, s.r.backend, &r, sessionId, s.holds); !ok {
+		return err
 	}
 	meta := hashLoaded{created: r.created, hashSeal: r.seal}
 	d := hashDelta{ttl: ttl, created: r.keptCreated(), mustExist: r.kind == loadSame}

@@ -84,6 +84,11 @@ type loaded struct {
 	entry *memoryEntry
 	// seal: redis-hash storage, what a write checks and keeps of the hash.
 	seal hashSeal
+	// lost: the map was carried over to `id` by RegenerateId from a session
+	// deleted while the request ran (see mayWrite): nothing it holds may
+	// be stored, under any id, unless the request itself starts a new
+	// session with RemoveAll.
+	lost bool
 }
 
 // loadKind is what a request's map is to the session it is written to.
@@ -106,6 +111,9 @@ const (
 	// Set). A new session under the id; the user index entry of the
 	// session as loaded is there to move.
 	loadRemoved
+	// loadLost: the map was carried over from a session deleted while the
+	// request ran (see loaded.lost). The write is dropped and logged.
+	loadLost
 )
 
 // resolved is where a write of a map starts: what the map is to the session
@@ -125,14 +133,52 @@ func (t *loadTracker) resolve(ctx context.Context, m *gmap.StrAnyMap, id string)
 	switch {
 	case !found:
 		r.loaded = loaded{}
+	case by.t != nil && by == ctxKey(ctx):
+		// The request deleted what it loaded with RemoveAll: what it writes
+		// now is a new session, under that id or, after RegenerateId (a
+		// login that clears the session first, then rotates the id), under
+		// another, with nothing carried over.
+		r.kind = loadRemoved
+		if l.id != id {
+			r.kind, r.loaded = loadFresh, loaded{}
+		}
+	case l.lost:
+		r.kind = loadLost
 	case l.id != id:
 		r.kind = loadCarried
-	case by.t != nil && by == ctxKey(ctx):
-		r.kind = loadRemoved
 	default:
 		r.kind = loadSame
 	}
 	return r
+}
+
+// mayWrite reports whether a write of `r` to session `id` by a storage of
+// type `backend` goes on, the rule for the two kinds that drop it:
+//   - loadCarried: gf's RegenerateId writes the new id before it removes
+//     the old one. A session deleted while the request ran (a logout
+//     elsewhere, DestroyUser) is no longer there to carry over (`holds`
+//     checks it; the check and the write are two steps), and stays deleted
+//     under the new id too: the map is marked lost under `id`, so that
+//     neither its next write nor the RemoveAll of the old id that
+//     RegenerateId makes next brings it back.
+//   - loadLost: dropped.
+//
+// A dropped write is logged.
+func (t *loadTracker) mayWrite(ctx context.Context, backend string, r *resolved, id string, holds func(context.Context, *loaded) (bool, error)) (bool, error) {
+	switch r.kind {
+	case loadLost:
+		logStaleWrite(ctx, backend, id)
+		return false, nil
+	case loadCarried:
+		held, err := holds(ctx, &r.loaded)
+		if err != nil || held {
+			return held, err
+		}
+		logStaleWrite(ctx, backend, r.id)
+		t.retrack(r.ref, loaded{id: id, lost: true})
+		return false, nil
+	}
+	return true, nil
 }
 
 // keptCreated returns the creation time the written session keeps: the one
