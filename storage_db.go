@@ -348,7 +348,7 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 	now := time.Now()
 	rec, err := s.query(ctx, stmtPoint, s.sqlSelect, sessionId, now.UnixMilli())
 	if err != nil {
-		return nil, gerror.Wrapf(err, `gfsession: db: loading session %q from table %s`, shortId(sessionId), s.table)
+		return nil, gerror.Wrapf(err, `gfsession: db storage: loading session %q from table %s`, shortId(sessionId), s.table)
 	}
 	if rec.IsEmpty() {
 		return nil, nil
@@ -491,7 +491,7 @@ func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Du
 		args = append(args, exp-touch)
 	}
 	if _, err := s.exec(ctx, stmtPoint, s.sqlTouch, args...); err != nil {
-		return gerror.Wrapf(err, `gfsession: db: refreshing session %q in table %s`, shortId(sessionId), s.table)
+		return gerror.Wrapf(err, `gfsession: db storage: refreshing session %q in table %s`, shortId(sessionId), s.table)
 	}
 	return nil
 }
@@ -513,7 +513,7 @@ func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
 		n, err := s.exec(ctx, stmtBulk, s.sqlCleanup, began.UnixMilli())
 		deleted += n
 		if err != nil {
-			return deleted, gerror.Wrapf(err, `gfsession: db: deleting expired sessions from table %s`, s.table)
+			return deleted, gerror.Wrapf(err, `gfsession: db storage: deleting expired sessions from table %s`, s.table)
 		}
 		if n < batch {
 			return deleted, nil
@@ -537,7 +537,7 @@ var _ Admin = (*StorageDB)(nil)
 func (s *StorageDB) Count(ctx context.Context) (int, error) {
 	rec, err := s.query(ctx, stmtBulk, s.sqlCount, time.Now().UnixMilli())
 	if err != nil {
-		return 0, gerror.Wrapf(err, `gfsession: db: counting sessions in table %s`, s.table)
+		return 0, gerror.Wrapf(err, `gfsession: db storage: counting sessions in table %s`, s.table)
 	}
 	return rec["n"].Int(), nil
 }
@@ -559,7 +559,7 @@ func (s *StorageDB) Range(ctx context.Context, fn func(sessionId string) bool) e
 			})
 		}
 		if err != nil {
-			return gerror.Wrapf(err, `gfsession: db: listing sessions in table %s`, s.table)
+			return gerror.Wrapf(err, `gfsession: db storage: listing sessions in table %s`, s.table)
 		}
 		for _, rec := range page {
 			after = rec["id"].String()
@@ -594,7 +594,7 @@ func (s *StorageDB) DestroyUser(ctx context.Context, userId string) (int, error)
 	}
 	n, err := s.exec(ctx, stmtBulk, s.sqlDestroyUser, dbUserId(userId))
 	if err != nil {
-		return 0, gerror.Wrapf(err, `gfsession: db: deleting the sessions of user %q from table %s`, userId, s.table)
+		return 0, gerror.Wrapf(err, `gfsession: db storage: deleting the sessions of user %q from table %s`, userId, s.table)
 	}
 	return int(n), nil
 }

@@ -32,7 +32,7 @@ const (
 
 // errDBTimeout is the cause of a statement's context that reached
 // DBConfig.Timeout.
-var errDBTimeout = errors.New("gfsession: db: statement timeout")
+var errDBTimeout = errors.New("gfsession: db storage: statement timeout")
 
 // dbGuard bounds what a database that stops answering (a hung server, a
 // network partition that drops packets, a failover that leaves the pool's

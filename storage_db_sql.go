@@ -142,7 +142,7 @@ func (s *StorageDB) createTableAtStart(ctx context.Context) error {
 	s.startPinged, s.startPingErr = true, err
 	if err != nil {
 		startupLogger().Warningf(ctx,
-			`gfsession: db: the database does not answer (%v): table %s is created on first use`,
+			`gfsession: db storage: the database does not answer (%v): table %s is created on first use`,
 			redactDBError(s.db, err), s.table)
 		return nil
 	}
@@ -220,7 +220,7 @@ func (s *StorageDB) checkSQLite(ctx context.Context) {
 	}
 	if len(missing) > 0 {
 		startupLogger().Warningf(ctx,
-			`gfsession: db: the SQLite database is not set up for concurrent requests: add %s to its link, e.g. "sqlite::@file(sessions.db)?%s"`,
+			`gfsession: db storage: the SQLite database is not set up for concurrent requests: add %s to its link, e.g. "sqlite::@file(sessions.db)?%s"`,
 			strings.Join(missing, " and "), strings.Join(missing, "&"))
 	}
 }
