@@ -125,11 +125,12 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		// alone: the session loaded reads as none from now on and expires
 		// with its TTL (capped at the same instant), while a new session
 		// another request made under the id since must not be deleted.
+		w.tracker.lose(r.ref, id)
 		return nil
 	}
 	if r.kind == loadSame {
 		sw.match = matchCreated
-		if r.created.IsZero() || r.legacy {
+		if r.created.IsZero() || r.legacy || r.existsOnly {
 			sw.match = matchExists
 		}
 	}
@@ -143,12 +144,13 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 			`gfsession: %s storage: session %q is %d bytes encoded, more than %s (%d bytes): not written`,
 			w.backend, shortId(id), len(sw.blob), w.maxBlobKey, w.maxBlob)
 	}
-	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.driver.holds); !ok {
+	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.holds); !ok {
 		return err
 	}
-	from := r.fromUser()
-	if sw.user != "" && sw.user != from {
-		// A login: listed before it is stored.
+	if sw.user != "" && (r.kind != loadSame || sw.user != r.user) {
+		// A login (after this request's RemoveAll too, whose session may
+		// have lost its entry to DestroyUser or the cleaner since): listed
+		// before it is stored.
 		if err = w.driver.indexUser(ctx, sw.user, id); err != nil {
 			return err
 		}
@@ -161,8 +163,19 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		logStaleWrite(ctx, w.backend, id)
 		return nil
 	}
-	w.tracker.retrack(r.ref, loaded{id: id, created: sw.created, user: sw.user})
+	w.tracker.retrack(r.ref, loaded{id: id, created: sw.created, user: sw.user, existsOnly: sw.match == matchExists})
 	return nil
+}
+
+// holds is the driver's holds, for a map whose writes check only that the
+// session exists (loaded.existsOnly) by existence.
+func (w *sessionWriter) holds(ctx context.Context, l *loaded) (bool, error) {
+	if l.existsOnly {
+		c := *l
+		c.created = time.Time{}
+		l = &c
+	}
+	return w.driver.holds(ctx, l)
 }
 
 // removeAll deletes session `id` and records that this request did (see

@@ -332,6 +332,9 @@ func TestSessionWriter(t *testing.T) {
 		{name: "RemoveAll by the request itself, then Set", load: map[string]any{"uid": "ann"}, write: map[string]any{"uid": "bob"},
 			during: func(w *sessionWriter, d *recordingDriver, id string) { require.NoError(t, w.removeAll(ctx, id)) },
 			calls:  []string{"remove", "index:bob", "put:new"}, stored: true},
+		{name: "RemoveAll by the request itself, then the same user logs in again", load: map[string]any{"uid": "ann"}, write: map[string]any{"uid": "ann"},
+			during: func(w *sessionWriter, d *recordingDriver, id string) { require.NoError(t, w.removeAll(ctx, id)) },
+			calls:  []string{"remove", "index:ann", "put:new"}, stored: true},
 		// Past MaxLifetime: nothing written, nothing deleted (the session
 		// loaded reads as none; its TTL ends at the same instant).
 		{name: "past MaxLifetime", load: map[string]any{"k": 1}, write: map[string]any{"k": 2},
@@ -377,6 +380,21 @@ func TestSessionWriter(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("RegenerateId past MaxLifetime stays unwritten after gf removes the old id", func(t *testing.T) {
+		var tr loadTracker
+		env, _ := newEnvelope("", nil)
+		d := &recordingDriver{stored: map[string]*sessionWrite{}}
+		w := &sessionWriter{backend: "test", tracker: &tr, env: env, driver: d, maxLifetime: time.Second}
+		id, id2 := NewSessionId(), NewSessionId()
+		d.stored[id] = &sessionWrite{id: id, created: created}
+		m := w.loaded(id, created, map[string]any{"k": 1}, false)
+		require.NoError(t, w.setSession(ctx, id2, m, time.Hour)) // RegenerateId's write
+		require.NoError(t, w.removeAll(ctx, id))                 // RegenerateId's RemoveAll of the old id
+		require.NoError(t, w.setSession(ctx, id2, m, time.Hour)) // Close
+		assert.Nil(t, d.stored[id2], "a session past its lifetime came back under a new id")
+		runtime.KeepAlive(m)
+	})
 
 	t.Run("keeps the creation time, and RegenerateId carries it over", func(t *testing.T) {
 		var tr loadTracker

@@ -554,7 +554,7 @@ func fileErr(err error, op, path string) error {
 			code = gcode.CodeSecurityReason
 		}
 	}
-	return gerror.WrapCodef(code, err, `gfsession: file: %s %q`, op, showPath(path))
+	return gerror.WrapCodef(code, err, `gfsession: file storage: %s %q`, op, showPath(path))
 }
 
 // showPath returns `path` as messages show it: a session id in its last
@@ -612,7 +612,7 @@ func (d fileDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
 	switch {
 	case w.match == matchNone:
 	case w.loaded.legacy:
-		check = func() error { return fileStillExists(s.legacyPath(w.id)) }
+		check = func() error { return s.eitherExists(w.id) }
 	case w.match == matchExists:
 		check = func() error { return fileStillExists(path) }
 	default:
@@ -648,7 +648,7 @@ func (d fileDriver) holds(ctx context.Context, l *loaded) (bool, error) {
 	var err error
 	switch {
 	case l.legacy:
-		err = fileStillExists(d.s.legacyPath(l.id))
+		err = d.s.eitherExists(l.id)
 	case l.created.IsZero():
 		err = fileStillExists(d.s.sessionPath(l.id))
 	default:
@@ -663,6 +663,19 @@ func (d fileDriver) holds(ctx context.Context, l *loaded) (bool, error) {
 // indexUser creates the marker of session `id` in the folder of `user`.
 func (d fileDriver) indexUser(ctx context.Context, user, id string) error {
 	return d.s.indexUser(user, id)
+}
+
+// eitherExists is the writeFile check of a session loaded from gf's
+// layout: its file is still there, or another request that loaded it too
+// has moved it to this storage's layout with its write (gf's format has no
+// creation time to tell the two apart from a new session: see
+// matchExists).
+func (s *StorageFile) eitherExists(id string) error {
+	err := fileStillExists(s.legacyPath(id))
+	if errors.Is(err, errSessionGone) {
+		return fileStillExists(s.sessionPath(id))
+	}
+	return err
 }
 
 // fileStillExists is a writeFile check: the file at `path` exists.
@@ -957,7 +970,7 @@ func (s *StorageFile) rangeLive(ctx context.Context, fn func(id string) bool) er
 	for i, dir := range s.sessionFolders() {
 		err := visit(dir, i == 0)
 		if err != nil && !(i > 0 && errors.Is(err, fs.ErrNotExist)) {
-			return gerror.Wrapf(err, `gfsession: file: read folder %q`, dir)
+			return gerror.Wrapf(err, `gfsession: file storage: read folder %q`, dir)
 		}
 		if ctxErr != nil || !more {
 			break

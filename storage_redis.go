@@ -252,8 +252,10 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 		return nil, nil
 	}
 	if lifetimeLeft(created, r.maxLifetime, ttl, time.Now()) <= 0 {
-		// Delete it, or reads of the dead session would keep sliding its TTL.
-		if _, err := r.do(ctx, sessionId, "DEL", r.key(sessionId)); err != nil {
+		// Delete it, or reads of the dead session would keep sliding its
+		// TTL; only if it is still what was read: a new session another
+		// request wrote under the id since is not.
+		if _, err := r.eval(ctx, kvDeleteIfScript, sessionId, b); err != nil {
 			return nil, err
 		}
 		return nil, nil

@@ -298,7 +298,7 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		// key (a role, a user). The hash is deleted, unless a write changed
 		// it since, so that the next write starts a fresh session.
 		logDropped(ctx, r.backend, sessionId, err)
-		return nil, s.dropUnreadable(ctx, sessionId, fields)
+		return nil, s.dropAsRead(ctx, sessionId, fields)
 	}
 	if len(data) == 0 {
 		return nil, nil
@@ -408,11 +408,11 @@ end
 return redis.call('DEL', KEYS[1])
 `)
 
-// dropUnreadable deletes session `id`'s hash, read as `fields` and found
-// unreadable, if it still holds exactly those fields: a write that came in
-// between is not deleted with it (it reads as unreadable too, and the next
-// load deletes it). Only Redis errors are returned.
-func (s *StorageRedisHash) dropUnreadable(ctx context.Context, id string, fields map[string]string) error {
+// dropAsRead deletes session `id`'s hash, read as `fields` and found
+// unreadable or past MaxLifetime, if it still holds exactly those fields: a
+// write that came in between is not deleted with it (if it is no better,
+// the next load deletes it). Only Redis errors are returned.
+func (s *StorageRedisHash) dropAsRead(ctx context.Context, id string, fields map[string]string) error {
 	args := make([]any, 0, 2*len(fields))
 	for f, v := range fields {
 		args = append(args, f, v)
@@ -480,8 +480,9 @@ func (s *StorageRedisHash) load(ctx context.Context, id string, ttl time.Duratio
 	}
 	switch left := lifetimeLeft(created, r.maxLifetime, ttl, time.Now()); {
 	case left <= 0:
-		// Delete it, or reads of the dead session would keep sliding its TTL.
-		if _, err := r.do(ctx, id, "DEL", key); err != nil {
+		// Delete it, or reads of the dead session would keep sliding its
+		// TTL; only if it is still what was read (see dropAsRead).
+		if err := s.dropAsRead(ctx, id, fields); err != nil {
 			return nil, time.Time{}, err
 		}
 		return nil, time.Time{}, nil
@@ -716,6 +717,8 @@ func (s *StorageRedisHash) written(ctx context.Context, id string, r *resolved, 
 		}
 	}
 	switch result {
+	case hashExpired:
+		s.r.tracker.lose(r.ref, id)
 	case hashEmptied:
 		// As RemoveAll: a further write of this map starts a new session.
 		s.r.tracker.removed(ctx, id)

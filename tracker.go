@@ -79,6 +79,12 @@ type loaded struct {
 	base map[string]any
 	// legacy: file storage, read from gf's own layout.
 	legacy bool
+	// existsOnly: whole-session storages, the map was written over a
+	// session loaded in gf's format, which has no creation time: another
+	// request that loaded it too may have stamped the session with its
+	// own since, so the map's next writes check only that a session
+	// exists under the id, as the first one did.
+	existsOnly bool
 	// entry: memory storage, the entry loaded or last written; nil after a
 	// merge, when no stored entry holds exactly `base`.
 	entry *memoryEntry
@@ -175,10 +181,19 @@ func (t *loadTracker) mayWrite(ctx context.Context, backend string, r *resolved,
 			return held, err
 		}
 		logStaleWrite(ctx, backend, r.id)
-		t.retrack(r.ref, loaded{id: id, lost: true})
+		t.lose(r.ref, id)
 		return false, nil
 	}
 	return true, nil
+}
+
+// lose marks the map of `ref` lost under `id` (see loaded.lost): its
+// session was deleted, or ran out of MaxLifetime, while the request ran,
+// and none of its further writes may store it again, even after the
+// RemoveAll of its old id that gf's RegenerateId makes with the request's
+// context.
+func (t *loadTracker) lose(ref loadRef, id string) {
+	t.retrack(ref, loaded{id: id, lost: true})
 }
 
 // keptCreated returns the creation time the written session keeps: the one
