@@ -135,14 +135,8 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		}
 	}
 	var err error
-	if sw.blob, err = w.env.encodeSession(id, sw.created, data); err != nil {
-		return gerror.Wrapf(err, `gfsession: %s storage: session %q`, w.backend, shortId(id))
-	}
-	if w.maxBlob > 0 && int64(len(sw.blob)) > w.maxBlob {
-		// Never write what could not be read back.
-		return gerror.NewCodef(gcode.CodeInvalidParameter,
-			`gfsession: %s storage: session %q is %d bytes encoded, more than %s (%d bytes): not written`,
-			w.backend, shortId(id), len(sw.blob), w.maxBlobKey, w.maxBlob)
+	if sw.blob, err = w.encode(id, sw.created, data); err != nil {
+		return err
 	}
 	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.holds); !ok {
 		return err
@@ -176,6 +170,22 @@ func (w *sessionWriter) holds(ctx context.Context, l *loaded) (bool, error) {
 		l = &c
 	}
 	return w.driver.holds(ctx, l)
+}
+
+// encode returns the envelope of session `id`, created at `created`, holding
+// `data`, or an error if it cannot be encoded or is larger than maxBlob:
+// never write what could not be read back.
+func (w *sessionWriter) encode(id string, created time.Time, data map[string]any) ([]byte, error) {
+	blob, err := w.env.encodeSession(id, created, data)
+	if err != nil {
+		return nil, gerror.Wrapf(err, `gfsession: %s storage: session %q`, w.backend, shortId(id))
+	}
+	if w.maxBlob > 0 && int64(len(blob)) > w.maxBlob {
+		return nil, gerror.NewCodef(gcode.CodeInvalidParameter,
+			`gfsession: %s storage: session %q is %d bytes encoded, more than %s (%d bytes): not written`,
+			w.backend, shortId(id), len(blob), w.maxBlobKey, w.maxBlob)
+	}
+	return blob, nil
 }
 
 // removeAll deletes session `id` and records that this request did (see
