@@ -93,24 +93,7 @@ func mapOf(m *gmap.StrAnyMap) map[string]any {
 // ran, so that request's write is dropped: alice must not stay logged in
 // under the new id.
 func TestStorage_RegenerateAfterDestroyUser(t *testing.T) {
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	storages := map[string]func(t *testing.T) gsession.Storage{
-		"memory": func(t *testing.T) gsession.Storage { return newMemory(t, gfsession.MemoryConfig{UserKey: "uid"}) },
-		"file": func(t *testing.T) gsession.Storage {
-			return newFile(t, gfsession.FileConfig{Path: t.TempDir(), UserKey: "uid"})
-		},
-		"db": func(t *testing.T) gsession.Storage {
-			db := openTestDB(t, dbTestLink(t, "mysql"))
-			return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), UserKey: "uid"})
-		},
-	}
-	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
-		storages[kind] = func(t *testing.T) gsession.Storage {
-			return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: "uid"})
-		}
-	}
-	for name, newStorage := range storages {
+	for name, newStorage := range everyStorage(t, "uid", 0) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			st := newStorage(t)
@@ -192,26 +175,7 @@ func TestStorageRedisHash_GfHashWrittenByTwoThenClosedAgain(t *testing.T) {
 // out: its write is dropped, and the new session must survive it.
 func TestStorage_PastCapWriteKeepsNewSession(t *testing.T) {
 	const lifetime = time.Second
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	storages := map[string]func(t *testing.T) gsession.Storage{
-		"memory": func(t *testing.T) gsession.Storage {
-			return newMemory(t, gfsession.MemoryConfig{MaxLifetime: lifetime})
-		},
-		"file": func(t *testing.T) gsession.Storage {
-			return newFile(t, gfsession.FileConfig{Path: t.TempDir(), MaxLifetime: lifetime})
-		},
-		"db": func(t *testing.T) gsession.Storage {
-			db := openTestDB(t, dbTestLink(t, "mysql"))
-			return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), MaxLifetime: lifetime})
-		},
-	}
-	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
-		storages[kind] = func(t *testing.T) gsession.Storage {
-			return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), MaxLifetime: lifetime})
-		}
-	}
-	for name, newStorage := range storages {
+	for name, newStorage := range everyStorage(t, "", lifetime) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			m := gsession.New(time.Minute, newStorage(t))
