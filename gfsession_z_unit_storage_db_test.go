@@ -461,7 +461,7 @@ func TestStorageDB_Outage(t *testing.T) {
 							assert.Error(t, err, "%s: a request succeeded during the outage", outage.name)
 							requests.Add(1)
 							peak(&slowest, int64(took))
-							if took > timeout*8/5 {
+							if took > timeout*2 { // one timeout, and scheduling slack on two loaded cores
 								slow.Add(1)
 							}
 							peak(&maxGoroutines, int64(runtime.NumGoroutine()))
