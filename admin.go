@@ -9,8 +9,12 @@ import (
 )
 
 // Admin is session administration, implemented by every storage of this
-// package: count sessions, walk their ids, destroy one, and destroy every
-// session of one user ("log out everywhere").
+// package: count sessions, walk their handles, destroy one, and destroy
+// every session of one user ("log out everywhere").
+//
+// Sessions are named by their handles (see Handle), never by their ids:
+// storages outside the process store no session id, so there is none to
+// list, and a handle shown on a page or in a log does not work as a cookie.
 //
 // Users are named by the value of a configured session key, `userKey` (for
 // example "userId"): a storage with a userKey keeps an index from user to
@@ -22,13 +26,19 @@ type Admin interface {
 	// expired moments ago and are not yet removed.
 	Count(ctx context.Context) (int, error)
 
-	// Range calls `fn` with the id of each live session until `fn` returns
-	// false. It streams: it never holds every id in memory at once. Sessions
-	// created or deleted while it runs may or may not be visited.
-	Range(ctx context.Context, fn func(sessionId string) bool) error
+	// Range calls `fn` with the handle of each live session until `fn`
+	// returns false. It streams: it never holds every handle in memory at
+	// once. Sessions created or deleted while it runs may or may not be
+	// visited.
+	Range(ctx context.Context, fn func(handle string) bool) error
 
 	// Destroy deletes session `sessionId`. A missing session is not an error.
 	Destroy(ctx context.Context, sessionId string) error
+
+	// DestroyHandle deletes the session whose handle is `handle`. A missing
+	// session, and a `handle` that is not of a handle's form (IsHandle), are
+	// not errors.
+	DestroyHandle(ctx context.Context, handle string) error
 
 	// DestroyUser deletes every session whose userKey value equals `userId`
 	// and returns how many it deleted. It fails with CodeInvalidOperation when

@@ -25,8 +25,8 @@ type sessionDriver interface {
 	// remove deletes session `id`. A missing session is not an error.
 	remove(ctx context.Context, id string) error
 	// holds reports whether session `l.id` is still the session loaded as
-	// `l`: by its creation time, or where the format has none (gf's, file's
-	// legacy layout) by its existence. The writer asks before a write
+	// `l`: by its creation time, or where the format has none (gf's) by its
+	// existence. The writer asks before a write
 	// carried over from it by RegenerateId.
 	holds(ctx context.Context, l *loaded) (bool, error)
 	// indexUser adds session `id` to the index of `user`. The writer calls
@@ -86,10 +86,10 @@ type sessionWriter struct {
 
 // loaded returns `data`, just loaded from session `id` created at
 // `created`, as the map GetSession hands out, tracked for the write that
-// may follow. `legacy` marks a file of gf's layout.
-func (w *sessionWriter) loaded(id string, created time.Time, data map[string]any, legacy bool) *gmap.StrAnyMap {
+// may follow.
+func (w *sessionWriter) loaded(id string, created time.Time, data map[string]any) *gmap.StrAnyMap {
 	m := gmap.NewStrAnyMapFrom(data, true)
-	w.tracker.track(m, loaded{id: id, created: created, user: userOf(data, w.userKey), legacy: legacy})
+	w.tracker.track(m, loaded{id: id, created: created, user: userOf(data, w.userKey)})
 	return m
 }
 
@@ -105,10 +105,10 @@ func (w *sessionWriter) loaded(id string, created time.Time, data map[string]any
 //   - with a userKey, a login is indexed before the write and the entry is
 //     confirmed by the write; the entry of a user the session no longer
 //     names is left to DestroyUser and the cleaner (see sessionDriver).
+//
+// `id` names the session as the driver stores it (its handle); the
+// storage's SetSession has checked the id and the map (checkWrite).
 func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAnyMap, ttl time.Duration) error {
-	if err := checkWrite(w.backend, id, m); err != nil {
-		return err
-	}
 	r := w.tracker.resolve(ctx, m, id)
 	data := m.Map()
 	if len(data) == 0 {
@@ -130,7 +130,7 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 	}
 	if r.kind == loadSame {
 		sw.match = matchCreated
-		if r.created.IsZero() || r.legacy || r.existsOnly {
+		if r.created.IsZero() || r.existsOnly {
 			sw.match = matchExists
 		}
 	}
@@ -204,13 +204,14 @@ func (w *sessionWriter) removeAll(ctx context.Context, id string) error {
 
 // checkWrite returns the error of a SetSession of `m` as session `id` by a
 // storage of type `backend` that must send nothing: an invalid id, or nil
-// data (CodeInvalidParameter).
+// data (CodeInvalidParameter). Every SetSession runs it on the id it is
+// given, before it turns the id into the session's handle.
 func checkWrite(backend, id string, m *gmap.StrAnyMap) error {
 	if !IsValidSessionId(id) {
 		return errInvalidId(id)
 	}
 	if m == nil {
-		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: %s storage: session %q: session data is nil`, backend, shortId(id))
+		return gerror.NewCodef(gcode.CodeInvalidParameter, `gfsession: %s storage: session %q: session data is nil`, backend, shortId(Handle(id)))
 	}
 	return nil
 }

@@ -142,10 +142,13 @@ func (s *driverStorage) GetSession(ctx context.Context, sessionId string, ttl ti
 			s.d.swap(sessionId, blob, sealed)
 		}
 	}
-	return s.w.loaded(sessionId, created, data, false), nil
+	return s.w.loaded(sessionId, created, data), nil
 }
 
 func (s *driverStorage) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
+	if err := checkWrite("driver", sessionId, sessionData); err != nil {
+		return err
+	}
 	return s.w.setSession(ctx, sessionId, sessionData, ttl)
 }
 

@@ -115,5 +115,6 @@ func TestStorageMemory_SlowRequestRemovesKey(t *testing.T) {
 	assert.Equal(t, map[string]any{"theme": "dark"}, got.Map())
 }
 
-// FileSessionPath is StorageFile.sessionPath, for the external tests.
-func FileSessionPath(s *StorageFile, id string) string { return s.sessionPath(id) }
+// FileSessionPath is the file of session `id` (named by its handle), for
+// the external tests.
+func FileSessionPath(s *StorageFile, id string) string { return s.sessionPath(Handle(id)) }

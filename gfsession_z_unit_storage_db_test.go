@@ -98,10 +98,12 @@ func newDB(t testing.TB, db gdb.DB, config gfsession.DBConfig) *gfsession.Storag
 	return s
 }
 
-// putRaw stores `data` as the row of session `id`, bypassing the storage.
+// putRaw stores `data` as the row of session `id` (keyed by its handle),
+// bypassing the storage.
 func putRaw(t testing.TB, db gdb.DB, table, id string, data []byte, expires time.Time) {
 	t.Helper()
 	ctx := context.Background()
+	id = gfsession.Handle(id)
 	_, err := db.Exec(ctx, "DELETE FROM "+table+" WHERE id = ?", id)
 	require.NoError(t, err)
 	_, err = db.Exec(ctx, "INSERT INTO "+table+" (id, data, expires_at, created_at) VALUES (?, ?, ?, ?)",
@@ -129,7 +131,7 @@ func TestStorageDB_Conformance(t *testing.T) {
 				return newDB(t, db, c)
 			}
 			copyRow := storagetest.WithCopier(func(t *testing.T, _ gsession.Storage, from, to string) {
-				rec, err := db.GetOne(context.Background(), "SELECT data, expires_at FROM "+table+" WHERE id = ?", from)
+				rec, err := db.GetOne(context.Background(), "SELECT data, expires_at FROM "+table+" WHERE id = ?", gfsession.Handle(from))
 				require.NoError(t, err)
 				require.False(t, rec.IsEmpty(), "no row to copy")
 				putRaw(t, db, table, to, rec["data"].Bytes(), time.UnixMilli(rec["expires_at"].Int64()))
@@ -182,7 +184,7 @@ func TestStorageDB_Rows(t *testing.T) {
 			db := openTestDB(t, dbTestLink(t, dialect))
 			table := testTable(t, db)
 			row := func(id string) (data []byte, expires, created int64) {
-				rec, err := db.GetOne(ctx, "SELECT data, expires_at, created_at FROM "+table+" WHERE id = ?", id)
+				rec, err := db.GetOne(ctx, "SELECT data, expires_at, created_at FROM "+table+" WHERE id = ?", gfsession.Handle(id))
 				require.NoError(t, err)
 				if rec.IsEmpty() {
 					return nil, 0, 0
@@ -676,7 +678,7 @@ func TestStorageDB_ReadsFromMaster(t *testing.T) {
 	assert.Equal(t, 1, n)
 	var ids []string
 	require.NoError(t, st.Range(ctx, func(sessionId string) bool { ids = append(ids, sessionId); return true }))
-	assert.Equal(t, []string{id}, ids)
+	assert.Equal(t, []string{gfsession.Handle(id)}, ids)
 }
 
 // TestStorageDB_WriteAfterIdleExpiry checks that a request whose session's
@@ -832,7 +834,7 @@ func TestStorageDB_IdsShortened(t *testing.T) {
 	assertShort := func(what, text string) {
 		t.Helper()
 		assert.NotContains(t, text, id, "%s holds the whole session id", what)
-		assert.Contains(t, text, id[:8], "%s does not name the session", what)
+		assert.Contains(t, text, gfsession.Handle(id)[:8], "%s does not name the session by its handle", what)
 	}
 
 	// An old key's session read by a storage with a new first key is

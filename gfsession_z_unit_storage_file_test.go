@@ -91,7 +91,7 @@ func TestStorageFile_Modes(t *testing.T) {
 
 	// The session file is in its sub-folder, every sub-folder is 0700, and
 	// the write went through a temporary file that is gone.
-	assert.Equal(t, filepath.Join(dir, filepath.Base(filepath.Dir(sessionFile(s, id))), id+".session"), sessionFile(s, id))
+	assert.Equal(t, filepath.Join(dir, filepath.Base(filepath.Dir(sessionFile(s, id))), gfsession.Handle(id)+".session"), sessionFile(s, id))
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, entries, 64)
@@ -104,7 +104,7 @@ func TestStorageFile_Modes(t *testing.T) {
 		inside, err := os.ReadDir(filepath.Join(dir, e.Name()))
 		require.NoError(t, err)
 		for _, f := range inside {
-			assert.Equal(t, id+".session", f.Name(), "only the session file is left")
+			assert.Equal(t, gfsession.Handle(id)+".session", f.Name(), "only the session file, named by the handle, is left")
 			files++
 		}
 	}
@@ -210,15 +210,20 @@ func TestStorageFile_ReadsGfStorageFile(t *testing.T) {
 			}, true), time.Hour))
 
 			s := newFile(t, gfsession.FileConfig{Path: dir})
+			legacy := filepath.Join(dir, id+".session")
+			require.FileExists(t, legacy)
 			data, err := s.GetSession(ctx, id, time.Hour)
 			require.NoError(t, err)
 			require.NotNil(t, data, "a session written by gf's StorageFile must be read")
 			assert.Equal(t, map[string]any{"user": "ann", "uid": int64(1) << 60, "roles": []any{"admin"}}, data.Map())
 
-			// The next change rewrites it in the current format and layout,
-			// readable again, and removes gf's file.
-			legacy := filepath.Join(dir, id+".session")
-			require.FileExists(t, legacy)
+			// The read moved the file to the handle's name: no file is
+			// named by the id any more.
+			assert.NoFileExists(t, legacy, "gf's file must be moved to the handle's name when read")
+			require.FileExists(t, sessionFile(s, id))
+
+			// The next change rewrites it in the current format, readable
+			// again.
 			m := gsession.New(time.Hour, s)
 			sess := m.New(ctx, id)
 			require.NoError(t, sess.Set("more", true))
@@ -226,7 +231,6 @@ func TestStorageFile_ReadsGfStorageFile(t *testing.T) {
 			b, err := os.ReadFile(sessionFile(s, id))
 			require.NoError(t, err)
 			assert.Equal(t, []byte{0xF5, 'G', 'S'}, b[:3])
-			assert.NoFileExists(t, legacy, "gf's file must go once the session is rewritten")
 			data, err = s.GetSession(ctx, id, time.Hour)
 			require.NoError(t, err)
 			assert.Equal(t, "ann", data.Get("user"))
@@ -422,7 +426,7 @@ func TestStorageFile_Cleaner(t *testing.T) {
 	)
 	s := newFile(t, gfsession.FileConfig{Path: dir, CleanupInterval: 50 * time.Millisecond})
 	staleShardedPath := sessionFile(s, staleSharded)
-	put(filepath.Join(filepath.Base(filepath.Dir(staleShardedPath)), staleSharded+".session"), time.Hour)
+	put(filepath.Join(filepath.Base(filepath.Dir(staleShardedPath)), gfsession.Handle(staleSharded)+".session"), time.Hour)
 
 	// Before any call the storage knows no TTL: only leftover temp files go.
 	require.Eventually(t, func() bool { return !fileExists(oldTemp) }, 5*time.Second, 10*time.Millisecond)
@@ -746,14 +750,14 @@ func TestStorageFile_IdsNotInMessages(t *testing.T) {
 	removeErr := s.RemoveAll(ctx, broken)
 	for name, err := range map[string]error{"GetSession": getErr, "SetSession": setErr, "RemoveAll": removeErr} {
 		require.Error(t, err, name)
-		assert.Contains(t, err.Error(), broken[:8], "%s: the error should name the session", name)
+		assert.Contains(t, err.Error(), gfsession.Handle(broken)[:8], "%s: the error should name the session by its handle", name)
 		assert.Contains(t, err.Error(), shard, "%s: the error should name the folder", name)
 		assert.NotContains(t, fmt.Sprintf("%+v", err), broken, "%s: the error holds the whole id", name)
 	}
 
 	out := logs.String()
-	assert.Contains(t, out, corrupt[:8], "the corrupt session was not logged")
-	assert.Contains(t, out, stale[:8], "the stale write was not logged")
+	assert.Contains(t, out, gfsession.Handle(corrupt)[:8], "the corrupt session was not logged")
+	assert.Contains(t, out, gfsession.Handle(stale)[:8], "the stale write was not logged")
 	for _, id := range ids {
 		assert.NotContains(t, out, id, "a log line holds a whole session id")
 	}

@@ -163,7 +163,7 @@ func TestStorageFile_SymlinkNotFollowed(t *testing.T) {
 	}
 	out := logs.String()
 	assert.Contains(t, out, "symbolic link")
-	assert.Contains(t, out, id[:8])
+	assert.Contains(t, out, gfsession.Handle(id)[:8])
 	assert.NotContains(t, out, id)
 
 	// A symbolic link in the user index is not followed either.

@@ -153,7 +153,7 @@ func staleWriteLogShortensId(t *testing.T, st gsession.Storage) {
 
 	out := logs.String()
 	require.Contains(t, out, "its write is dropped", "the stale write is logged")
-	assert.Contains(t, out, id[:8])
+	assert.Contains(t, out, gfsession.Handle(id)[:8], "the log names the session by its handle")
 	assert.NotContains(t, out, id, "the log holds a whole session id")
 	data, err := m.New(memReqCtx(), id).Data()
 	require.NoError(t, err)

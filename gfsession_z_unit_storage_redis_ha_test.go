@@ -93,7 +93,7 @@ func testRedisClusterAdmin(t *testing.T, cl *testredis.Cluster, client *gredis.R
 	require.NoError(t, a.Range(ctx, func(id string) bool { seen[id] = true; return true }))
 	assert.Len(t, seen, len(ids))
 	for id := range ids {
-		assert.True(t, seen[id], "Range missed %s", id)
+		assert.True(t, seen[gfsession.Handle(id)], "Range missed %s", id)
 	}
 	for _, node := range cl.Nodes {
 		stats := redisCommandStats(t, node)

@@ -27,6 +27,7 @@ var redisHashCmds = map[string]bool{
 	"hgetall": true, "hget": true, "hset": true, "hsetnx": true, "hdel": true, "hlen": true,
 	"pexpire": true, "del": true, "multi": true, "exec": true, "evalsha": true,
 	"exists": true, // the write script's check that a loaded session still exists
+	"type":   true, // the look for a session of gf's under the id, on a miss
 }
 
 func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
@@ -53,7 +54,7 @@ func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 			redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Remove("x", "y")) })
 
 			id := gfsession.NewSessionId()
-			key := prefix + id
+			key := prefix + gfsession.Handle(id)
 			steps := []struct {
 				name       string
 				id         string
@@ -70,11 +71,11 @@ func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 					v, err := s.Get("user")
 					require.NoError(t, err)
 					require.Nil(t, v)
-				}, 1, 0, nil},
+				}, 2, 1, nil}, // the load, and the look for a session of gf's under the id
 				{"first write, 2 keys", id, func(s *gsession.Session) {
 					require.NoError(t, s.Set("user", "ann"))
 					require.NoError(t, s.Set("n", 1))
-				}, 2, 0, nil},
+				}, 3, 1, nil},
 				{"read-only, 10 Gets", id, func(s *gsession.Session) {
 					for i := 0; i < 10; i++ {
 						assert.Equal(t, "ann", s.MustGet("user").String())
@@ -128,7 +129,7 @@ func TestStorageRedisHash_RoundTripsPerRequest(t *testing.T) {
 				}
 			}
 			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "an emptied session must be deleted")
-			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+warm), "an emptied session must be deleted")
+			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+gfsession.Handle(warm)), "an emptied session must be deleted")
 		})
 	}
 	assert.EqualValues(t, 0, srv.MustDo(t, "DBSIZE"), "a session never written must create no key")
@@ -151,7 +152,7 @@ func TestStorageRedisHash_ReservedField(t *testing.T) {
 	prefix := redisTestPrefix()
 	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime})
 	id := gfsession.NewSessionId()
-	key := prefix + id
+	key := prefix + gfsession.Handle(id)
 	start := time.Now()
 	redisReq(t, m, id, func(s *gsession.Session) {
 		// Keys that look like the reserved field must not touch it.
@@ -258,7 +259,7 @@ func TestStorageRedisHash_OutOfLifetimeWriteSparesNewSession(t *testing.T) {
 	prefix := redisTestPrefix()
 	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix, MaxLifetime: lifetime})
 	id := gfsession.NewSessionId()
-	key := prefix + id
+	key := prefix + gfsession.Handle(id)
 	redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
 	// Age the session: `left` of its lifetime remains.
 	created := time.Now().Add(left - lifetime)
@@ -310,13 +311,13 @@ func TestStorageRedisHash_LogsShortIds(t *testing.T) {
 	corrupt := gfsession.NewSessionId()
 	ids = append(ids, corrupt)
 	redisReq(t, m, corrupt, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
-	srv.MustDo(t, "HSET", prefix+corrupt, "role", "\xF5\x01\xFF")
+	srv.MustDo(t, "HSET", prefix+gfsession.Handle(corrupt), "role", "\xF5\x01\xFF")
 	redisReq(t, m, corrupt, func(s *gsession.Session) { _, _ = s.Data() })
 
 	// A key of another type under the prefix.
 	other := gfsession.NewSessionId()
 	ids = append(ids, other)
-	srv.MustDo(t, "SET", prefix+other, "not a hash")
+	srv.MustDo(t, "SET", prefix+gfsession.Handle(other), "not a hash")
 	redisReq(t, m, other, func(s *gsession.Session) { _, _ = s.Data() })
 
 	// A write of a session deleted while the request ran.
@@ -325,13 +326,13 @@ func TestStorageRedisHash_LogsShortIds(t *testing.T) {
 	redisReq(t, m, stale, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
 	slow := hashRequest(m, stale)
 	require.Equal(t, "ann", slow.MustGet("user").String())
-	srv.MustDo(t, "DEL", prefix+stale)
+	srv.MustDo(t, "DEL", prefix+gfsession.Handle(stale))
 	require.NoError(t, slow.Set("page", 2))
 	require.NoError(t, slow.Close())
 
 	out := logs.String()
 	for _, id := range ids {
-		assert.Contains(t, out, id[:8], "each case logs a line naming the session")
+		assert.Contains(t, out, gfsession.Handle(id)[:8], "each case logs a line naming the session")
 		assert.NotContains(t, out, id, "a log line holds a whole session id")
 	}
 }
@@ -344,7 +345,7 @@ func TestStorageRedisHash_CorruptFieldReadsAsNoSession(t *testing.T) {
 	srv, m := newRedisHashManager(t, gfsession.RedisConfig{Prefix: prefix})
 	logs := captureLog(t)
 	id := gfsession.NewSessionId()
-	key := prefix + id
+	key := prefix + gfsession.Handle(id)
 	redisReq(t, m, id, func(s *gsession.Session) {
 		require.NoError(t, s.Set("user", "ann"))
 		require.NoError(t, s.Set("role", "admin"))
@@ -398,7 +399,7 @@ func TestStorageRedisHash_SealedTampering(t *testing.T) {
 	redisReq(t, m, other, func(s *gsession.Session) {
 		require.NoError(t, s.SetMap(map[string]any{"user": "eve", "role": "admin"}))
 	})
-	otherFields := hashFields(t, srv, prefix+other)
+	otherFields := hashFields(t, srv, prefix+gfsession.Handle(other))
 	cases := []struct {
 		name   string
 		tamper func(key string, fields map[string]string)
@@ -438,7 +439,7 @@ func TestStorageRedisHash_SealedTampering(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			id := gfsession.NewSessionId()
-			key := prefix + id
+			key := prefix + gfsession.Handle(id)
 			redisReq(t, m, id, func(s *gsession.Session) {
 				require.NoError(t, s.SetMap(map[string]any{"user": "ann", "role": "user", "n": 1}))
 			})
@@ -451,7 +452,7 @@ func TestStorageRedisHash_SealedTampering(t *testing.T) {
 					return
 				}
 				assert.Empty(t, data, "a tampered sealed session must read as no session")
-				assert.Contains(t, logs.String(), id[:8]+`..." reads as no session`)
+				assert.Contains(t, logs.String(), gfsession.Handle(id)[:8]+`..." reads as no session`)
 				assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", key), "the tampered hash is deleted")
 			})
 		})
@@ -518,10 +519,10 @@ func TestStorageRedisHash_SealedConcurrentMerges(t *testing.T) {
 
 	// A new session under an id whose hash does not read replaces it.
 	junk := gfsession.NewSessionId()
-	srv.MustDo(t, "HSET", prefix+junk, "user", "forged", "\x00created", "1")
+	srv.MustDo(t, "HSET", prefix+gfsession.Handle(junk), "user", "forged", "\x00created", "1")
 	w := hashRequest(m, junk)
 	require.NoError(t, w.Set("user", "ann")) // loads nothing: the hash is unreadable
-	srv.MustDo(t, "HSET", prefix+junk, "user", "forged", "\x00created", "1")
+	srv.MustDo(t, "HSET", prefix+gfsession.Handle(junk), "user", "forged", "\x00created", "1")
 	require.NoError(t, w.Close())
 	redisReq(t, m, junk, func(s *gsession.Session) {
 		data, err := s.Data()
@@ -669,7 +670,7 @@ func TestStorageRedisHash_UserIndexFollowsStored(t *testing.T) {
 						args := cmd.Args()
 						return len(args) > 1 && fmt.Sprint(args[1]) == key || len(args) > 3 && fmt.Sprint(args[3]) == key
 					}
-					if on(prefix + id) {
+					if on(prefix + gfsession.Handle(id)) {
 						written.Store(true)
 						return
 					}
@@ -831,7 +832,7 @@ func TestStorageRedisHash_DestroyUserDuringLoginKeepsEntry(t *testing.T) {
 						indexed.Store(true)
 						return
 					}
-					if indexed.Load() && on(prefix+id) && armed.CompareAndSwap(true, false) {
+					if indexed.Load() && on(prefix+gfsession.Handle(id)) && armed.CompareAndSwap(true, false) {
 						// "Log out everywhere" for alice, between the login's
 						// index entry and its session write.
 						n, err := admin.DestroyUser(ctx, "alice")
@@ -914,7 +915,7 @@ func TestStorageRedisHash_ShortManifestIsReplaced(t *testing.T) {
 	v, err := s.Get("x") // loads: no session yet
 	require.NoError(t, err)
 	require.Nil(t, v)
-	srv.MustDo(t, "HSET", prefix+id, "\x00created", "1700000000000", "\x00manifest", "\xF5Mshort", "a", "b")
+	srv.MustDo(t, "HSET", prefix+gfsession.Handle(id), "\x00created", "1700000000000", "\x00manifest", "\xF5Mshort", "a", "b")
 	evals.Store(0)
 	require.NoError(t, s.Set("k", "v"))
 	require.NoError(t, s.Close())
@@ -959,15 +960,15 @@ func TestStorageRedisHash_DestroyUserRechecksAfterDroppingEntry(t *testing.T) {
 				switch {
 				case !indexed.Load() && on(index):
 					indexed.Store(true) // the login's index entry
-				case indexed.Load() && !checked.Load() && cmd.Name() == "evalsha" && on(prefix+id):
+				case indexed.Load() && !checked.Load() && cmd.Name() == "evalsha" && on(prefix+gfsession.Handle(id)):
 					<-proceed // the login's write waits for DestroyUser's check
-				case cmd.Name() == "hmget" && on(prefix+id):
+				case cmd.Name() == "hmget" && on(prefix+gfsession.Handle(id)):
 					checked.Store(true) // DestroyUser checks the session
 				case checked.Load() && on(index) && armed.CompareAndSwap(true, false):
 					// DestroyUser removes the entry: let the login's write land first.
 					close(proceed)
 					require.Eventually(t, func() bool {
-						return srv.MustDo(t, "HEXISTS", prefix+id, "uid").(int64) == 1
+						return srv.MustDo(t, "HEXISTS", prefix+gfsession.Handle(id), "uid").(int64) == 1
 					}, 5*time.Second, 5*time.Millisecond)
 				}
 			}})

@@ -85,21 +85,21 @@ func runRedisConformance(t *testing.T, kind string, client *gredis.Redis, admin 
 		}),
 		storagetest.WithCorrupter(func(t *testing.T, _ gsession.Storage, id string, data []byte) {
 			if kind == gfsession.TypeRedisHash {
-				_, err := client.Do(ctx, "HSET", prefix+id, "corrupt", data)
+				_, err := client.Do(ctx, "HSET", prefix+gfsession.Handle(id), "corrupt", data)
 				require.NoError(t, err)
-				_, err = client.Do(ctx, "PEXPIRE", prefix+id, 60000)
+				_, err = client.Do(ctx, "PEXPIRE", prefix+gfsession.Handle(id), 60000)
 				require.NoError(t, err)
 				return
 			}
-			_, err := client.Do(ctx, "SET", prefix+id, data, "PX", 60000)
+			_, err := client.Do(ctx, "SET", prefix+gfsession.Handle(id), data, "PX", 60000)
 			require.NoError(t, err)
 		}),
 		storagetest.WithCopier(func(t *testing.T, _ gsession.Storage, from, to string) {
 			// The key whole (a hash with every field), byte for byte.
-			dump, err := client.Do(ctx, "DUMP", prefix+from)
+			dump, err := client.Do(ctx, "DUMP", prefix+gfsession.Handle(from))
 			require.NoError(t, err)
 			require.False(t, dump.IsNil(), "no key to copy")
-			_, err = client.Do(ctx, "RESTORE", prefix+to, 60000, dump.Bytes(), "REPLACE")
+			_, err = client.Do(ctx, "RESTORE", prefix+gfsession.Handle(to), 60000, dump.Bytes(), "REPLACE")
 			require.NoError(t, err)
 		}),
 		storagetest.RequireAll(),
@@ -259,7 +259,7 @@ func TestStorageRedis_CommandsPerRequest(t *testing.T) {
 	const ttl = time.Minute
 	m := gsession.New(ttl, newRedisStorage(t, gfsession.TypeRedis, client, gfsession.RedisConfig{Prefix: prefix}))
 	id := gfsession.NewSessionId()
-	key := prefix + id
+	key := prefix + gfsession.Handle(id)
 
 	// Warm up the connection (HELLO etc. are not per request) and the
 	// script of a loaded session's write (its first EVALSHA on a server is
@@ -284,11 +284,11 @@ func TestStorageRedis_CommandsPerRequest(t *testing.T) {
 			v, err := s.Get("user")
 			require.NoError(t, err)
 			require.Nil(t, v)
-		}, map[string]int{"getex": 1}, 1},
+		}, map[string]int{"getex": 1, "evalsha": 1, "exists": 1, "type": 1}, 2}, // the load, and the look for a session of gf's under the id
 		{"first write", func(s *gsession.Session) {
 			require.NoError(t, s.Set("user", "ann"))
 			require.NoError(t, s.Set("n", 1))
-		}, map[string]int{"getex": 1, "set": 1}, 2},
+		}, map[string]int{"getex": 1, "evalsha": 1, "exists": 1, "type": 1, "set": 1}, 3},
 		{"read-only, 3 Gets", func(s *gsession.Session) {
 			for i := 0; i < 3; i++ {
 				assert.Equal(t, "ann", s.MustGet("user").String())
@@ -334,7 +334,7 @@ func TestStorageRedis_SlidingTTL(t *testing.T) {
 			prefix := redisTestPrefix()
 			m := gsession.New(ttl, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix}))
 			id := gfsession.NewSessionId()
-			key := prefix + id
+			key := prefix + gfsession.Handle(id)
 			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
 			p := redisPTTL(t, srv, key)
 			require.True(t, p > 0 && p <= ttl.Milliseconds(), "PTTL after write: %d", p)
@@ -432,7 +432,7 @@ func TestStorageRedis_ReadsGfStorageRedis(t *testing.T) {
 		assert.Equal(t, "ann", s.MustGet("user").String())
 		assert.Equal(t, int64(43), s.MustGet("n").Val())
 	})
-	raw, ok := srv.MustDo(t, "GET", prefix+id).(string)
+	raw, ok := srv.MustDo(t, "GET", prefix+gfsession.Handle(id)).(string)
 	require.True(t, ok)
 	assert.NotEqual(t, byte('{'), raw[0], "our write replaces the JSON blob")
 }
@@ -457,7 +457,7 @@ func TestStorageRedisHash_ReadsGfStorageRedisHashTable(t *testing.T) {
 		assert.Equal(t, "ann", s.MustGet("user").Val(), "an untouched gf field stays readable")
 		assert.Equal(t, 43, s.MustGet("n").Val(), "a rewritten field keeps its type")
 	})
-	p := redisPTTL(t, srv, prefix+id)
+	p := redisPTTL(t, srv, prefix+gfsession.Handle(id))
 	assert.True(t, p > 0 && p <= time.Minute.Milliseconds(), "PTTL %d", p)
 }
 
@@ -515,7 +515,7 @@ func TestStorageRedis_Config(t *testing.T) {
 			id := gfsession.NewSessionId()
 			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
 			redisReq(t, m, id, func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) })
-			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", prefix+id))
+			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", prefix+gfsession.Handle(id)))
 			closer := st.(redisStorage)
 			require.NoError(t, closer.Close(ctx))
 			require.NoError(t, closer.Close(ctx), "Close is idempotent")
@@ -547,7 +547,7 @@ func TestStorageRedis_Config(t *testing.T) {
 			m := gsession.New(time.Minute, st)
 			id := gfsession.NewSessionId()
 			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
-			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", id), "noPrefix: the key is the bare id")
+			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", gfsession.Handle(id)), "noPrefix: the key is the bare handle")
 			require.NoError(t, st.(redisStorage).Close(ctx))
 			_, err = gredis.Instance(group).Do(ctx, "PING")
 			assert.NoError(t, err, "Close must not close a group's shared client")
@@ -714,7 +714,7 @@ func TestStorageRedis_DestroyUser(t *testing.T) {
 					assert.True(t, s.MustGet("userId").IsNil(), "alice's session %s survived", id)
 					assert.True(t, s.MustGet("cart").IsNil())
 				})
-				assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+id))
+				assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+gfsession.Handle(id)))
 			}
 			for _, id := range bob {
 				redisReq(t, m, id, func(s *gsession.Session) {
@@ -764,8 +764,8 @@ func TestStorageRedis_DestroyUser(t *testing.T) {
 			n, err = a.DestroyUser(ctx, "7")
 			require.NoError(t, err)
 			assert.Equal(t, 1, n, "only the regenerated session still is bob's")
-			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+moved))
-			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", prefix+bob[0]), "carol's session stays")
+			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+gfsession.Handle(moved)))
+			assert.EqualValues(t, 1, srv.MustDo(t, "EXISTS", prefix+gfsession.Handle(bob[0])), "carol's session stays")
 			assert.EqualValues(t, 0, srv.MustDo(t, "EXISTS", prefix+"user:7"))
 		})
 	}
@@ -922,7 +922,7 @@ func TestStorageRedis_RangeScans(t *testing.T) {
 	for i := 0; i < sessions; i++ {
 		id := gfsession.NewSessionId()
 		require.NoError(t, kv.SetSession(ctx, id, data, time.Hour))
-		want[id] = true
+		want[gfsession.Handle(id)] = true
 		require.NoError(t, decoyKV.SetSession(ctx, gfsession.NewSessionId(), data, time.Hour))
 	}
 	hashIds := map[string]bool{}

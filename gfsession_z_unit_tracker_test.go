@@ -363,7 +363,7 @@ func TestSessionWriter(t *testing.T) {
 				if c.legacy {
 					loadCreated = time.Time{}
 				}
-				m = w.loaded(id, loadCreated, c.load, false)
+				m = w.loaded(id, loadCreated, c.load)
 			}
 			if c.during != nil {
 				c.during(w, d, id)
@@ -388,7 +388,7 @@ func TestSessionWriter(t *testing.T) {
 		w := &sessionWriter{backend: "test", tracker: &tr, env: env, driver: d, maxLifetime: time.Second}
 		id, id2 := NewSessionId(), NewSessionId()
 		d.stored[id] = &sessionWrite{id: id, created: created}
-		m := w.loaded(id, created, map[string]any{"k": 1}, false)
+		m := w.loaded(id, created, map[string]any{"k": 1})
 		require.NoError(t, w.setSession(ctx, id2, m, time.Hour)) // RegenerateId's write
 		require.NoError(t, w.removeAll(ctx, id))                 // RegenerateId's RemoveAll of the old id
 		require.NoError(t, w.setSession(ctx, id2, m, time.Hour)) // Close
@@ -403,7 +403,7 @@ func TestSessionWriter(t *testing.T) {
 		w := &sessionWriter{backend: "test", tracker: &tr, env: env, driver: d}
 		id, id2 := NewSessionId(), NewSessionId()
 		d.stored[id] = &sessionWrite{id: id, created: created}
-		m := w.loaded(id, created, map[string]any{"k": 1}, false)
+		m := w.loaded(id, created, map[string]any{"k": 1})
 		require.NoError(t, w.setSession(ctx, id, m, time.Hour))
 		assert.True(t, d.stored[id].created.Equal(created))
 		require.NoError(t, w.setSession(ctx, id2, m, time.Hour))
@@ -420,7 +420,7 @@ func TestSessionWriter(t *testing.T) {
 		w := &sessionWriter{backend: "test", tracker: &tr, env: env, driver: d}
 		id, id2 := NewSessionId(), NewSessionId()
 		d.stored[id] = &sessionWrite{id: id, created: created}
-		m := w.loaded(id, created, map[string]any{"role": "user"}, false)
+		m := w.loaded(id, created, map[string]any{"role": "user"})
 		require.NoError(t, w.removeAll(other, id)) // DestroyUser, a logout elsewhere
 		m.Set("role", "admin")
 		require.NoError(t, w.setSession(ctx, id2, m, time.Hour))
@@ -435,8 +435,8 @@ func TestSessionWriter(t *testing.T) {
 		env, _ := newEnvelope("", nil)
 		d := &recordingDriver{stored: map[string]*sessionWrite{}}
 		w := &sessionWriter{backend: "test", tracker: &tr, env: env, driver: d, maxBlob: 64, maxBlobKey: "maxSize"}
-		assert.Error(t, w.setSession(ctx, "../x", gmap.NewStrAnyMap(true), time.Hour))
-		assert.ErrorContains(t, w.setSession(ctx, NewSessionId(), nil, time.Hour), "session data is nil")
+		assert.Error(t, checkWrite("test", "../x", gmap.NewStrAnyMap(true)))
+		assert.ErrorContains(t, checkWrite("test", NewSessionId(), nil), "session data is nil")
 		err := w.setSession(ctx, NewSessionId(), gmap.NewStrAnyMapFrom(map[string]any{"k": strings.Repeat("x", 100)}, true), time.Hour)
 		assert.ErrorContains(t, err, "more than maxSize (64 bytes)")
 		d.fail = errors.New("backend down")

@@ -2,7 +2,9 @@ package gfsession
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 )
@@ -66,11 +68,53 @@ const shortIdLength = 8
 // its first shortIdLength characters and "...". A session id is a bearer
 // token, and logs and error messages are read by more people, and kept
 // longer, than the session store: they must never hold one that works as a
-// cookie. Eight characters are enough to match a line to a session one
-// already has.
+// cookie. The storages name a session by its handle (see Handle), so a
+// line shows the first characters of the handle: enough to match it to a
+// session one already has, or to a page of Admin's.
 func shortId(id string) string {
 	if len(id) <= shortIdLength {
 		return id
 	}
 	return id[:shortIdLength] + "..."
+}
+
+// HandleLength is the length of a session handle (see Handle).
+const HandleLength = 2 * sha256.Size
+
+// Handle returns the handle of session `sessionId`: the lower-case hex
+// SHA-256 digest of the id, 64 characters. Every storage here that keeps
+// sessions outside the process stores a session under its handle, never
+// under its id (Redis keys, file names, database keys, user-index entries),
+// so whoever reads the store (a replica, a backup, SCAN output, a directory
+// listing, a SQL dump) finds nothing that works as a session cookie. The
+// handle is not a secret: Admin names sessions by it, and pages may show
+// it. It cannot be turned back into the id.
+func Handle(sessionId string) string {
+	sum := sha256.Sum256([]byte(sessionId))
+	var b [HandleLength]byte
+	hex.Encode(b[:], sum[:])
+	return string(b[:])
+}
+
+// IsHandle reports whether `s` has the form of a handle: HandleLength
+// characters of lower-case hex.
+func IsHandle(s string) bool {
+	if len(s) != HandleLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// mayBeStoredRaw reports whether session `id` may be stored under the id
+// itself, as gf's own storages store sessions, so that a storage reading
+// gf's sessions should look there when the handle finds nothing. An id of
+// the form of a handle never is: looking it up raw would find the session
+// whose handle it is, and a store's dump would work as cookies.
+func mayBeStoredRaw(id string) bool {
+	return !IsHandle(id)
 }

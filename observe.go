@@ -204,7 +204,7 @@ func (s *StorageObserved) Count(ctx context.Context) (int, error) {
 }
 
 // Range passes to the wrapped storage's Admin.Range.
-func (s *StorageObserved) Range(ctx context.Context, fn func(sessionId string) bool) error {
+func (s *StorageObserved) Range(ctx context.Context, fn func(handle string) bool) error {
 	a, err := s.admin()
 	if err != nil {
 		return err
@@ -219,6 +219,15 @@ func (s *StorageObserved) Destroy(ctx context.Context, sessionId string) error {
 		return err
 	}
 	return a.Destroy(ctx, sessionId)
+}
+
+// DestroyHandle passes to the wrapped storage's Admin.DestroyHandle.
+func (s *StorageObserved) DestroyHandle(ctx context.Context, handle string) error {
+	a, err := s.admin()
+	if err != nil {
+		return err
+	}
+	return a.DestroyHandle(ctx, handle)
 }
 
 // DestroyUser passes to the wrapped storage's Admin.DestroyUser.

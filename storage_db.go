@@ -345,6 +345,7 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
+	sessionId = Handle(sessionId) // the row's key; from here on the session's name
 	now := time.Now()
 	rec, err := s.query(ctx, stmtPoint, s.sqlSelect, sessionId, now.UnixMilli())
 	if err != nil {
@@ -370,7 +371,7 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 	if s.touches != nil {
 		s.touches.put(sessionId, rec["expires_at"].Int64())
 	}
-	return s.w.loaded(sessionId, created, data, false), nil
+	return s.w.loaded(sessionId, created, data), nil
 }
 
 // reseal stores session `id`, read as `stored` and sealed with an old key,
@@ -398,7 +399,10 @@ func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.
 // while the row is still that session (same id and creation time). Any
 // other session is upserted.
 func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
-	return s.w.setSession(ctx, sessionId, sessionData, ttl)
+	if err := checkWrite(TypeDB, sessionId, sessionData); err != nil {
+		return err
+	}
+	return s.w.setSession(ctx, Handle(sessionId), sessionData, ttl)
 }
 
 // dbDriver is the db storage's sessionDriver. The user index is the row's
@@ -471,6 +475,7 @@ func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Du
 	if !IsValidSessionId(sessionId) {
 		return nil
 	}
+	sessionId = Handle(sessionId) // the row's key; from here on the session's name
 	now := time.Now().UnixMilli()
 	exp := now + ttl.Milliseconds()
 	touch := min(s.config.TouchInterval, ttl/2).Milliseconds()
@@ -498,7 +503,19 @@ func (s *StorageDB) UpdateTTL(ctx context.Context, sessionId string, ttl time.Du
 
 // RemoveAll deletes the session's row. A missing session is not an error.
 func (s *StorageDB) RemoveAll(ctx context.Context, sessionId string) error {
-	return s.w.removeAll(ctx, sessionId)
+	if !IsValidSessionId(sessionId) {
+		return nil
+	}
+	return s.w.removeAll(ctx, Handle(sessionId))
+}
+
+// DestroyHandle deletes the session whose handle is `handle` (see Handle),
+// as Destroy deletes a session by id. A missing session is not an error.
+func (s *StorageDB) DestroyHandle(ctx context.Context, handle string) error {
+	if !IsHandle(handle) {
+		return nil
+	}
+	return s.w.removeAll(ctx, handle)
 }
 
 // Cleanup deletes the rows that expired before now, in batches of
@@ -546,7 +563,7 @@ func (s *StorageDB) Count(ctx context.Context) (int, error) {
 // returns false. It reads the ids in pages by primary key, so it never
 // holds more than one page in memory and never keeps a statement open while
 // `fn` runs.
-func (s *StorageDB) Range(ctx context.Context, fn func(sessionId string) bool) error {
+func (s *StorageDB) Range(ctx context.Context, fn func(handle string) bool) error {
 	after := ""
 	for {
 		var (

@@ -377,21 +377,75 @@ func (s *StorageFile) New(ctx context.Context, ttl time.Duration) (string, error
 // modification time is set to now, unless it was set less than
 // min(`ttl`/64, 1s) ago (so a busy session costs no metadata write per
 // request, and may expire that much early). Errors are only those of the
-// file system, naming the file with its id shortened.
+// file system, naming the file with its handle shortened.
+//
+// The file is named by the session's handle (see Handle). When there is
+// none, a file gf's StorageFile left under the id itself ("<Path>/<id>.session")
+// is moved to the handle's name (see moveLegacy) and read from there.
 func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
 	s.noteTTL(ttl)
-	f, fi, path, legacy, err := s.openSession(ctx, sessionId)
-	if f == nil || err != nil {
+	h := Handle(sessionId)
+	m, found, err := s.getSession(ctx, h, ttl)
+	if found || err != nil {
+		return m, err
+	}
+	if moved, err := s.moveLegacy(ctx, sessionId, h); !moved || err != nil {
 		return nil, err
+	}
+	m, _, err = s.getSession(ctx, h, ttl)
+	return m, err
+}
+
+// moveLegacy moves the file gf's StorageFile keeps session `id` in to the
+// name of its handle `handle`, and reports whether there is a file under
+// the handle's name now. The move is a hard link and a removal of the old
+// name: a logout (RemoveAll) removes the old name before the new one, so it
+// finds the file under one name or the other, never under neither.
+func (s *StorageFile) moveLegacy(ctx context.Context, id, handle string) (bool, error) {
+	if !mayBeStoredRaw(id) {
+		return false, nil
+	}
+	from, to := s.legacyPath(id), s.sessionPath(handle)
+	fi, err := os.Lstat(from)
+	if err != nil {
+		return false, nil
+	}
+	if err := refusedFile(fi, 0); err != nil {
+		// A symbolic link, a pipe, ...: neither read nor moved.
+		logDropped(ctx, TypeFile, handle, fileErr(err, "open session file", from))
+		return false, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		return false, fileErr(err, "create session folder", filepath.Dir(to))
+	}
+	err = os.Link(from, to)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil // another request moved it, or a logout removed it
+		}
+		return false, fileErr(err, "move session file", from)
+	}
+	if err := os.Remove(from); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return true, fileErr(err, "remove session file", from)
+	}
+	return true, nil
+}
+
+// getSession is GetSession of the session stored as `sessionId` (its
+// handle); `found` reports whether there was a file.
+func (s *StorageFile) getSession(ctx context.Context, sessionId string, ttl time.Duration) (m *gmap.StrAnyMap, found bool, err error) {
+	f, fi, path, err := s.openSession(ctx, sessionId)
+	if f == nil || err != nil {
+		return nil, err != nil, err
 	}
 	defer f.Close()
 	now := time.Now()
 	if fi.ModTime().Add(ttl).Before(now) {
 		s.removeIfSame(path, fi)
-		return nil, nil
+		return nil, true, nil
 	}
 	// One read of the size fstat gave (at most MaxFileSize): a session file
 	// is never changed in place (writes rename a new file over it), so that
@@ -399,19 +453,19 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	// as corrupt.
 	b := make([]byte, fi.Size())
 	if _, err = io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return nil, fileErr(err, "read session file", path)
+		return nil, true, fileErr(err, "read session file", path)
 	}
 	data, created, err := s.envelope.decodeSession(sessionId, string(b))
 	if err != nil {
 		logDropped(ctx, TypeFile, sessionId, err)
-		return nil, nil
+		return nil, true, nil
 	}
 	if lifetimeLeft(created, s.config.MaxLifetime, ttl, now) <= 0 {
 		s.removeIfSame(path, fi)
-		return nil, nil
+		return nil, true, nil
 	}
 	if len(data) == 0 {
-		return nil, nil
+		return nil, true, nil
 	}
 	// Restart the idle TTL here rather than in UpdateTTL: the file was just
 	// stat'ed, so a read-only request costs no second stat. The times are
@@ -419,38 +473,33 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 	// else by now.
 	if now.Sub(fi.ModTime()) >= min(ttl/64, time.Second) {
 		if err = touchFile(f, path, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fileErr(err, "touch session file", path)
+			return nil, true, fileErr(err, "touch session file", path)
 		}
 	}
-	if !legacy && s.envelope.staleSeal(string(b)) {
+	if s.envelope.staleSeal(string(b)) {
 		s.reseal(ctx, sessionId, path, b, created, data)
 	}
-	return s.w.loaded(sessionId, created, data, legacy), nil
+	return s.w.loaded(sessionId, created, data), true, nil
 }
 
-// openSession opens the file of session `id`, in this storage's layout or
-// else in gf's (`legacy`), and stats it. Stat and read go to the same open
-// file: a concurrent write renames a new file over the path, and this one
-// stays whole and consistent. A missing file, and a file refused (logged),
-// return a nil file and no error.
-func (s *StorageFile) openSession(ctx context.Context, id string) (f *os.File, fi fs.FileInfo, path string, legacy bool, err error) {
-	path = s.sessionPath(id)
+// openSession opens the file of the session stored as `name` and stats it.
+// Stat and read go to the same open file: a concurrent write renames a new
+// file over the path, and this one stays whole and consistent. A missing
+// file, and a file refused (logged), return a nil file and no error.
+func (s *StorageFile) openSession(ctx context.Context, name string) (f *os.File, fi fs.FileInfo, path string, err error) {
+	path = s.sessionPath(name)
 	f, fi, err = s.openSessionFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		path, legacy = s.legacyPath(id), true
-		f, fi, err = s.openSessionFile(path)
-	}
 	var refused *refusedFileError
 	switch {
 	case err == nil:
-		return f, fi, path, legacy, nil
+		return f, fi, path, nil
 	case errors.As(err, &refused):
-		logDropped(ctx, TypeFile, id, err)
+		logDropped(ctx, TypeFile, name, err)
 		fallthrough
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil, "", false, nil
+		return nil, nil, "", nil
 	}
-	return nil, nil, "", false, err
+	return nil, nil, "", err
 }
 
 // refusedFileError is why a file at a session file's name is not read: it
@@ -593,26 +642,25 @@ func (s *StorageFile) removeIfSame(path string, fi os.FileInfo) {
 // are two steps: a deletion that lands between them, microseconds apart,
 // is overwritten and the session comes back.
 func (s *StorageFile) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
+	if err := checkWrite(TypeFile, sessionId, sessionData); err != nil {
+		return err
+	}
 	s.noteTTL(ttl)
-	return s.w.setSession(ctx, sessionId, sessionData, ttl)
+	return s.w.setSession(ctx, Handle(sessionId), sessionData, ttl)
 }
 
 // fileDriver is the file storage's sessionDriver.
 type fileDriver struct{ s *StorageFile }
 
 // put writes session `w.id`'s file (see writeFile), checking just before the
-// rename that the file loaded is still there for a conditional write. A
-// session loaded from gf's layout is moved: its old file would otherwise
-// come back when this one is removed. The user's marker is confirmed after
-// the write.
+// rename that the file loaded is still there for a conditional write. The
+// user's marker is confirmed after the write.
 func (d fileDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
 	s := d.s
 	path := s.sessionPath(w.id)
 	var check func() error
 	switch {
 	case w.match == matchNone:
-	case w.loaded.legacy:
-		check = func() error { return s.eitherExists(w.id) }
 	case w.match == matchExists:
 		check = func() error { return fileStillExists(path) }
 	default:
@@ -624,21 +672,22 @@ func (d fileDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
 		}
 		return false, err
 	}
-	if w.match != matchNone && w.loaded.legacy {
-		_ = os.Remove(s.legacyPath(w.id))
-	}
 	if w.user != "" {
 		return true, s.indexUser(w.user, w.id)
 	}
 	return true, nil
 }
 
-// remove deletes session `id`'s file, in this storage's layout and in gf's.
+// remove deletes session `id`'s file.
 func (d fileDriver) remove(ctx context.Context, id string) error {
-	for _, path := range []string{d.s.sessionPath(id), d.s.legacyPath(id)} {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fileErr(err, "remove session file", path)
-		}
+	return removeFile(d.s.sessionPath(id))
+}
+
+// removeFile removes the session file at `path`; a missing file is not an
+// error.
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fileErr(err, "remove session file", path)
 	}
 	return nil
 }
@@ -647,8 +696,6 @@ func (d fileDriver) remove(ctx context.Context, id string) error {
 func (d fileDriver) holds(ctx context.Context, l *loaded) (bool, error) {
 	var err error
 	switch {
-	case l.legacy:
-		err = d.s.eitherExists(l.id)
 	case l.created.IsZero():
 		err = fileStillExists(d.s.sessionPath(l.id))
 	default:
@@ -663,19 +710,6 @@ func (d fileDriver) holds(ctx context.Context, l *loaded) (bool, error) {
 // indexUser creates the marker of session `id` in the folder of `user`.
 func (d fileDriver) indexUser(ctx context.Context, user, id string) error {
 	return d.s.indexUser(user, id)
-}
-
-// eitherExists is the writeFile check of a session loaded from gf's
-// layout: its file is still there, or another request that loaded it too
-// has moved it to this storage's layout with its write (gf's format has no
-// creation time to tell the two apart from a new session: see
-// matchExists).
-func (s *StorageFile) eitherExists(id string) error {
-	err := fileStillExists(s.legacyPath(id))
-	if errors.Is(err, errSessionGone) {
-		return fileStillExists(s.sessionPath(id))
-	}
-	return err
 }
 
 // fileStillExists is a writeFile check: the file at `path` exists.
@@ -809,7 +843,25 @@ func (s *StorageFile) UpdateTTL(ctx context.Context, sessionId string, ttl time.
 // RemoveAll deletes the session file (and a file of gf's layout for the same
 // id). A missing session is not an error.
 func (s *StorageFile) RemoveAll(ctx context.Context, sessionId string) error {
-	return s.w.removeAll(ctx, sessionId)
+	if !IsValidSessionId(sessionId) {
+		return nil
+	}
+	if mayBeStoredRaw(sessionId) {
+		// gf's file first, then the handle's: see moveLegacy.
+		if err := removeFile(s.legacyPath(sessionId)); err != nil {
+			return err
+		}
+	}
+	return s.w.removeAll(ctx, Handle(sessionId))
+}
+
+// DestroyHandle deletes the session whose handle is `handle` (see Handle),
+// as Destroy deletes a session by id. A missing session is not an error.
+func (s *StorageFile) DestroyHandle(ctx context.Context, handle string) error {
+	if !IsHandle(handle) {
+		return nil
+	}
+	return s.w.removeAll(ctx, handle)
 }
 
 // sweep removes the session files not modified for longer than the largest
@@ -890,15 +942,11 @@ func (s *StorageFile) sweepUsers(ctx context.Context) error {
 	return err
 }
 
-// exists reports whether a file of session `id` exists, in either layout
+// exists reports whether the file of the session stored as `name` exists
 // (an error other than "not found" counts as existing).
-func (s *StorageFile) exists(id string) bool {
-	for _, path := range []string{s.sessionPath(id), s.legacyPath(id)} {
-		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
-			return true
-		}
-	}
-	return false
+func (s *StorageFile) exists(name string) bool {
+	_, err := os.Lstat(s.sessionPath(name))
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // isSessionFile reports whether `name` is the name of a session file.
@@ -958,7 +1006,9 @@ func (s *StorageFile) rangeLive(ctx context.Context, fn func(id string) bool) er
 			}
 			id := strings.TrimSuffix(name, fileSuffix)
 			if legacy {
-				// Rewritten in the current layout, whose file counts.
+				// A file of gf's, named by its id: moved to the
+				// handle's name, whose file counts, or not yet read.
+				id = Handle(id)
 				if _, err := os.Lstat(s.sessionPath(id)); err == nil {
 					return true
 				}
@@ -989,10 +1039,11 @@ func (s *StorageFile) Count(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// Range calls `fn` with the id of every session Count counts, until `fn`
-// returns false. It reads the folder fileScanBatch entries at a time, so it
-// never holds every id in memory; `fn` may use the storage.
-func (s *StorageFile) Range(ctx context.Context, fn func(sessionId string) bool) error {
+// Range calls `fn` with the handle (see Handle) of every session Count
+// counts, until `fn` returns false. It reads the folder fileScanBatch
+// entries at a time, so it never holds every handle in memory; `fn` may use
+// the storage.
+func (s *StorageFile) Range(ctx context.Context, fn func(handle string) bool) error {
 	return s.rangeLive(ctx, fn)
 }
 
@@ -1037,10 +1088,6 @@ func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, erro
 		_ = os.Remove(marker)
 		path := s.sessionPath(id)
 		b, err := s.readSessionFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			path = s.legacyPath(id)
-			b, err = s.readSessionFile(path)
-		}
 		var refused *refusedFileError
 		if err == nil {
 			data, _, derr := s.envelope.decodeSession(id, string(b))

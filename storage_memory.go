@@ -446,10 +446,17 @@ func (s *StorageMemory) Count(ctx context.Context) (int, error) {
 	return int(s.count.Load()), nil
 }
 
-// Range calls `fn` with the id of every live session until it returns
-// false. It copies the ids of one shard (1/64 of the sessions) at a time and
-// calls `fn` without holding a lock, so `fn` may use the storage.
-func (s *StorageMemory) Range(ctx context.Context, fn func(sessionId string) bool) error {
+// Range calls `fn` with the handle (see Handle) of every live session until
+// it returns false. It copies the ids of one shard (1/64 of the sessions) at
+// a time and calls `fn` without holding a lock, so `fn` may use the
+// storage. The memory storage holds sessions by id, in the process, where
+// nothing is at rest; Range computes the handles as it goes.
+func (s *StorageMemory) Range(ctx context.Context, fn func(handle string) bool) error {
+	return s.rangeIds(ctx, func(id string) bool { return fn(Handle(id)) })
+}
+
+// rangeIds is Range of the sessions' ids.
+func (s *StorageMemory) rangeIds(ctx context.Context, fn func(id string) bool) error {
 	var ids []string
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -477,6 +484,45 @@ func (s *StorageMemory) Range(ctx context.Context, fn func(sessionId string) boo
 // Destroy deletes session `sessionId`; see RemoveAll.
 func (s *StorageMemory) Destroy(ctx context.Context, sessionId string) error {
 	return s.RemoveAll(ctx, sessionId)
+}
+
+// DestroyHandle deletes the session whose handle is `handle` (see Handle),
+// as Destroy deletes a session by id. A missing session is not an error.
+// The memory storage holds sessions by id: it finds the session by hashing
+// ids, one shard at a time, the ids of its users' indexes first (with a
+// userKey, the sessions pages show), then, if need be, every id.
+func (s *StorageMemory) DestroyHandle(ctx context.Context, handle string) error {
+	if !IsHandle(handle) {
+		return nil
+	}
+	id, found := s.idOfHandle(handle)
+	if !found {
+		err := s.rangeIds(ctx, func(candidate string) bool {
+			if Handle(candidate) == handle {
+				id, found = candidate, true
+			}
+			return !found
+		})
+		if err != nil || !found {
+			return err
+		}
+	}
+	return s.RemoveAll(ctx, id)
+}
+
+// idOfHandle looks for the session whose handle is `handle` among the
+// sessions of the user index.
+func (s *StorageMemory) idOfHandle(handle string) (string, bool) {
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	for _, ids := range s.users {
+		for id := range ids {
+			if Handle(id) == handle {
+				return id, true
+			}
+		}
+	}
+	return "", false
 }
 
 // DestroyUser deletes every session whose MemoryConfig.UserKey value equals

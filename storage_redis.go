@@ -231,42 +231,62 @@ func newStorageRedisOn(r *redisStore) *StorageRedis {
 // GETEX restarts the key's TTL before the creation time is known, so near
 // the end of MaxLifetime the key may outlive the cap by up to `ttl`; the
 // session is never served past the cap, and the next read deletes the key.
+//
+// The session is stored under its handle (see Handle). When the handle's
+// key is missing, a session gf's StorageRedis left under the id itself is
+// moved to the handle's key (see moveRaw) and loaded from there: a miss
+// costs one more round trip.
 func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
+	h := Handle(sessionId)
+	m, found, err := s.getSession(ctx, h, ttl)
+	if found || err != nil {
+		return m, err
+	}
+	if moved, err := s.r.moveRaw(ctx, sessionId, h, "string"); !moved || err != nil {
+		return nil, err
+	}
+	m, _, err = s.getSession(ctx, h, ttl)
+	return m, err
+}
+
+// getSession is GetSession of the session stored as `sessionId` (its
+// handle); `found` reports whether there was a key.
+func (s *StorageRedis) getSession(ctx context.Context, sessionId string, ttl time.Duration) (m *gmap.StrAnyMap, found bool, err error) {
 	r := s.r
 	b, err := r.getex(ctx, sessionId, ttl)
 	if isWrongType(err) {
 		// Another kind of key under the prefix (a session of the hash
 		// storage, say): unreadable here, and replaced by the next write.
 		logDropped(ctx, r.backend, sessionId, err)
-		return nil, nil
+		return nil, true, nil
 	}
 	if err != nil || len(b) == 0 {
-		return nil, err
+		return nil, false, err
 	}
 	data, created, err := r.env.decodeSession(sessionId, b)
 	if err != nil {
 		logDropped(ctx, r.backend, sessionId, err)
-		return nil, nil
+		return nil, true, nil
 	}
 	if lifetimeLeft(created, r.maxLifetime, ttl, time.Now()) <= 0 {
 		// Delete it, or reads of the dead session would keep sliding its
 		// TTL; only if it is still what was read: a new session another
 		// request wrote under the id since is not.
 		if _, err := r.eval(ctx, kvDeleteIfScript, sessionId, b); err != nil {
-			return nil, err
+			return nil, true, err
 		}
-		return nil, nil
+		return nil, true, nil
 	}
 	if len(data) == 0 {
-		return nil, nil
+		return nil, true, nil
 	}
 	if r.env.staleSeal(b) {
 		r.reseal(ctx, sessionId, b, created, data)
 	}
-	return s.w.loaded(sessionId, created, data, false), nil
+	return s.w.loaded(sessionId, created, data), true, nil
 }
 
 // resealScript replaces a session's value, keeping its TTL, only if it is
@@ -310,7 +330,10 @@ func (r *redisStore) reseal(ctx context.Context, id, stored string, created time
 // user it names, as StorageRedis describes (see write for the order). A nil
 // `sessionData` is an error (CodeInvalidParameter).
 func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
-	return s.w.setSession(ctx, sessionId, sessionData, ttl)
+	if err := checkWrite(s.r.backend, sessionId, sessionData); err != nil {
+		return err
+	}
+	return s.w.setSession(ctx, Handle(sessionId), sessionData, ttl)
 }
 
 // redisDriver is the sessionDriver of StorageRedis.
@@ -436,10 +459,11 @@ end
 return 1
 `)
 
-// RemoveAll deletes the session (one DEL). A missing session or an invalid
-// id is not an error; an invalid id sends nothing.
+// RemoveAll deletes the session: the key gf's storage would keep it under,
+// then its handle's (two DELs, see moveRaw). A missing session or an
+// invalid id is not an error; an invalid id sends nothing.
 func (s *StorageRedis) RemoveAll(ctx context.Context, sessionId string) error {
-	return s.w.removeAll(ctx, sessionId)
+	return s.r.removeAll(ctx, sessionId)
 }
 
 // Destroy deletes session `sessionId`; see RemoveAll. It does not read the

@@ -270,10 +270,30 @@ func newStorageRedisHashOn(r *redisStore) *StorageRedisHash {
 // Through gf's go-redis adapter the round trip is a pipeline of HGETALL and
 // PEXPIRE; in the last `ttl` of a session's MaxLifetime a second PEXPIRE
 // caps the TTL at what is left. Through another adapter it is one Lua script.
+//
+// The session is stored under its handle (see Handle). When the handle's
+// key is missing, a session gf's StorageRedisHashTable left under the id
+// itself is moved to the handle's key (see moveRaw) and loaded from there:
+// a miss costs one more round trip.
 func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl time.Duration) (*gmap.StrAnyMap, error) {
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
+	h := Handle(sessionId)
+	m, found, err := s.getSession(ctx, h, ttl)
+	if found || err != nil {
+		return m, err
+	}
+	if moved, err := s.r.moveRaw(ctx, sessionId, h, "hash"); !moved || err != nil {
+		return nil, err
+	}
+	m, _, err = s.getSession(ctx, h, ttl)
+	return m, err
+}
+
+// getSession is GetSession of the session stored as `sessionId` (its
+// handle); `found` reports whether there was a key.
+func (s *StorageRedisHash) getSession(ctx context.Context, sessionId string, ttl time.Duration) (m *gmap.StrAnyMap, found bool, err error) {
 	r := s.r
 	fields, created, err := s.load(ctx, sessionId, ttl)
 	if isWrongType(err) {
@@ -284,12 +304,12 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		// hash another request wrote meanwhile; other keys are left alone.
 		logDropped(ctx, r.backend, sessionId, err)
 		if _, err := r.eval(ctx, hashDropStringScript, sessionId, envelopeMagic); err != nil {
-			return nil, err
+			return nil, true, err
 		}
-		return nil, nil
+		return nil, true, nil
 	}
 	if err != nil || len(fields) == 0 {
-		return nil, err
+		return nil, false, err
 	}
 	data, base, meta, stale, err := s.decodeFields(sessionId, fields, created)
 	if err != nil {
@@ -298,17 +318,17 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 		// key (a role, a user). The hash is deleted, unless a write changed
 		// it since, so that the next write starts a fresh session.
 		logDropped(ctx, r.backend, sessionId, err)
-		return nil, s.dropAsRead(ctx, sessionId, fields)
+		return nil, true, s.dropAsRead(ctx, sessionId, fields)
 	}
 	if len(data) == 0 {
-		return nil, nil
+		return nil, true, nil
 	}
 	if stale {
 		meta = s.reseal(ctx, sessionId, data, meta, ttl)
 	}
-	m := gmap.NewStrAnyMapFrom(data, true)
+	m = gmap.NewStrAnyMapFrom(data, true)
 	r.tracker.track(m, loaded{id: sessionId, created: meta.created, user: userOf(base, r.userKey), base: base, seal: meta.hashSeal})
-	return m, nil
+	return m, true, nil
 }
 
 // hashLoaded is a session hash as a request loaded (or last wrote) it.
@@ -566,6 +586,12 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	if err := checkWrite(s.r.backend, sessionId, sessionData); err != nil {
 		return err
 	}
+	return s.setSession(ctx, Handle(sessionId), sessionData, ttl)
+}
+
+// setSession is SetSession of the session stored as `sessionId` (its
+// handle).
+func (s *StorageRedisHash) setSession(ctx context.Context, sessionId string, sessionData *gmap.StrAnyMap, ttl time.Duration) error {
 	r := s.r.tracker.resolve(ctx, sessionData, sessionId)
 	if ok, err := s.r.tracker.mayWrite(ctx, s.r.backend, &r, sessionId, s.holds); !ok {
 		return err
@@ -1078,8 +1104,9 @@ func (s *StorageRedisHash) rebaseOnReply(id string, c *sealedTry, reply []string
 	return false, nil
 }
 
-// RemoveAll deletes the session (one DEL). A missing session or an invalid
-// id is not an error; an invalid id sends nothing.
+// RemoveAll deletes the session: the key gf's storage would keep it under,
+// then its handle's (two DELs, see moveRaw). A missing session or an
+// invalid id is not an error; an invalid id sends nothing.
 func (s *StorageRedisHash) RemoveAll(ctx context.Context, sessionId string) error {
 	return s.r.removeAll(ctx, sessionId)
 }

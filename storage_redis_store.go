@@ -38,9 +38,105 @@ type redisStore struct {
 	closeErr  error
 }
 
-// key returns the Redis key of session `id`, which must be valid.
-func (r *redisStore) key(id string) string {
-	return r.prefix + id
+// key returns the Redis key of the session stored as `name`: its handle
+// (see Handle), or for a session of gf's, which stores sessions under their
+// ids, the id. `name` must be a valid session id.
+func (r *redisStore) key(name string) string {
+	return r.prefix + name
+}
+
+// moveRaw moves the session gf's storages keep under the id `id` itself
+// (key prefix + id) to its handle `handle`, and reports whether there is a
+// session under the handle now. A store written by gf keeps working after
+// the switch, and its ids leave the keyspace as they are used. Only a key
+// that holds a session of the storage's kind is moved (`keyType`: a string
+// in gf's format or this package's, or a hash); any other key under the
+// prefix is left alone. A miss costs one round trip (two on a Cluster).
+//
+// The move is one script, atomic: a logout (RemoveAll, Destroy) deletes
+// the key of the id before the key of the handle, so it finds the session
+// in one place or the other, never in neither. On a Redis Cluster the two
+// keys live in different slots and the script fails with CROSSSLOT; the
+// move is then a check, DUMP, DEL and RESTORE, and a logout of the same
+// session that runs in the round trip between the DEL and the RESTORE can
+// miss it.
+func (r *redisStore) moveRaw(ctx context.Context, id, handle, keyType string) (bool, error) {
+	if !mayBeStoredRaw(id) {
+		return false, nil
+	}
+	if _, cluster := r.raw.(*redis.ClusterClient); cluster {
+		return r.moveRawAcrossSlots(ctx, id, handle, keyType)
+	}
+	v, cmd, err := r.evalKeys(ctx, moveRawScript, []string{r.key(id), r.key(handle)}, keyType, envelopeMagic)
+	if err == nil {
+		return v.Int() == 1, nil
+	}
+	if !strings.Contains(err.Error(), "CROSSSLOT") {
+		return false, r.wrap(err, cmd, id)
+	}
+	return r.moveRawAcrossSlots(ctx, id, handle, keyType)
+}
+
+// moveRawScript is moveRaw in one step. KEYS[1] is the key of the id,
+// KEYS[2] the key of the handle; ARGV: the storage's key type, the
+// envelope's magic. It returns 1 when the handle's key holds a session
+// (moved now, or before), else 0.
+var moveRawScript = newRedisScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+local t = redis.call('TYPE', KEYS[1]).ok
+if t ~= ARGV[1] then return 0 end
+if t == 'string' then
+  local head = redis.call('GETRANGE', KEYS[1], 0, 2)
+  if head ~= ARGV[2] and string.sub(head, 1, 1) ~= '{' then return 0 end
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+`)
+
+// moveRawAcrossSlots is moveRaw on a Redis Cluster (see moveRaw).
+func (r *redisStore) moveRawAcrossSlots(ctx context.Context, id, handle, keyType string) (bool, error) {
+	raw := r.key(id)
+	t, err := r.do(ctx, id, "TYPE", raw)
+	if err != nil || t.String() != keyType {
+		return false, err
+	}
+	if keyType == "string" {
+		head, err := r.do(ctx, id, "GETRANGE", raw, 0, 2)
+		if err != nil {
+			return false, err
+		}
+		if h := head.String(); h != envelopeMagic && !strings.HasPrefix(h, "{") {
+			return false, nil
+		}
+	}
+	dump, err := r.do(ctx, id, "DUMP", raw)
+	if err != nil || dump == nil || dump.IsNil() {
+		return false, err
+	}
+	pttl, err := r.do(ctx, id, "PTTL", raw)
+	if err != nil {
+		return false, err
+	}
+	gone, err := r.do(ctx, id, "DEL", raw)
+	if err != nil || gone.Int() == 0 {
+		return err == nil, err // another request moved it (or a logout deleted it)
+	}
+	_, err = r.client.Do(ctx, "RESTORE", r.key(handle), max(pttl.Int64(), 0), dump.Bytes())
+	if err != nil && !strings.Contains(err.Error(), "BUSYKEY") {
+		return false, r.wrap(err, "RESTORE", handle)
+	}
+	return true, nil
+}
+
+// removeRaw deletes the key gf's storages would keep session `id` under
+// (see moveRaw): a session of gf's not yet read since the switch is deleted
+// with its handle's. It sends nothing for an id of the form of a handle.
+func (r *redisStore) removeRaw(ctx context.Context, id string) error {
+	if !mayBeStoredRaw(id) {
+		return nil
+	}
+	_, err := r.do(ctx, id, "DEL", r.key(id))
+	return err
 }
 
 // wrap wraps the error `err` of Redis command `cmd` on session `id`. The
@@ -172,19 +268,37 @@ func pxDuration(d time.Duration) time.Duration {
 	return time.Duration(millis(d)) * time.Millisecond
 }
 
-// removeAll deletes the key of session `id`.
+// removeAll deletes the key of session `id`: first the key gf's storages
+// would keep it under (see moveRaw), then its handle's.
 func (r *redisStore) removeAll(ctx context.Context, id string) error {
 	if !IsValidSessionId(id) {
 		return nil
 	}
-	if _, err := r.do(ctx, id, "DEL", r.key(id)); err != nil {
+	if err := r.removeRaw(ctx, id); err != nil {
 		return err
 	}
-	r.tracker.removed(ctx, id)
+	h := Handle(id)
+	if _, err := r.do(ctx, h, "DEL", r.key(h)); err != nil {
+		return err
+	}
+	r.tracker.removed(ctx, h)
 	return nil
 }
 
-// scan calls `fn` with the id of every key of Redis type `keyType` under the
+// destroyHandle deletes the session whose handle is `handle`. A missing
+// session, and a `handle` that is not of a handle's form, are not errors.
+func (r *redisStore) destroyHandle(ctx context.Context, handle string) error {
+	if !IsHandle(handle) {
+		return nil
+	}
+	if _, err := r.do(ctx, handle, "DEL", r.key(handle)); err != nil {
+		return err
+	}
+	r.tracker.removed(ctx, handle)
+	return nil
+}
+
+// scan calls `fn` with the name of every key of Redis type `keyType` under the
 // prefix whose suffix is a valid session id, until `fn` returns false. It
 // runs SCAN with MATCH prefix* (glob characters of the prefix escaped),
 // TYPE and COUNT redisScanCount, on the one master of a standalone or
@@ -227,11 +341,11 @@ func (r *redisStore) scan(ctx context.Context, keyType string, fn func(id string
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				id, ok := strings.CutPrefix(key, r.prefix)
-				if !ok || !IsValidSessionId(id) {
+				name, ok := strings.CutPrefix(key, r.prefix)
+				if !ok || !IsValidSessionId(name) {
 					continue
 				}
-				if !fn(id) {
+				if !fn(name) {
 					return nil
 				}
 			}
@@ -322,8 +436,8 @@ func (s *redisShared) Count(ctx context.Context) (int, error) {
 	return s.r.count(ctx, s.keyType)
 }
 
-// Range calls `fn` with the id of every session under the prefix until `fn`
-// returns false or `ctx` is done (its error is then returned). It runs SCAN
+// Range calls `fn` with the handle (see Handle) of every session under the
+// prefix until `fn` returns false or `ctx` is done (its error is then returned). It runs SCAN
 // MATCH prefix* TYPE string (StorageRedis) or hash (StorageRedisHash),
 // never KEYS, on every master of a Cluster, and holds one batch of keys at
 // a time; `fn` may use the storage. Sessions of gf's own storage of the
@@ -332,6 +446,17 @@ func (s *redisShared) Count(ctx context.Context) (int, error) {
 // session id is taken for one, which is why the prefix should be the
 // sessions' own (with NoPrefix: the whole database). User indexes are
 // skipped. It needs gf's go-redis adapter (see redisStore.scan).
-func (s *redisShared) Range(ctx context.Context, fn func(sessionId string) bool) error {
-	return s.r.scan(ctx, s.keyType, fn)
+func (s *redisShared) Range(ctx context.Context, fn func(handle string) bool) error {
+	return s.r.scan(ctx, s.keyType, func(name string) bool {
+		if !IsHandle(name) {
+			name = Handle(name) // a session of gf's, under its id
+		}
+		return fn(name)
+	})
+}
+
+// DestroyHandle deletes the session whose handle is `handle` (see Handle),
+// as Destroy deletes a session by id. A missing session is not an error.
+func (s *redisShared) DestroyHandle(ctx context.Context, handle string) error {
+	return s.r.destroyHandle(ctx, handle)
 }

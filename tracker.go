@@ -77,8 +77,6 @@ type loaded struct {
 	// base is the session's values, for the storages that merge per key
 	// (memory, redis-hash); nil for the others. Never mutated.
 	base map[string]any
-	// legacy: file storage, read from gf's own layout.
-	legacy bool
 	// existsOnly: whole-session storages, the map was written over a
 	// session loaded in gf's format, which has no creation time: another
 	// request that loaded it too may have stamped the session with its
@@ -384,10 +382,14 @@ func (t *loadTracker) removed(ctx context.Context, id string) {
 	ids.mu.Unlock()
 }
 
-// logStaleWrite logs a write dropped because the session it loaded was
-// deleted while the request ran.
-func logStaleWrite(ctx context.Context, backend, id string) {
-	g.Log().Infof(ctx, `gfsession: %s: session %q was deleted while a request that had loaded it ran: its write is dropped`, backend, shortId(id))
+// logStaleWrite logs a write dropped because the session `name` (its
+// handle, or the memory storage's id) loaded was deleted while the request
+// ran. The line names the session by its handle, as every log line does.
+func logStaleWrite(ctx context.Context, backend, name string) {
+	if !IsHandle(name) {
+		name = Handle(name)
+	}
+	g.Log().Infof(ctx, `gfsession: %s: session %q was deleted while a request that had loaded it ran: its write is dropped`, backend, shortId(name))
 }
 
 // reqKey is a request's context as a comparable value that does not keep the

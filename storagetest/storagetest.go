@@ -30,6 +30,7 @@ package storagetest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -139,7 +140,8 @@ func WithCryptoKeys(newStorage func(t *testing.T, keys [][]byte) gsession.Storag
 
 // WithUserKey gives a constructor for the storage with the user index on
 // session key `userKey`. The storage must then implement the admin methods
-// (Count, Range, Destroy, DestroyUser, as gfsession.Admin declares them), and
+// (Count, Range, Destroy, DestroyHandle, DestroyUser, as gfsession.Admin
+// declares them: Range visits handles, see Handle), and
 // each storage it returns must have a namespace of its own (a fresh prefix,
 // folder or table), so that Count is exact. The suite checks counting,
 // ranging, destroying and "log out everywhere".
@@ -151,9 +153,19 @@ func WithUserKey(newStorage func(t *testing.T, userKey string) gsession.Storage)
 // storages need not import gfsession.
 type admin interface {
 	Count(ctx context.Context) (int, error)
-	Range(ctx context.Context, fn func(sessionId string) bool) error
+	Range(ctx context.Context, fn func(handle string) bool) error
 	Destroy(ctx context.Context, sessionId string) error
+	DestroyHandle(ctx context.Context, handle string) error
 	DestroyUser(ctx context.Context, userId string) (int, error)
+}
+
+// Handle returns the handle of session `sessionId`, as gfsession.Handle
+// does: the lower-case hex SHA-256 digest of the id. Admin names sessions
+// by it (Range, DestroyHandle); it is declared here so that custom storages
+// need not import gfsession.
+func Handle(sessionId string) string {
+	sum := sha256.Sum256([]byte(sessionId))
+	return hex.EncodeToString(sum[:])
 }
 
 // Run runs the conformance suite on the storages `newStorage` returns.
@@ -1225,7 +1237,7 @@ func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *
 	const userKey = "uid"
 	st := o.newWithUserKey(t, userKey)
 	a, ok := st.(admin)
-	require.True(t, ok, "a storage given by WithUserKey must implement Count, Range, Destroy and DestroyUser")
+	require.True(t, ok, "a storage given by WithUserKey must implement Count, Range, Destroy, DestroyHandle and DestroyUser")
 	m := gsession.New(time.Minute, st)
 
 	// Five clients of user u1, two of user 2 (an int64 id), one anonymous.
@@ -1247,9 +1259,10 @@ func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *
 	require.NoError(t, err)
 	assert.Equal(t, 8, n, "Count")
 	seen := map[string]bool{}
-	require.NoError(t, a.Range(ctx, func(id string) bool { seen[id] = true; return true }))
+	require.NoError(t, a.Range(ctx, func(handle string) bool { seen[handle] = true; return true }))
 	for _, id := range append(append([]string{anon}, u1...), u2...) {
-		assert.True(t, seen[id], "Range missed %s", id)
+		assert.True(t, seen[Handle(id)], "Range missed the handle of %s", id)
+		assert.False(t, seen[id], "Range gave away session id %s: it visits handles", id)
 	}
 	assert.Len(t, seen, 8, "Range")
 	calls := 0
@@ -1259,6 +1272,13 @@ func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *
 	require.NoError(t, a.Destroy(ctx, anon))
 	assert.False(t, exists(t, st, anon, time.Minute), "Destroy")
 	require.NoError(t, a.Destroy(ctx, NewId()), "Destroy of a missing session")
+	byHandle := NewId()
+	write(t, m, byHandle, map[string]any{"cart": "y"})
+	require.NoError(t, a.DestroyHandle(ctx, byHandle), "DestroyHandle of a session id, not a handle")
+	assert.True(t, exists(t, st, byHandle, time.Minute), "DestroyHandle given a session id must not find the session by it")
+	require.NoError(t, a.DestroyHandle(ctx, Handle(byHandle)))
+	assert.False(t, exists(t, st, byHandle, time.Minute), "DestroyHandle")
+	require.NoError(t, a.DestroyHandle(ctx, Handle(NewId())), "DestroyHandle of a missing session")
 
 	// Log out everywhere: all of u1's sessions go, user 2's stay.
 	n, err = a.DestroyUser(ctx, "u1")
