@@ -49,12 +49,14 @@ const (
 // ready to use. It has no cleanup interval: Redis expires the keys itself,
 // so the storages run no cleaner.
 type RedisConfig struct {
-	// Prefix is prepended to the session id to make the Redis key. Empty means
-	// DefaultRedisPrefix (see NoPrefix for no prefix at all). Session ids are
-	// checked with IsValidSessionId before any key is built, so an id never
-	// adds glob characters, hash tags or separators to a key.
+	// Prefix is prepended to the session's handle (see Handle) to make the
+	// Redis key, and to the session id to find a session of gf's. Empty
+	// means DefaultRedisPrefix (see NoPrefix for no prefix at all). Session
+	// ids are checked with IsValidSessionId before any key is built, so an
+	// id never adds glob characters, hash tags or separators to a key.
 	Prefix string `json:"prefix"`
-	// NoPrefix makes the Redis key the bare session id, as gf's own
+	// NoPrefix makes the Redis key the bare handle, and the key of a session
+	// of gf's the bare session id, as gf's own
 	// gsession.NewStorageRedis/NewStorageRedisHashTable write it when created
 	// without a prefix. It exists for migrating from those (docs/migration.md);
 	// use it only on a Redis database that holds nothing but sessions, since a
