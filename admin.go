@@ -2,9 +2,14 @@ package gfsession
 
 import (
 	"context"
+	"sort"
+	"sync/atomic"
+	"time"
 
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/gogf/gf/v2/net/ghttp"
+	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/gogf/gf/v2/util/gconv"
 )
 
@@ -44,6 +49,172 @@ type Admin interface {
 	// and returns how many it deleted. It fails with CodeInvalidOperation when
 	// the storage has no userKey configured.
 	DestroyUser(ctx context.Context, userId string) (int, error)
+
+	// DestroyUserExcept is DestroyUser sparing the session whose handle is
+	// `keep` ("sign out everywhere else": see SignOutOthers). It returns how
+	// many sessions it deleted.
+	DestroyUserExcept(ctx context.Context, userId, keep string) (int, error)
+
+	// Sessions returns the live sessions whose userKey value equals
+	// `userId` ("your devices"), the most recently active first. When `ctx`
+	// is a ghttp request's, its session is marked Current. It reads the
+	// user's index and each session it lists; sessions found not to be the
+	// user's are left out. It fails with CodeInvalidOperation when the
+	// storage has no userKey configured.
+	Sessions(ctx context.Context, userId string) ([]SessionInfo, error)
+}
+
+// SessionInfo is one live session, as Admin.Sessions lists it.
+type SessionInfo struct {
+	// Handle names the session (see Handle); DestroyHandle takes it. It is
+	// not a secret: pages may show it, and send it back to name a session.
+	Handle string `json:"handle"`
+	// Created is when the session was created (the start of MaxLifetime);
+	// zero for a session still in gf's format, which does not store it.
+	Created time.Time `json:"created"`
+	// LastActive is when a request last restarted the session's idle TTL,
+	// in the steps the storage refreshes it: the file's modification time
+	// (file); the expiry less the idle TTL the storage was last called with
+	// (memory, redis, redis-hash, db; gf calls every storage with its
+	// sessionMaxAge, so this is exact unless MaxLifetime capped the TTL).
+	// db moves the expiry at most once per touchInterval.
+	LastActive time.Time `json:"lastActive"`
+	// Current reports whether this is the session of the request whose
+	// context Sessions was given.
+	Current bool `json:"current"`
+}
+
+// finishSessions orders `list` most recently active first and marks the
+// session of the ghttp request in `ctx`, if any, as the current one.
+func finishSessions(ctx context.Context, list []SessionInfo) []SessionInfo {
+	current := currentHandle(ctx)
+	for i := range list {
+		list[i].Current = current != "" && list[i].Handle == current
+	}
+	sort.SliceStable(list, func(i, j int) bool {
+		return list[i].LastActive.After(list[j].LastActive)
+	})
+	return list
+}
+
+// currentHandle returns the handle of the session of the ghttp request in
+// `ctx`, or "" when `ctx` is no request's or its session has no id.
+func currentHandle(ctx context.Context) string {
+	r := ghttp.RequestFromCtx(ctx)
+	if r == nil || r.Session == nil {
+		return ""
+	}
+	id, err := r.Session.Id()
+	if err != nil || !IsValidSessionId(id) {
+		return ""
+	}
+	return Handle(id)
+}
+
+// lastActive returns when a session that expires at `expires` last had
+// its idle TTL restarted, given the idle TTL `ttl` the storage was last
+// called with (0 when it has not been called: then `expires`).
+func lastActive(expires time.Time, ttl time.Duration) time.Time {
+	return expires.Add(-ttl)
+}
+
+// ttlSeen remembers the idle TTL a storage was last called with, for
+// SessionInfo.LastActive. It writes only when the TTL changes, so the
+// requests of a server, which all pass the same TTL, only read it.
+type ttlSeen struct{ v atomic.Int64 }
+
+func (t *ttlSeen) note(ttl time.Duration) {
+	if t.v.Load() != int64(ttl) {
+		t.v.Store(int64(ttl))
+	}
+}
+
+func (t *ttlSeen) get() time.Duration { return time.Duration(t.v.Load()) }
+
+// userKeyed is the userKey of a storage of this package, for the request
+// helpers (SignOutOthers, UserSessions).
+type userKeyed interface {
+	userKeyName() string
+}
+
+// AdminOf returns the Admin of the session storage of request `r`'s server,
+// one of this package's (possibly wrapped by Observe, or by Middleware for
+// the request). It fails with CodeNotSupported for another storage, and
+// when this gf release's Session does not let it reach the storage.
+func AdminOf(r *ghttp.Request) (Admin, error) {
+	storage := storageOf(r)
+	if a, ok := storage.(Admin); ok {
+		return a, nil
+	}
+	return nil, gerror.NewCodef(gcode.CodeNotSupported,
+		"gfsession: the session storage of the server (%T) is not one of gfsession's: it has no Admin", storage)
+}
+
+// storageOf returns the storage behind request `r`'s session, unwrapped of
+// Middleware's per-request wrapper; nil when it cannot be reached.
+func storageOf(r *ghttp.Request) gsession.Storage {
+	if r == nil || r.Session == nil {
+		return nil
+	}
+	m, ok := sessionManager(r.Session)
+	if !ok {
+		return nil
+	}
+	storage := m.GetStorage()
+	if rs, ok := storage.(*requestStorage); ok {
+		storage = rs.Storage
+	}
+	return storage
+}
+
+// requestUser returns the Admin of request `r`'s storage and the user its
+// session names by the storage's userKey ("" for none).
+func requestUser(r *ghttp.Request) (Admin, string, error) {
+	a, err := AdminOf(r)
+	if err != nil {
+		return nil, "", err
+	}
+	keyed, ok := a.(userKeyed)
+	if !ok || keyed.userKeyName() == "" {
+		return nil, "", gerror.NewCodef(gcode.CodeInvalidOperation,
+			`gfsession: the session storage has no userKey: the session key that holds the user id, e.g. userKey: "userId"`)
+	}
+	v, err := r.Session.Get(keyed.userKeyName())
+	if err != nil {
+		return nil, "", err
+	}
+	if v == nil || v.IsNil() {
+		return a, "", nil
+	}
+	return a, v.String(), nil
+}
+
+// UserSessions returns the live sessions of the user of request `r`'s
+// session, the request's own marked Current ("your devices"; see
+// Admin.Sessions), or none when the session names no user. The storage
+// needs a userKey.
+func UserSessions(r *ghttp.Request) ([]SessionInfo, error) {
+	a, user, err := requestUser(r)
+	if err != nil || user == "" {
+		return nil, err
+	}
+	return a.Sessions(r.Context(), user)
+}
+
+// SignOutOthers destroys every session of the user of request `r`'s
+// session but the request's own ("sign out everywhere else"), and returns
+// how many it destroyed; none when the session names no user. The storage
+// needs a userKey.
+func SignOutOthers(r *ghttp.Request) (int, error) {
+	a, user, err := requestUser(r)
+	if err != nil || user == "" {
+		return 0, err
+	}
+	id, err := r.Session.Id()
+	if err != nil {
+		return 0, err
+	}
+	return a.DestroyUserExcept(r.Context(), user, Handle(id))
 }
 
 // errNoUserKey is DestroyUser's error for a storage without a userKey.

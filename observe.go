@@ -238,3 +238,30 @@ func (s *StorageObserved) DestroyUser(ctx context.Context, userId string) (int, 
 	}
 	return a.DestroyUser(ctx, userId)
 }
+
+// DestroyUserExcept passes to the wrapped storage's Admin.DestroyUserExcept.
+func (s *StorageObserved) DestroyUserExcept(ctx context.Context, userId, keep string) (int, error) {
+	a, err := s.admin()
+	if err != nil {
+		return 0, err
+	}
+	return a.DestroyUserExcept(ctx, userId, keep)
+}
+
+// Sessions passes to the wrapped storage's Admin.Sessions.
+func (s *StorageObserved) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	a, err := s.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.Sessions(ctx, userId)
+}
+
+// userKeyName is the wrapped storage's userKey, for SignOutOthers and
+// UserSessions.
+func (s *StorageObserved) userKeyName() string {
+	if k, ok := s.Storage.(userKeyed); ok {
+		return k.userKeyName()
+	}
+	return ""
+}

@@ -220,6 +220,7 @@ type StorageDB struct {
 	tracker loadTracker
 	w       sessionWriter
 	touches *dbTouches // nil without TouchInterval
+	ttl     ttlSeen    // for Sessions
 	guard   *dbGuard
 
 	// tableReady is set once the table is known to exist (or is not the
@@ -234,7 +235,7 @@ type StorageDB struct {
 	startPingErr error
 
 	sqlSelect, sqlHolds, sqlUpsert, sqlUpdate, sqlReseal, sqlDelete, sqlTouch, sqlCleanup string
-	sqlCount, sqlRange, sqlDestroyUser                                                    string
+	sqlCount, sqlRange, sqlDestroyUser, sqlDestroyUserExcept, sqlUserSessions             string
 
 	cleaner background
 	closed  sync.Once
@@ -346,6 +347,7 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 		return nil, nil
 	}
 	sessionId = Handle(sessionId) // the row's key; from here on the session's name
+	s.ttl.note(ttl)
 	now := time.Now()
 	rec, err := s.query(ctx, stmtPoint, s.sqlSelect, sessionId, now.UnixMilli())
 	if err != nil {
@@ -402,6 +404,7 @@ func (s *StorageDB) SetSession(ctx context.Context, sessionId string, sessionDat
 	if err := checkWrite(TypeDB, sessionId, sessionData); err != nil {
 		return err
 	}
+	s.ttl.note(ttl)
 	return s.w.setSession(ctx, Handle(sessionId), sessionData, ttl)
 }
 
@@ -603,13 +606,27 @@ func (s *StorageDB) Destroy(ctx context.Context, sessionId string) error {
 // still write it (SetSession). It fails with CodeInvalidOperation without a
 // UserKey.
 func (s *StorageDB) DestroyUser(ctx context.Context, userId string) (int, error) {
+	return s.DestroyUserExcept(ctx, userId, "")
+}
+
+// DestroyUserExcept is DestroyUser sparing the row of the session whose
+// handle is `keep`, in the same DELETE.
+func (s *StorageDB) DestroyUserExcept(ctx context.Context, userId, keep string) (int, error) {
 	if s.config.UserKey == "" {
 		return 0, errNoUserKey("StorageDB")
 	}
 	if userId == "" {
 		return 0, nil
 	}
-	n, err := s.exec(ctx, stmtBulk, s.sqlDestroyUser, dbUserId(userId))
+	var (
+		n   int64
+		err error
+	)
+	if keep == "" {
+		n, err = s.exec(ctx, stmtBulk, s.sqlDestroyUser, dbUserId(userId))
+	} else {
+		n, err = s.exec(ctx, stmtBulk, s.sqlDestroyUserExcept, dbUserId(userId), keep)
+	}
 	if err != nil {
 		return 0, gerror.Wrapf(err, `gfsession: db storage: deleting the sessions of user %q from table %s`, userId, s.table)
 	}
@@ -681,3 +698,45 @@ func (c *dbTouches) take(id string) (int64, bool) {
 	c.mu.Unlock()
 	return v, ok
 }
+
+// Sessions returns the live sessions of user `userId` (see Admin.Sessions)
+// with one indexed SELECT of their keys, creation and expiry times. A
+// session's LastActive is its expiry less the idle TTL the storage was last
+// called with; the expiry moves at most once per TouchInterval.
+func (s *StorageDB) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	if s.config.UserKey == "" {
+		return nil, errNoUserKey("StorageDB")
+	}
+	if userId == "" {
+		return nil, nil
+	}
+	var (
+		rows gdb.Result
+		err  error
+	)
+	if err = s.ensureTable(ctx); err == nil {
+		rows, err = guarded(ctx, s.guard, stmtBulk, func(ctx context.Context) (gdb.Result, error) {
+			return s.selectMaster(ctx, s.sqlUserSessions, dbUserId(userId), time.Now().UnixMilli())
+		})
+	}
+	if err != nil {
+		return nil, gerror.Wrapf(err, `gfsession: db storage: listing the sessions of user %q in table %s`, userId, s.table)
+	}
+	ttl := s.ttl.get()
+	list := make([]SessionInfo, 0, len(rows))
+	for _, rec := range rows {
+		created := time.UnixMilli(rec["created_at"].Int64())
+		if lifetimeLeft(created, s.config.MaxLifetime, time.Hour, time.Now()) <= 0 {
+			continue
+		}
+		list = append(list, SessionInfo{
+			Handle:     rec["id"].String(),
+			Created:    created,
+			LastActive: lastActive(time.UnixMilli(rec["expires_at"].Int64()), ttl),
+		})
+	}
+	return finishSessions(ctx, list), nil
+}
+
+// userKeyName returns DBConfig.UserKey.
+func (s *StorageDB) userKeyName() string { return s.config.UserKey }

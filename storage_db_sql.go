@@ -66,6 +66,9 @@ func (s *StorageDB) buildSQL() {
 	s.sqlRange = fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s > ? AND %[3]s > ? ORDER BY %[1]s LIMIT %[4]d`,
 		q("id"), t, q("expires_at"), dbRangePage)
 	s.sqlDestroyUser = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("user_id"))
+	s.sqlDestroyUserExcept = fmt.Sprintf(`DELETE FROM %s WHERE %s = ? AND %s <> ?`, t, q("user_id"), q("id"))
+	s.sqlUserSessions = fmt.Sprintf(`SELECT %s, %s, %s FROM %s WHERE %s = ? AND %s > ?`,
+		q("id"), q("created_at"), q("expires_at"), t, q("user_id"), q("expires_at"))
 	s.sqlDelete = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("id"))
 	// UpdateTTL: expires_at = min(now+ttl, created_at+maxLifetime), only for
 	// a live row, and with TouchInterval only when it would move by at least

@@ -1060,29 +1060,23 @@ func (s *StorageFile) Destroy(ctx context.Context, sessionId string) error {
 // deleted, or writes the entry again after its write. Without a UserKey it
 // fails with CodeInvalidOperation.
 func (s *StorageFile) DestroyUser(ctx context.Context, userId string) (int, error) {
-	if s.config.UserKey == "" {
-		return 0, errNoUserKey("StorageFile")
-	}
-	var (
-		userDir = s.userDir(userId)
-		ids     []string
-	)
-	err := scanDir(userDir, func(e fs.DirEntry) bool {
-		if IsValidSessionId(e.Name()) {
-			ids = append(ids, e.Name())
-		}
-		return true
-	})
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return 0, nil
-		}
-		return 0, fileErr(err, "read user index", userDir)
+	return s.DestroyUserExcept(ctx, userId, "")
+}
+
+// DestroyUserExcept is DestroyUser sparing the session whose handle is
+// `keep`, whose marker stays too.
+func (s *StorageFile) DestroyUserExcept(ctx context.Context, userId, keep string) (int, error) {
+	ids, userDir, err := s.userMarkers(userId)
+	if err != nil || len(ids) == 0 {
+		return 0, err
 	}
 	n := 0
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return n, err
+		}
+		if keep != "" && id == keep {
+			continue
 		}
 		marker := filepath.Join(userDir, id)
 		_ = os.Remove(marker)
@@ -1155,3 +1149,88 @@ func (s *StorageFile) Close(ctx context.Context) error {
 	s.cleaner.stop()
 	return nil
 }
+
+// userMarkers returns the names of the sessions the user index lists for
+// `userId`, and the index's folder.
+func (s *StorageFile) userMarkers(userId string) ([]string, string, error) {
+	if s.config.UserKey == "" {
+		return nil, "", errNoUserKey("StorageFile")
+	}
+	var (
+		userDir = s.userDir(userId)
+		ids     []string
+	)
+	err := scanDir(userDir, func(e fs.DirEntry) bool {
+		if IsValidSessionId(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+		return true
+	})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, userDir, nil
+		}
+		return nil, userDir, fileErr(err, "read user index", userDir)
+	}
+	return ids, userDir, nil
+}
+
+// Sessions returns the live sessions of user `userId` (see Admin.Sessions):
+// it reads the user's index folder and each session file it lists, without
+// touching them. A session's LastActive is its file's modification time.
+func (s *StorageFile) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	ids, _, err := s.userMarkers(userId)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		maxTTL = time.Duration(s.maxTTL.Load())
+		now    = time.Now()
+		list   = make([]SessionInfo, 0, len(ids))
+	)
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		info, ok, err := s.sessionInfo(id, userId, maxTTL, now)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			list = append(list, info)
+		}
+	}
+	return finishSessions(ctx, list), nil
+}
+
+// sessionInfo reads the file of the session stored as `name` and reports
+// whether it is live and names user `userId`, with what Sessions tells of
+// it.
+func (s *StorageFile) sessionInfo(name, userId string, maxTTL time.Duration, now time.Time) (SessionInfo, bool, error) {
+	path := s.sessionPath(name)
+	f, fi, err := s.openSessionFile(path)
+	if err != nil {
+		var refused *refusedFileError
+		if errors.Is(err, fs.ErrNotExist) || errors.As(err, &refused) {
+			return SessionInfo{}, false, nil
+		}
+		return SessionInfo{}, false, err
+	}
+	defer f.Close()
+	if maxTTL > 0 && fi.ModTime().Add(maxTTL).Before(now) {
+		return SessionInfo{}, false, nil
+	}
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return SessionInfo{}, false, fileErr(err, "read session file", path)
+	}
+	data, created, err := s.envelope.decodeSession(name, string(b))
+	if err != nil || userOf(data, s.config.UserKey) != userId ||
+		lifetimeLeft(created, s.config.MaxLifetime, time.Hour, now) <= 0 {
+		return SessionInfo{}, false, nil
+	}
+	return SessionInfo{Handle: name, Created: created, LastActive: fi.ModTime()}, true, nil
+}
+
+// userKeyName returns FileConfig.UserKey.
+func (s *StorageFile) userKeyName() string { return s.config.UserKey }

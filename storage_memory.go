@@ -74,6 +74,7 @@ type StorageMemory struct {
 	usersMu sync.Mutex
 	users   map[string]map[string]struct{} // user id -> session ids; guarded by usersMu
 	sweeper background
+	ttl     ttlSeen // for Sessions
 }
 
 var _ Admin = (*StorageMemory)(nil)
@@ -146,6 +147,7 @@ func (s *StorageMemory) GetSession(ctx context.Context, sessionId string, ttl ti
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
+	s.ttl.note(ttl)
 	sh := s.shard(sessionId)
 	sh.mu.RLock()
 	e := sh.m[sessionId]
@@ -196,6 +198,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if err := checkWrite(TypeMemory, sessionId, sessionData); err != nil {
 		return err
 	}
+	s.ttl.note(ttl)
 	r := s.tracker.resolve(ctx, sessionData, sessionId)
 	now := time.Now().UnixNano()
 	holds := func(_ context.Context, l *loaded) (bool, error) { return s.holds(l, now), nil }
@@ -528,17 +531,21 @@ func (s *StorageMemory) idOfHandle(handle string) (string, bool) {
 // DestroyUser deletes every session whose MemoryConfig.UserKey value equals
 // `userId` and returns how many it deleted.
 func (s *StorageMemory) DestroyUser(ctx context.Context, userId string) (int, error) {
-	if s.config.UserKey == "" {
-		return 0, errNoUserKey("StorageMemory")
+	return s.DestroyUserExcept(ctx, userId, "")
+}
+
+// DestroyUserExcept is DestroyUser sparing the session whose handle is
+// `keep`.
+func (s *StorageMemory) DestroyUserExcept(ctx context.Context, userId, keep string) (int, error) {
+	ids, err := s.userIds(userId)
+	if err != nil {
+		return 0, err
 	}
-	s.usersMu.Lock()
-	ids := make([]string, 0, len(s.users[userId]))
-	for id := range s.users[userId] {
-		ids = append(ids, id)
-	}
-	s.usersMu.Unlock()
 	n := 0
 	for _, id := range ids {
+		if keep != "" && Handle(id) == keep {
+			continue
+		}
 		sh := s.shard(id)
 		sh.mu.Lock()
 		if e := sh.m[id]; e != nil && e.user == userId {
@@ -549,6 +556,49 @@ func (s *StorageMemory) DestroyUser(ctx context.Context, userId string) (int, er
 	}
 	return n, nil
 }
+
+// userIds returns the ids the user index lists for `userId`.
+func (s *StorageMemory) userIds(userId string) ([]string, error) {
+	if s.config.UserKey == "" {
+		return nil, errNoUserKey("StorageMemory")
+	}
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	ids := make([]string, 0, len(s.users[userId]))
+	for id := range s.users[userId] {
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// Sessions returns the live sessions of user `userId` (see
+// Admin.Sessions), from the user index, without touching them.
+func (s *StorageMemory) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	ids, err := s.userIds(userId)
+	if err != nil {
+		return nil, err
+	}
+	ttl, now := s.ttl.get(), time.Now().UnixNano()
+	list := make([]SessionInfo, 0, len(ids))
+	for _, id := range ids {
+		sh := s.shard(id)
+		sh.mu.RLock()
+		e := sh.m[id]
+		sh.mu.RUnlock()
+		if e == nil || e.user != userId || !s.alive(e, now) {
+			continue
+		}
+		list = append(list, SessionInfo{
+			Handle:     Handle(id),
+			Created:    time.Unix(0, e.created),
+			LastActive: lastActive(time.Unix(0, e.expires.Load()), ttl),
+		})
+	}
+	return finishSessions(ctx, list), nil
+}
+
+// userKeyName returns MemoryConfig.UserKey.
+func (s *StorageMemory) userKeyName() string { return s.config.UserKey }
 
 // sweep deletes expired sessions, one shard lock at a time.
 func (s *StorageMemory) sweep() {

@@ -242,6 +242,7 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
+	s.r.ttl.note(ttl)
 	h := Handle(sessionId)
 	m, found, err := s.getSession(ctx, h, ttl)
 	if found || err != nil {
@@ -335,6 +336,7 @@ func (s *StorageRedis) SetSession(ctx context.Context, sessionId string, session
 	if err := checkWrite(s.r.backend, sessionId, sessionData); err != nil {
 		return err
 	}
+	s.r.ttl.note(ttl)
 	return s.w.setSession(ctx, Handle(sessionId), sessionData, ttl)
 }
 
@@ -486,8 +488,14 @@ func (s *StorageRedis) Destroy(ctx context.Context, sessionId string) error {
 // A request of the user that loaded its session before DestroyUser and
 // writes it after does not bring it back: see SetSession.
 func (s *StorageRedis) DestroyUser(ctx context.Context, userId string) (int, error) {
+	return s.DestroyUserExcept(ctx, userId, "")
+}
+
+// DestroyUserExcept is DestroyUser sparing the session whose handle is
+// `keep`, whose index entry stays too.
+func (s *StorageRedis) DestroyUserExcept(ctx context.Context, userId, keep string) (int, error) {
 	r := s.r
-	return r.destroyUser(ctx, userId, func(id string) (bool, error) {
+	return r.destroyUser(ctx, userId, keep, func(id string) (bool, error) {
 		for try := 0; try < redisCASTries; try++ {
 			v, err := r.do(ctx, id, "GET", r.key(id))
 			if err != nil {
@@ -524,3 +532,25 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 `)
+
+// Sessions returns the live sessions of user `userId` (see Admin.Sessions):
+// one script call for the index, then a GET and a PTTL per session listed.
+// It reads the sessions without restarting their TTL.
+func (s *StorageRedis) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	r := s.r
+	return r.sessions(ctx, userId, func(name string) (time.Time, bool, error) {
+		v, err := r.do(ctx, name, "GET", r.key(name))
+		if err != nil || v == nil || v.IsNil() {
+			return time.Time{}, false, err
+		}
+		data, created, err := r.env.decodeSession(name, v.String())
+		if err != nil || userOf(data, r.userKey) != userId ||
+			lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
+			return time.Time{}, false, nil
+		}
+		return created, true, nil
+	})
+}
+
+// userKeyName returns RedisConfig.UserKey.
+func (s *redisShared) userKeyName() string { return s.r.userKey }

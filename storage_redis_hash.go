@@ -279,6 +279,7 @@ func (s *StorageRedisHash) GetSession(ctx context.Context, sessionId string, ttl
 	if !IsValidSessionId(sessionId) {
 		return nil, nil
 	}
+	s.r.ttl.note(ttl)
 	h := Handle(sessionId)
 	m, found, err := s.getSession(ctx, h, ttl)
 	if found || err != nil {
@@ -586,6 +587,7 @@ func (s *StorageRedisHash) SetSession(ctx context.Context, sessionId string, ses
 	if err := checkWrite(s.r.backend, sessionId, sessionData); err != nil {
 		return err
 	}
+	s.r.ttl.note(ttl)
 	return s.setSession(ctx, Handle(sessionId), sessionData, ttl)
 }
 

@@ -116,9 +116,15 @@ func (s *StorageRedisHash) unindexUser(ctx context.Context, userId, id, uidx str
 // about two round trips per indexed session. Without a UserKey it fails
 // with CodeInvalidOperation.
 func (s *StorageRedisHash) DestroyUser(ctx context.Context, userId string) (int, error) {
+	return s.DestroyUserExcept(ctx, userId, "")
+}
+
+// DestroyUserExcept is DestroyUser sparing the session whose handle is
+// `keep`, whose index entry stays too.
+func (s *StorageRedisHash) DestroyUserExcept(ctx context.Context, userId, keep string) (int, error) {
 	r := s.r
 	field := hashField(r.userKey)
-	return r.destroyUser(ctx, userId, func(id string) (bool, error) {
+	return r.destroyUser(ctx, userId, keep, func(id string) (bool, error) {
 		for try := 0; try < redisCASTries; try++ {
 			v, err := r.do(ctx, id, "HMGET", r.key(id), field, hashCreatedField)
 			if err != nil {
@@ -155,3 +161,32 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 `)
+
+// Sessions returns the live sessions of user `userId` (see Admin.Sessions):
+// one script call for the index, then an HMGET of the user field and the
+// creation time and a PTTL per session listed. It reads the sessions
+// without restarting their TTL.
+func (s *StorageRedisHash) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	r := s.r
+	field := hashField(r.userKey)
+	return r.sessions(ctx, userId, func(name string) (time.Time, bool, error) {
+		v, err := r.do(ctx, name, "HMGET", r.key(name), field, hashCreatedField)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		got := v.Strings()
+		if len(got) != 2 || got[0] == "" {
+			return time.Time{}, false, nil
+		}
+		var created time.Time
+		if ms, err := strconv.ParseInt(got[1], 10, 64); err == nil {
+			created = time.UnixMilli(ms)
+		}
+		user, err := s.decodeValue(name, r.userKey, created, got[0])
+		if err != nil || userOf(map[string]any{r.userKey: user}, r.userKey) != userId ||
+			lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
+			return time.Time{}, false, nil
+		}
+		return created, true, nil
+	})
+}

@@ -81,7 +81,10 @@ return removed
 // the write, the hash storage confirms the entry after it), so whatever
 // the interleaving, a session stored under the user is either deleted or
 // still indexed.
-func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy func(id string) (bool, error)) (int, error) {
+//
+// The session whose handle is `keep` ("" for none) is left alone, and so is
+// its entry.
+func (r *redisStore) destroyUser(ctx context.Context, userId, keep string, destroy func(id string) (bool, error)) (int, error) {
 	if r.userKey == "" {
 		return 0, errNoUserKey(r.backend)
 	}
@@ -92,6 +95,7 @@ func (r *redisStore) destroyUser(ctx context.Context, userId string, destroy fun
 		r:       r,
 		userId:  userId,
 		key:     r.userIndexKey(userId),
+		keep:    keep,
 		destroy: destroy,
 		kept:    make(map[string]bool),
 	}
@@ -118,6 +122,7 @@ type userDestroy struct {
 	r       *redisStore
 	userId  string
 	key     string // the user's index
+	keep    string // the handle of a session to spare, with its entry
 	destroy func(id string) (bool, error)
 	n       int             // live sessions deleted
 	done    []any           // entries to remove from the index: member, score...
@@ -139,6 +144,9 @@ func (d *userDestroy) read(ctx context.Context) ([]string, error) {
 // entry for removal from the index, removing the queue once it holds
 // redisBatch entries (see flush).
 func (d *userDestroy) visit(ctx context.Context, id, score string) error {
+	if d.keep != "" && id == d.keep {
+		return nil
+	}
 	if IsValidSessionId(id) {
 		deleted, err := d.delete(id)
 		if err != nil {
@@ -201,4 +209,47 @@ func (r *redisStore) errKeepsChanging(id string) error {
 	return gerror.NewCodef(gcode.CodeInternalError,
 		"gfsession: %s storage: DestroyUser: session %q changed %d times while being deleted; try again",
 		r.backend, r.prefix+shortId(id), redisCASTries)
+}
+
+// sessions returns the live sessions of user `userId` (see Admin.Sessions):
+// the user's index read in one call, then, per session listed, `inspect`,
+// which reports whether session `name` names the user and when it was
+// created, and its PTTL. Nothing is written.
+func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(name string) (created time.Time, ok bool, err error)) ([]SessionInfo, error) {
+	if r.userKey == "" {
+		return nil, errNoUserKey(r.backend)
+	}
+	if userId == "" {
+		return nil, nil
+	}
+	d := &userDestroy{r: r, userId: userId, key: r.userIndexKey(userId)}
+	entries, err := d.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ttl := r.ttl.get()
+	var list []SessionInfo
+	for i := 0; i < len(entries); i += 2 {
+		name := entries[i]
+		if !IsValidSessionId(name) {
+			continue
+		}
+		created, ok, err := inspect(name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		pttl, err := r.do(ctx, name, "PTTL", r.key(name))
+		if err != nil {
+			return nil, err
+		}
+		if pttl.Int64() <= 0 && pttl.Int64() != -1 {
+			continue // gone since
+		}
+		expires := time.Now().Add(time.Duration(pttl.Int64()) * time.Millisecond)
+		list = append(list, SessionInfo{Handle: name, Created: created, LastActive: lastActive(expires, ttl)})
+	}
+	return finishSessions(ctx, list), nil
 }

@@ -32,6 +32,7 @@ type redisStore struct {
 	userIndexTTL time.Duration // effective RedisConfig.UserIndexTTL
 	env          *envelope
 	tracker      loadTracker
+	ttl          ttlSeen // for Sessions
 
 	owned     bool // the storage created client and closes it on Close
 	closeOnce sync.Once

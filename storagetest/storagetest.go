@@ -140,8 +140,9 @@ func WithCryptoKeys(newStorage func(t *testing.T, keys [][]byte) gsession.Storag
 
 // WithUserKey gives a constructor for the storage with the user index on
 // session key `userKey`. The storage must then implement the admin methods
-// (Count, Range, Destroy, DestroyHandle, DestroyUser, as gfsession.Admin
-// declares them: Range visits handles, see Handle), and
+// (Count, Range, Destroy, DestroyHandle, DestroyUser, DestroyUserExcept, as
+// gfsession.Admin declares them: Range visits handles, see Handle; Sessions,
+// whose result type is gfsession's, is left to the storage's own tests), and
 // each storage it returns must have a namespace of its own (a fresh prefix,
 // folder or table), so that Count is exact. The suite checks counting,
 // ranging, destroying and "log out everywhere".
@@ -157,6 +158,7 @@ type admin interface {
 	Destroy(ctx context.Context, sessionId string) error
 	DestroyHandle(ctx context.Context, handle string) error
 	DestroyUser(ctx context.Context, userId string) (int, error)
+	DestroyUserExcept(ctx context.Context, userId, keep string) (int, error)
 }
 
 // Handle returns the handle of session `sessionId`, as gfsession.Handle
@@ -1237,7 +1239,7 @@ func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *
 	const userKey = "uid"
 	st := o.newWithUserKey(t, userKey)
 	a, ok := st.(admin)
-	require.True(t, ok, "a storage given by WithUserKey must implement Count, Range, Destroy, DestroyHandle and DestroyUser")
+	require.True(t, ok, "a storage given by WithUserKey must implement Count, Range, Destroy, DestroyHandle, DestroyUser and DestroyUserExcept")
 	m := gsession.New(time.Minute, st)
 
 	// Five clients of user u1, two of user 2 (an int64 id), one anonymous.
@@ -1280,7 +1282,26 @@ func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *
 	assert.False(t, exists(t, st, byHandle, time.Minute), "DestroyHandle")
 	require.NoError(t, a.DestroyHandle(ctx, Handle(NewId())), "DestroyHandle of a missing session")
 
+	// Sign out everywhere else: u1's sessions go but the one kept, which
+	// stays listed; user 2's stay.
+	n, err = a.DestroyUserExcept(ctx, "u1", Handle(u1[0]))
+	require.NoError(t, err)
+	assert.Equal(t, 4, n, "DestroyUserExcept(u1, the first)")
+	assert.True(t, exists(t, st, u1[0], time.Minute), "DestroyUserExcept destroyed the session it was to keep")
+	for _, id := range u1[1:] {
+		assert.False(t, exists(t, st, id, time.Minute), "u1 session %s survived DestroyUserExcept", id)
+	}
+	for _, id := range u2 {
+		assert.True(t, exists(t, st, id, time.Minute), "another user's session was destroyed")
+	}
+	n, err = a.DestroyUserExcept(ctx, "u1", u1[0])
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "DestroyUserExcept keeps by handle, never by id")
+
 	// Log out everywhere: all of u1's sessions go, user 2's stay.
+	for _, id := range u1 {
+		write(t, m, id, map[string]any{userKey: "u1"})
+	}
 	n, err = a.DestroyUser(ctx, "u1")
 	require.NoError(t, err)
 	assert.Equal(t, 5, n, "DestroyUser(u1)")
