@@ -62,6 +62,25 @@ type Admin interface {
 	// user's are left out. It fails with CodeInvalidOperation when the
 	// storage has no userKey configured.
 	Sessions(ctx context.Context, userId string) ([]SessionInfo, error)
+
+	// Users calls `fn` with each user that has live sessions ("online
+	// users") and the number of them, until `fn` returns false or `ctx` is
+	// done. It streams: it holds a batch of users at a time (the memory
+	// storage, which holds every user anyway, a copy of their ids). Users
+	// who log in or out while it runs may or may not be visited. It fails
+	// with CodeInvalidOperation when the storage has no userKey configured.
+	Users(ctx context.Context, fn func(userId string, sessions int) bool) error
+
+	// CountUsers returns the number of users with live sessions: what Users
+	// visits, at the same cost.
+	CountUsers(ctx context.Context) (int, error)
+}
+
+// countUsers counts what `a`.Users visits.
+func countUsers(ctx context.Context, a Admin) (int, error) {
+	n := 0
+	err := a.Users(ctx, func(string, int) bool { n++; return true })
+	return n, err
 }
 
 // SessionInfo is one live session, as Admin.Sessions lists it.

@@ -81,7 +81,16 @@ func TestAdmin_Sessions(t *testing.T) {
 			require.NoError(t, err)
 			assert.Empty(t, list)
 
-			n, err := a.DestroyUserExcept(ctx, "alice", gfsession.Handle(alice[1]))
+			// Online users count live sessions only: the switched session is
+			// carol's, the logged-out one nobody's.
+			users := map[string]int{}
+			require.NoError(t, a.Users(ctx, func(u string, n int) bool { users[u] += n; return true }))
+			assert.Equal(t, map[string]int{"alice": 3, "bob": 1, "carol": 1}, users)
+			n, err := a.CountUsers(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 3, n)
+
+			n, err = a.DestroyUserExcept(ctx, "alice", gfsession.Handle(alice[1]))
 			require.NoError(t, err)
 			assert.Equal(t, 2, n)
 			list, err = a.Sessions(ctx, "alice")

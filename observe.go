@@ -257,6 +257,24 @@ func (s *StorageObserved) Sessions(ctx context.Context, userId string) ([]Sessio
 	return a.Sessions(ctx, userId)
 }
 
+// Users passes to the wrapped storage's Admin.Users.
+func (s *StorageObserved) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
+	a, err := s.admin()
+	if err != nil {
+		return err
+	}
+	return a.Users(ctx, fn)
+}
+
+// CountUsers passes to the wrapped storage's Admin.CountUsers.
+func (s *StorageObserved) CountUsers(ctx context.Context) (int, error) {
+	a, err := s.admin()
+	if err != nil {
+		return 0, err
+	}
+	return a.CountUsers(ctx)
+}
+
 // userKeyName is the wrapped storage's userKey, for SignOutOthers and
 // UserSessions.
 func (s *StorageObserved) userKeyName() string {

@@ -67,6 +67,10 @@ func (s *StorageDB) buildSQL() {
 		q("id"), t, q("expires_at"), dbRangePage)
 	s.sqlDestroyUser = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("user_id"))
 	s.sqlDestroyUserExcept = fmt.Sprintf(`DELETE FROM %s WHERE %s = ? AND %s <> ?`, t, q("user_id"), q("id"))
+	s.sqlUsers = fmt.Sprintf(`SELECT %[1]s, COUNT(*) AS %[2]s FROM %[3]s WHERE %[1]s > ? AND %[4]s > ? GROUP BY %[1]s ORDER BY %[1]s LIMIT %[5]d`,
+		q("user_id"), q("n"), t, q("expires_at"), dbRangePage)
+	s.sqlCountUsers = fmt.Sprintf(`SELECT COUNT(DISTINCT %s) AS %s FROM %s WHERE %s > '' AND %s > ?`,
+		q("user_id"), q("n"), t, q("user_id"), q("expires_at"))
 	s.sqlUserSessions = fmt.Sprintf(`SELECT %s, %s, %s FROM %s WHERE %s = ? AND %s > ?`,
 		q("id"), q("created_at"), q("expires_at"), t, q("user_id"), q("expires_at"))
 	s.sqlDelete = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("id"))

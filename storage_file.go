@@ -1207,22 +1207,9 @@ func (s *StorageFile) Sessions(ctx context.Context, userId string) ([]SessionInf
 // whether it is live and names user `userId`, with what Sessions tells of
 // it.
 func (s *StorageFile) sessionInfo(name, userId string, maxTTL time.Duration, now time.Time) (SessionInfo, bool, error) {
-	path := s.sessionPath(name)
-	f, fi, err := s.openSessionFile(path)
-	if err != nil {
-		var refused *refusedFileError
-		if errors.Is(err, fs.ErrNotExist) || errors.As(err, &refused) {
-			return SessionInfo{}, false, nil
-		}
+	b, fi, err := s.readLive(name, maxTTL, now)
+	if b == nil || err != nil {
 		return SessionInfo{}, false, err
-	}
-	defer f.Close()
-	if maxTTL > 0 && fi.ModTime().Add(maxTTL).Before(now) {
-		return SessionInfo{}, false, nil
-	}
-	b := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return SessionInfo{}, false, fileErr(err, "read session file", path)
 	}
 	data, created, err := s.envelope.decodeSession(name, string(b))
 	if err != nil || userOf(data, s.config.UserKey) != userId ||
@@ -1230,6 +1217,112 @@ func (s *StorageFile) sessionInfo(name, userId string, maxTTL time.Duration, now
 		return SessionInfo{}, false, nil
 	}
 	return SessionInfo{Handle: name, Created: created, LastActive: fi.ModTime()}, true, nil
+}
+
+// Users calls `fn` with each user that has live sessions, and their number
+// (see Admin.Users). The index folders are named by a digest of the user
+// id, so it reads the sessions each one lists, which also tell the user id.
+// It reads the index fileScanBatch folders at a time.
+func (s *StorageFile) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
+	if s.config.UserKey == "" {
+		return errNoUserKey("StorageFile")
+	}
+	var (
+		usersDir = filepath.Join(s.dir, fileUsersDir)
+		maxTTL   = time.Duration(s.maxTTL.Load())
+		now      = time.Now()
+		failed   error
+	)
+	err := scanDir(usersDir, func(e fs.DirEntry) bool {
+		if failed = ctx.Err(); failed != nil {
+			return false
+		}
+		if !e.IsDir() {
+			return true
+		}
+		user, n, err := s.userOfDir(filepath.Join(usersDir, e.Name()), maxTTL, now)
+		if err != nil {
+			failed = err
+			return false
+		}
+		return n == 0 || fn(user, n)
+	})
+	if failed != nil {
+		return failed
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fileErr(err, "read user index", usersDir)
+	}
+	return nil
+}
+
+// userOfDir returns the user whose index folder is `dir` and the number of
+// live sessions of that user it lists.
+func (s *StorageFile) userOfDir(dir string, maxTTL time.Duration, now time.Time) (string, int, error) {
+	var (
+		user   string
+		n      int
+		failed error
+	)
+	err := scanDir(dir, func(e fs.DirEntry) bool {
+		name := e.Name()
+		if !IsValidSessionId(name) {
+			return true
+		}
+		b, _, err := s.readLive(name, maxTTL, now)
+		if err != nil {
+			failed = err
+			return false
+		}
+		if b == nil {
+			return true
+		}
+		data, created, err := s.envelope.decodeSession(name, string(b))
+		u := userOf(data, s.config.UserKey)
+		if err != nil || u == "" || s.userDir(u) != dir || (user != "" && u != user) ||
+			lifetimeLeft(created, s.config.MaxLifetime, time.Hour, now) <= 0 {
+			return true
+		}
+		user = u
+		n++
+		return true
+	})
+	if failed != nil {
+		return "", 0, failed
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", 0, fileErr(err, "read user index", dir)
+	}
+	return user, n, nil
+}
+
+// readLive returns the content and the file info of the file of the
+// session stored as `name`, or nil when there is none, it was refused, or
+// it has been idle for longer than `maxTTL` (0: never).
+func (s *StorageFile) readLive(name string, maxTTL time.Duration, now time.Time) ([]byte, fs.FileInfo, error) {
+	path := s.sessionPath(name)
+	f, fi, err := s.openSessionFile(path)
+	if err != nil {
+		var refused *refusedFileError
+		if errors.Is(err, fs.ErrNotExist) || errors.As(err, &refused) {
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	defer f.Close()
+	if maxTTL > 0 && fi.ModTime().Add(maxTTL).Before(now) {
+		return nil, nil, nil
+	}
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return nil, nil, fileErr(err, "read session file", path)
+	}
+	return b, fi, nil
+}
+
+// CountUsers returns the number of users Users visits, at the same cost.
+func (s *StorageFile) CountUsers(ctx context.Context) (int, error) {
+	return countUsers(ctx, s)
 }
 
 // userKeyName returns FileConfig.UserKey.

@@ -597,6 +597,46 @@ func (s *StorageMemory) Sessions(ctx context.Context, userId string) ([]SessionI
 	return finishSessions(ctx, list), nil
 }
 
+// Users calls `fn` with each user of the user index that has live
+// sessions, and their number (see Admin.Users). It copies the user ids
+// first, then counts each user's live sessions under the shard locks.
+func (s *StorageMemory) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
+	if s.config.UserKey == "" {
+		return errNoUserKey("StorageMemory")
+	}
+	s.usersMu.Lock()
+	users := make([]string, 0, len(s.users))
+	for u := range s.users {
+		users = append(users, u)
+	}
+	s.usersMu.Unlock()
+	for _, u := range users {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ids, _ := s.userIds(u)
+		now, n := time.Now().UnixNano(), 0
+		for _, id := range ids {
+			sh := s.shard(id)
+			sh.mu.RLock()
+			e := sh.m[id]
+			sh.mu.RUnlock()
+			if e != nil && e.user == u && s.alive(e, now) {
+				n++
+			}
+		}
+		if n > 0 && !fn(u, n) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// CountUsers returns the number of users Users visits.
+func (s *StorageMemory) CountUsers(ctx context.Context) (int, error) {
+	return countUsers(ctx, s)
+}
+
 // userKeyName returns MemoryConfig.UserKey.
 func (s *StorageMemory) userKeyName() string { return s.config.UserKey }
 

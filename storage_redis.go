@@ -554,3 +554,19 @@ func (s *StorageRedis) Sessions(ctx context.Context, userId string) ([]SessionIn
 
 // userKeyName returns RedisConfig.UserKey.
 func (s *redisShared) userKeyName() string { return s.r.userKey }
+
+// Users calls `fn` with each user that has live sessions, and their number
+// (see Admin.Users): SCAN of the user indexes on every master, then what
+// Sessions reads for each user. It costs about two round trips per indexed
+// session.
+func (s *StorageRedis) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
+	return s.r.users(ctx, fn, func(userId string) (int, error) {
+		list, err := s.Sessions(ctx, userId)
+		return len(list), err
+	})
+}
+
+// CountUsers returns the number of users Users visits, at the same cost.
+func (s *StorageRedis) CountUsers(ctx context.Context) (int, error) {
+	return countUsers(ctx, s)
+}

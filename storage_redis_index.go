@@ -2,6 +2,7 @@ package gfsession
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/gogf/gf/v2/errors/gcode"
@@ -252,4 +253,32 @@ func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(n
 		list = append(list, SessionInfo{Handle: name, Created: created, LastActive: lastActive(expires, ttl)})
 	}
 	return finishSessions(ctx, list), nil
+}
+
+// users calls `fn` with each user that has an index and live sessions, and
+// their number, until `fn` returns false (see Admin.Users): SCAN of the
+// index keys (prefix + "user:*", sorted sets) on every master, then, per
+// user, `count`, which checks the sessions the index lists.
+func (r *redisStore) users(ctx context.Context, fn func(userId string, sessions int) bool, count func(userId string) (int, error)) error {
+	if r.userKey == "" {
+		return errNoUserKey(r.backend)
+	}
+	infix := r.prefix + redisUserInfix
+	var failed error
+	err := r.scanKeys(ctx, globEscape(infix)+"*", "zset", func(key string) bool {
+		user, ok := strings.CutPrefix(key, infix)
+		if !ok || user == "" {
+			return true
+		}
+		n, err := count(user)
+		if err != nil {
+			failed = err
+			return false
+		}
+		return n == 0 || fn(user, n)
+	})
+	if failed != nil {
+		return failed
+	}
+	return err
 }

@@ -308,6 +308,18 @@ func (r *redisStore) destroyHandle(ctx context.Context, handle string) error {
 // go-redis adapter (gf's contrib/nosql/redis, what g.Redis and gredis.New
 // make); with another adapter it fails with CodeNotSupported.
 func (r *redisStore) scan(ctx context.Context, keyType string, fn func(id string) bool) error {
+	return r.scanKeys(ctx, globEscape(r.prefix)+"*", keyType, func(key string) bool {
+		name, ok := strings.CutPrefix(key, r.prefix)
+		if !ok || !IsValidSessionId(name) {
+			return true
+		}
+		return fn(name)
+	})
+}
+
+// scanKeys calls `fn` with every key of Redis type `keyType` that matches
+// the glob pattern `match`, until `fn` returns false, as scan describes.
+func (r *redisStore) scanKeys(ctx context.Context, match, keyType string, fn func(key string) bool) error {
 	var nodes []redis.UniversalClient
 	switch c := r.raw.(type) {
 	case *redis.ClusterClient:
@@ -327,7 +339,6 @@ func (r *redisStore) scan(ctx context.Context, keyType string, fn func(id string
 		return gerror.NewCodef(gcode.CodeNotSupported,
 			"gfsession: %s storage: Count and Range need a gredis client of gf's go-redis adapter (contrib/nosql/redis), got adapter %T", r.backend, r.client.GetAdapter())
 	}
-	match := globEscape(r.prefix) + "*"
 	for _, node := range nodes {
 		var cursor uint64
 		for {
@@ -342,11 +353,7 @@ func (r *redisStore) scan(ctx context.Context, keyType string, fn func(id string
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				name, ok := strings.CutPrefix(key, r.prefix)
-				if !ok || !IsValidSessionId(name) {
-					continue
-				}
-				if !fn(name) {
+				if !fn(key) {
 					return nil
 				}
 			}

@@ -140,7 +140,8 @@ func WithCryptoKeys(newStorage func(t *testing.T, keys [][]byte) gsession.Storag
 
 // WithUserKey gives a constructor for the storage with the user index on
 // session key `userKey`. The storage must then implement the admin methods
-// (Count, Range, Destroy, DestroyHandle, DestroyUser, DestroyUserExcept, as
+// (Count, Range, Destroy, DestroyHandle, DestroyUser, DestroyUserExcept,
+// Users, CountUsers, as
 // gfsession.Admin declares them: Range visits handles, see Handle; Sessions,
 // whose result type is gfsession's, is left to the storage's own tests), and
 // each storage it returns must have a namespace of its own (a fresh prefix,
@@ -159,6 +160,8 @@ type admin interface {
 	DestroyHandle(ctx context.Context, handle string) error
 	DestroyUser(ctx context.Context, userId string) (int, error)
 	DestroyUserExcept(ctx context.Context, userId, keep string) (int, error)
+	Users(ctx context.Context, fn func(userId string, sessions int) bool) error
+	CountUsers(ctx context.Context) (int, error)
 }
 
 // Handle returns the handle of session `sessionId`, as gfsession.Handle
@@ -1239,7 +1242,7 @@ func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *
 	const userKey = "uid"
 	st := o.newWithUserKey(t, userKey)
 	a, ok := st.(admin)
-	require.True(t, ok, "a storage given by WithUserKey must implement Count, Range, Destroy, DestroyHandle, DestroyUser and DestroyUserExcept")
+	require.True(t, ok, "a storage given by WithUserKey must implement Count, Range, Destroy, DestroyHandle, DestroyUser, DestroyUserExcept, Users and CountUsers")
 	m := gsession.New(time.Minute, st)
 
 	// Five clients of user u1, two of user 2 (an int64 id), one anonymous.
@@ -1270,6 +1273,18 @@ func testAdmin(t *testing.T, newStorage func(t *testing.T) gsession.Storage, o *
 	calls := 0
 	require.NoError(t, a.Range(ctx, func(string) bool { calls++; return false }))
 	assert.Equal(t, 1, calls, "Range must stop when fn returns false")
+
+	// Online users: the two users with their session counts, not the
+	// anonymous session.
+	users := map[string]int{}
+	require.NoError(t, a.Users(ctx, func(u string, n int) bool { users[u] += n; return true }))
+	assert.Equal(t, map[string]int{"u1": 5, "2": 2}, users, "Users")
+	n, err = a.CountUsers(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "CountUsers")
+	calls = 0
+	require.NoError(t, a.Users(ctx, func(string, int) bool { calls++; return false }))
+	assert.Equal(t, 1, calls, "Users must stop when fn returns false")
 
 	require.NoError(t, a.Destroy(ctx, anon))
 	assert.False(t, exists(t, st, anon, time.Minute), "Destroy")
