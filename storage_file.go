@@ -1216,7 +1216,13 @@ func (s *StorageFile) sessionInfo(name, userId string, maxTTL time.Duration, now
 		lifetimeLeft(created, s.config.MaxLifetime, time.Hour, now) <= 0 {
 		return SessionInfo{}, false, nil
 	}
-	return SessionInfo{Handle: name, Created: created, LastActive: fi.ModTime()}, true, nil
+	// The file's time is set while it is written, a moment before the
+	// creation time the write stores may be taken.
+	active := fi.ModTime()
+	if active.Before(created) {
+		active = created
+	}
+	return SessionInfo{Handle: name, Created: created, LastActive: active}, true, nil
 }
 
 // Users calls `fn` with each user that has live sessions, and their number

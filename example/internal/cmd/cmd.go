@@ -24,19 +24,7 @@ var Main = gcmd.Command{
 	Usage: "main",
 	Brief: "start the gfsession example HTTP server",
 	Func: func(ctx context.Context, parser *gcmd.Parser) (err error) {
-		// g.Server() reads the `server` node of the config file. With
-		// gfsession imported, that includes `sessionStorage`; a bad value
-		// there makes this call fail with an error naming the key.
-		s := g.Server()
-		// Optional, recommended: session ids of 192 random bits instead of
-		// ghttp's, and ids the storage never issued are replaced (session
-		// fixation). The storage itself is still chosen by the config file.
-		s.Use(gfsession.Middleware)
-		s.BindHandler("GET:/", page.Index)
-		s.Group("/api", func(group *ghttp.RouterGroup) {
-			group.Middleware(ghttp.MiddlewareHandlerResponse)
-			group.Bind(session.NewV1())
-		})
+		s := Server()
 		if err = s.Start(); err != nil {
 			return err
 		}
@@ -45,6 +33,24 @@ var Main = gcmd.Command{
 		g.Wait()
 		return nil
 	},
+}
+
+// Server returns the example's server, routes bound, not started.
+func Server() *ghttp.Server {
+	// g.Server() reads the `server` node of the config file. With
+	// gfsession imported, that includes `sessionStorage`; a bad value
+	// there makes this call fail with an error naming the key.
+	s := g.Server()
+	// Optional, recommended: session ids of 192 random bits instead of
+	// ghttp's, and ids the storage never issued are replaced (session
+	// fixation). The storage itself is still chosen by the config file.
+	s.Use(gfsession.Middleware)
+	s.BindHandler("GET:/", page.Index)
+	s.Group("/api", func(group *ghttp.RouterGroup) {
+		group.Middleware(ghttp.MiddlewareHandlerResponse)
+		group.Bind(session.NewV1())
+	})
+	return s
 }
 
 // listenURL returns a URL a browser on this machine can open.

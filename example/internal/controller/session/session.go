@@ -4,8 +4,13 @@ package session
 
 import (
 	"context"
+	"net/http"
 
+	"github.com/gogf/gf/v2/errors/gcode"
+	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
+
+	"github.com/goframe-contrib/gfsession"
 
 	v1 "github.com/goframe-contrib/gfsession/example/api/session/v1"
 )
@@ -75,4 +80,91 @@ func (c *ControllerV1) Logout(ctx context.Context, req *v1.LogoutReq) (res *v1.L
 		return nil, err
 	}
 	return &v1.LogoutRes{}, nil
+}
+
+// Devices lists the sessions of the logged-in user: the storage's user
+// index (`userKey: "user"` in the config) names them by handle.
+func (c *ControllerV1) Devices(ctx context.Context, req *v1.DevicesReq) (res *v1.DevicesRes, err error) {
+	r := g.RequestFromCtx(ctx)
+	if r.Session.MustGet(keyUser).IsNil() {
+		return nil, errNotLoggedIn()
+	}
+	devices, err := gfsession.UserSessions(r)
+	if err != nil {
+		return nil, err
+	}
+	return &v1.DevicesRes{Devices: devices}, nil
+}
+
+// SignOutDevice destroys one session of the logged-in user, by handle. The
+// handle must be one of the user's own sessions: a handle is no secret,
+// and nobody may sign out another user's device.
+func (c *ControllerV1) SignOutDevice(ctx context.Context, req *v1.SignOutDeviceReq) (res *v1.SignOutDeviceRes, err error) {
+	r := g.RequestFromCtx(ctx)
+	if r.Session.MustGet(keyUser).IsNil() {
+		return nil, errNotLoggedIn()
+	}
+	devices, err := gfsession.UserSessions(r)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devices {
+		if d.Handle != req.Handle {
+			continue
+		}
+		admin, err := gfsession.AdminOf(r)
+		if err != nil {
+			return nil, err
+		}
+		if d.Current {
+			// This device: an ordinary logout.
+			return &v1.SignOutDeviceRes{}, r.Session.RemoveAll()
+		}
+		return &v1.SignOutDeviceRes{}, admin.DestroyHandle(ctx, d.Handle)
+	}
+	return nil, gerror.NewCode(gcode.CodeNotFound, "no such device")
+}
+
+// SignOutOthers destroys every session of the logged-in user but this one.
+func (c *ControllerV1) SignOutOthers(ctx context.Context, req *v1.SignOutOthersReq) (res *v1.SignOutOthersRes, err error) {
+	r := g.RequestFromCtx(ctx)
+	if r.Session.MustGet(keyUser).IsNil() {
+		return nil, errNotLoggedIn()
+	}
+	n, err := gfsession.SignOutOthers(r)
+	if err != nil {
+		return nil, err
+	}
+	return &v1.SignOutOthersRes{SignedOut: n}, nil
+}
+
+// Online lists the users with live sessions and their number of sessions,
+// for the user `example.adminUser` of the config only.
+func (c *ControllerV1) Online(ctx context.Context, req *v1.OnlineReq) (res *v1.OnlineRes, err error) {
+	r := g.RequestFromCtx(ctx)
+	adminUser := g.Cfg().MustGet(ctx, "example.adminUser").String()
+	if user := r.Session.MustGet(keyUser); adminUser == "" || user.IsNil() || user.String() != adminUser {
+		r.Response.WriteHeader(http.StatusForbidden)
+		return nil, gerror.NewCode(gcode.CodeNotAuthorized, "only the example's admin user may list online users")
+	}
+	admin, err := gfsession.AdminOf(r)
+	if err != nil {
+		return nil, err
+	}
+	res = &v1.OnlineRes{Users: []v1.OnlineUser{}}
+	err = admin.Users(ctx, func(user string, sessions int) bool {
+		res.Users = append(res.Users, v1.OnlineUser{User: user, Sessions: sessions})
+		return len(res.Users) < 1000 // a page's worth
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.Count, err = admin.CountUsers(ctx); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func errNotLoggedIn() error {
+	return gerror.NewCode(gcode.CodeNotAuthorized, "not logged in")
 }
