@@ -80,4 +80,12 @@ if [[ $# -eq 0 ]]; then
 	hook_tests='^(TestRegister|TestNew_Config|TestServerConfigHook|TestServer_)'
 	log "gf $gf_newest: go test -race -count=1 -run '$hook_tests' ."
 	go test -modfile="$modfile_dir/go.mod" -race -count=1 -timeout 10m -run "$hook_tests" .
+
+	# The real-browser test of the example: a module of its own (chromedp
+	# stays out of gfsession's go.mod), with Debian's chromium.
+	if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+		apt_install chromium
+	fi
+	log "hack/browser: go test -race -count=1 ./... (headless Chromium)"
+	(cd hack/browser && go test -race -count=1 -timeout 10m ./...)
 fi
