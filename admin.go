@@ -8,6 +8,7 @@ import (
 
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/gogf/gf/v2/frame/g"
 	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/gogf/gf/v2/util/gconv"
@@ -135,6 +136,71 @@ func currentHandle(ctx context.Context) string {
 // called with (0 when it has not been called: then `expires`).
 func lastActive(expires time.Time, ttl time.Duration) time.Time {
 	return expires.Add(-ttl)
+}
+
+// limitNeedsUserKey checks the option maxSessionsPerUser, `max`, of a
+// storage of type `backend` whose userKey is `userKey`.
+func limitNeedsUserKey(backend string, max int, userKey string) error {
+	if err := notNegative(backend, "maxSessionsPerUser", max); err != nil {
+		return err
+	}
+	if max > 0 && userKey == "" {
+		return configError(backend, "maxSessionsPerUser",
+			`needs userKey: the session key that holds the user id, e.g. userKey: "userId"`)
+	}
+	return nil
+}
+
+// sessionLimit is maxSessionsPerUser of a storage: after a write that made
+// a session belong to a user, the user's live sessions beyond `max` are
+// destroyed, the least recently active first.
+//
+// Every storage lists a user's sessions with the same order, LastActive
+// then handle, read from what is stored and unchanged until a session is
+// used again; each login keeps the first `max` of the sessions it finds. A
+// session among the first `max` of all is among the first of any part of
+// them, so no login destroys it, and the login written last finds every
+// session and destroys all the others: however many logins race, `max`
+// sessions are left (so long as none of them is used meanwhile).
+type sessionLimit struct {
+	backend string
+	max     int
+	list    func(ctx context.Context, userId string) ([]SessionInfo, error)
+	destroy func(ctx context.Context, userId, handle string) error
+}
+
+// apply destroys the sessions of `user` beyond the limit. The write it
+// follows is stored whatever happens here: a failure is logged, not
+// returned.
+func (l *sessionLimit) apply(ctx context.Context, user string) {
+	if l == nil || l.max <= 0 || user == "" {
+		return
+	}
+	list, err := l.list(ctx, user)
+	if err != nil {
+		g.Log().Warningf(ctx, "gfsession: %s: maxSessionsPerUser: listing the sessions of a user: %v", l.backend, err)
+		return
+	}
+	if len(list) <= l.max {
+		return
+	}
+	sortByActivity(list)
+	for _, info := range list[l.max:] {
+		if err := l.destroy(ctx, user, info.Handle); err != nil {
+			g.Log().Warningf(ctx, "gfsession: %s: maxSessionsPerUser: destroying session %q: %v", l.backend, shortId(info.Handle), err)
+		}
+	}
+}
+
+// sortByActivity orders `list` most recently active first, then by handle:
+// one order for every storage and every reader of the same sessions.
+func sortByActivity(list []SessionInfo) {
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].LastActive.Equal(list[j].LastActive) {
+			return list[i].LastActive.After(list[j].LastActive)
+		}
+		return list[i].Handle > list[j].Handle
+	})
 }
 
 // ttlSeen remembers the idle TTL a storage was last called with, for

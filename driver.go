@@ -80,8 +80,9 @@ type sessionWriter struct {
 	driver      sessionDriver
 	userKey     string
 	maxLifetime time.Duration
-	maxBlob     int64  // the largest envelope put may write; 0: no limit
-	maxBlobKey  string // the config key that sets maxBlob, for messages
+	maxBlob     int64         // the largest envelope put may write; 0: no limit
+	maxBlobKey  string        // the config key that sets maxBlob, for messages
+	limit       *sessionLimit // maxSessionsPerUser; nil for none
 }
 
 // loaded returns `data`, just loaded from session `id` created at
@@ -141,7 +142,8 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.holds); !ok {
 		return err
 	}
-	if sw.user != "" && (r.kind != loadSame || sw.user != r.user) {
+	login := sw.user != "" && (r.kind != loadSame || sw.user != r.user)
+	if login {
 		// A login (after this request's RemoveAll too, whose session may
 		// have lost its entry to DestroyUser or the cleaner since): listed
 		// before it is stored.
@@ -158,6 +160,9 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		return nil
 	}
 	w.tracker.retrack(r.ref, loaded{id: id, created: sw.created, user: sw.user, existsOnly: sw.match == matchExists})
+	if login {
+		w.limit.apply(ctx, sw.user)
+	}
 	return nil
 }
 

@@ -163,6 +163,8 @@ func TestConfig_SameErrors(t *testing.T) {
 			{key: "maxSessions", value: -1},
 			{key: "maxLifetime", value: "-1h"},
 			{key: "cleanupInterval", value: "never"},
+			{key: "maxSessionsPerUser", value: 2}, // without userKey
+			{key: "maxSessionsPerUser", value: -1, more: map[string]string{"userKey": "uid"}},
 		}},
 		{TypeFile, map[string]any{"path": t.TempDir()},
 			func(c any) error { _, err := NewStorageFile(*c.(*FileConfig)); return err },
@@ -172,6 +174,9 @@ func TestConfig_SameErrors(t *testing.T) {
 				{"maxFileSize", -1, func(c any) { c.(*FileConfig).MaxFileSize = -1 }, nil},
 				{"codec", "xml", func(c any) { c.(*FileConfig).Codec = "xml" }, nil},
 				{"cryptoKeys", short, func(c any) { c.(*FileConfig).CryptoKeys = [][]byte{[]byte("short")} }, nil},
+				{"maxSessionsPerUser", 2, func(c any) { c.(*FileConfig).MaxSessionsPerUser = 2 }, nil},
+				{"maxSessionsPerUser", -1, func(c any) { c.(*FileConfig).MaxSessionsPerUser, c.(*FileConfig).UserKey = -1, "uid" },
+					map[string]string{"userKey": "uid"}},
 			}},
 		{TypeDB, map[string]any{"link": link},
 			func(c any) error { _, err := NewStorageDB(db, *c.(*DBConfig)); return err },
@@ -184,6 +189,7 @@ func TestConfig_SameErrors(t *testing.T) {
 				{"touchInterval", "-1m", func(c any) { c.(*DBConfig).TouchInterval = -time.Minute }, nil},
 				{"codec", "xml", func(c any) { c.(*DBConfig).Codec = "xml" }, nil},
 				{"cryptoKeys", short, func(c any) { c.(*DBConfig).CryptoKeys = [][]byte{[]byte("short")} }, nil},
+				{"maxSessionsPerUser", 2, func(c any) { c.(*DBConfig).MaxSessionsPerUser = 2 }, nil},
 			}},
 	}
 	for _, typ := range []string{TypeRedis, TypeRedisHash} {
@@ -198,6 +204,9 @@ func TestConfig_SameErrors(t *testing.T) {
 			{"userIndexTTL", "-1h", func(c any) { c.(*RedisConfig).UserIndexTTL = -time.Hour }, nil},
 			{"codec", "xml", func(c any) { c.(*RedisConfig).Codec = "xml" }, nil},
 			{"cryptoKeys", short, func(c any) { c.(*RedisConfig).CryptoKeys = [][]byte{[]byte("short")} }, nil},
+			{"maxSessionsPerUser", 2, func(c any) { c.(*RedisConfig).MaxSessionsPerUser = 2 }, nil},
+			{"maxSessionsPerUser", -1, func(c any) { c.(*RedisConfig).MaxSessionsPerUser, c.(*RedisConfig).UserKey = -1, "uid" },
+				map[string]string{"userKey": "uid"}},
 		}})
 	}
 	for _, st := range storages {

@@ -36,6 +36,9 @@ func TestStorageRedis_Cluster(t *testing.T) {
 	for _, kind := range redisKinds {
 		t.Run(kind+"/ClusterAdmin", func(t *testing.T) { testRedisClusterAdmin(t, cl, client, kind) })
 	}
+	for _, kind := range redisKinds {
+		t.Run(kind+"/SessionLimit", func(t *testing.T) { concurrentLogins(t, redisLimitedStorages(t, kind, client, 2), 2) })
+	}
 }
 
 // testRedisClusterSpread checks that sessions are spread over the masters:

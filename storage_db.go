@@ -144,6 +144,12 @@ type DBConfig struct {
 	// out everywhere"): its value is kept in the user_id column on every
 	// write. Empty means none; DestroyUser then fails.
 	UserKey string `json:"userKey"`
+	// MaxSessionsPerUser bounds the live sessions of one user (by UserKey,
+	// which it needs): when a write makes a session belong to a user who
+	// then has more, the least recently active ones are destroyed. 1 is
+	// "one login per account". 0 means no bound; a negative value, or one
+	// without UserKey, is an error.
+	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
 	// Timeout bounds each statement (on top of the request's context), so
 	// that a database that stops answering fails requests instead of hanging
 	// them, whatever the driver does with the context. 0 means
@@ -308,6 +314,10 @@ func (s *StorageDB) prepare() error {
 	s.buildSQL()
 	s.w = sessionWriter{backend: TypeDB, tracker: &s.tracker, env: s.env, driver: dbDriver{s},
 		userKey: c.UserKey, maxLifetime: c.MaxLifetime}
+	if c.MaxSessionsPerUser > 0 {
+		s.w.limit = &sessionLimit{backend: TypeDB, max: c.MaxSessionsPerUser, list: s.userSessions,
+			destroy: func(ctx context.Context, _, handle string) error { return s.DestroyHandle(ctx, handle) }}
+	}
 	return nil
 }
 
@@ -704,6 +714,12 @@ func (c *dbTouches) take(id string) (int64, bool) {
 // session's LastActive is its expiry less the idle TTL the storage was last
 // called with; the expiry moves at most once per TouchInterval.
 func (s *StorageDB) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	list, err := s.userSessions(ctx, userId)
+	return finishSessions(ctx, list), err
+}
+
+// userSessions is Sessions, unordered and without Current.
+func (s *StorageDB) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
 	if s.config.UserKey == "" {
 		return nil, errNoUserKey("StorageDB")
 	}
@@ -735,7 +751,7 @@ func (s *StorageDB) Sessions(ctx context.Context, userId string) ([]SessionInfo,
 			LastActive: lastActive(time.UnixMilli(rec["expires_at"].Int64()), ttl),
 		})
 	}
-	return finishSessions(ctx, list), nil
+	return list, nil
 }
 
 // Users calls `fn` with each user that has live sessions, and their number

@@ -44,6 +44,7 @@ func (c *DBConfig) normalize() error {
 		notNegative(TypeDB, "maxConns", c.MaxConns),
 		notNegative(TypeDB, "maxLifetime", c.MaxLifetime),
 		notNegative(TypeDB, "touchInterval", c.TouchInterval),
+		limitNeedsUserKey(TypeDB, c.MaxSessionsPerUser, c.UserKey),
 	} {
 		if err != nil {
 			return err

@@ -112,6 +112,12 @@ type FileConfig struct {
 	// its user in an index folder (".users" in Path). Empty: no index, and
 	// DestroyUser fails.
 	UserKey string `json:"userKey"`
+	// MaxSessionsPerUser bounds the live sessions of one user (by UserKey,
+	// which it needs): when a write makes a session belong to a user who
+	// then has more, the least recently active ones are destroyed. 1 is
+	// "one login per account". 0 means no bound; a negative value, or one
+	// without UserKey, is an error.
+	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
 	// MaxFileSize is the largest session file in bytes. A session that
 	// encodes to more fails to be written (Session.Close returns the error,
 	// and the stored session stays as it was); a larger file found in the
@@ -184,6 +190,9 @@ func (c *FileConfig) normalize() error {
 	if err := notNegative(TypeFile, "maxFileSize", c.MaxFileSize); err != nil {
 		return err
 	}
+	if err := limitNeedsUserKey(TypeFile, c.MaxSessionsPerUser, c.UserKey); err != nil {
+		return err
+	}
 	c.MaxFileSize = orDefault(c.MaxFileSize, DefaultFileMaxSize)
 	c.CleanupInterval = orDefault(c.CleanupInterval, DefaultFileCleanupInterval)
 	_, err := newStorageEnvelope(TypeFile, c.Codec, c.CryptoKeys)
@@ -214,6 +223,10 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	s := &StorageFile{config: config, dir: dir, maxSize: config.MaxFileSize, envelope: env}
 	s.w = sessionWriter{backend: TypeFile, tracker: &s.tracker, env: env, driver: fileDriver{s}, userKey: config.UserKey,
 		maxLifetime: config.MaxLifetime, maxBlob: config.MaxFileSize, maxBlobKey: "maxFileSize"}
+	if config.MaxSessionsPerUser > 0 {
+		s.w.limit = &sessionLimit{backend: TypeFile, max: config.MaxSessionsPerUser, list: s.userSessions,
+			destroy: func(ctx context.Context, _, handle string) error { return s.DestroyHandle(ctx, handle) }}
+	}
 	s.cleaner.start(config.CleanupInterval, func(ctx context.Context) {
 		if err := s.sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			g.Log().Warningf(context.Background(), `gfsession: file: cleaning %q: %v`, s.dir, err)
@@ -1179,6 +1192,12 @@ func (s *StorageFile) userMarkers(userId string) ([]string, string, error) {
 // it reads the user's index folder and each session file it lists, without
 // touching them. A session's LastActive is its file's modification time.
 func (s *StorageFile) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	list, err := s.userSessions(ctx, userId)
+	return finishSessions(ctx, list), err
+}
+
+// userSessions is Sessions, unordered and without Current.
+func (s *StorageFile) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
 	ids, _, err := s.userMarkers(userId)
 	if err != nil {
 		return nil, err
@@ -1200,7 +1219,7 @@ func (s *StorageFile) Sessions(ctx context.Context, userId string) ([]SessionInf
 			list = append(list, info)
 		}
 	}
-	return finishSessions(ctx, list), nil
+	return list, nil
 }
 
 // sessionInfo reads the file of the session stored as `name` and reports

@@ -42,6 +42,12 @@ type MemoryConfig struct {
 	// UserKey is the session key holding the user id, for DestroyUser ("log
 	// out everywhere"). Empty disables the user index.
 	UserKey string `json:"userKey"`
+	// MaxSessionsPerUser bounds the live sessions of one user (by UserKey,
+	// which it needs): when a write makes a session belong to a user who
+	// then has more, the least recently active ones are destroyed. 1 is
+	// "one login per account". 0 (or, from code, a negative value) means no bound; so does a value
+	// without UserKey in code (the config map refuses one).
+	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
 }
 
 // normalize applies the defaults of `c`: DefaultMemoryCleanupInterval for a
@@ -74,7 +80,8 @@ type StorageMemory struct {
 	usersMu sync.Mutex
 	users   map[string]map[string]struct{} // user id -> session ids; guarded by usersMu
 	sweeper background
-	ttl     ttlSeen // for Sessions
+	ttl     ttlSeen       // for Sessions
+	limit   *sessionLimit // nil without MaxSessionsPerUser
 }
 
 var _ Admin = (*StorageMemory)(nil)
@@ -104,6 +111,10 @@ func NewStorageMemory(config ...MemoryConfig) *StorageMemory {
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*memoryEntry)
 	}
+	if s.config.MaxSessionsPerUser > 0 && s.config.UserKey != "" {
+		s.limit = &sessionLimit{backend: TypeMemory, max: s.config.MaxSessionsPerUser, list: s.userSessions,
+			destroy: s.destroyUserHandle}
+	}
 	s.sweeper.start(s.config.CleanupInterval, func(context.Context) { s.sweep() })
 	return s
 }
@@ -115,6 +126,9 @@ func init() {
 // newStorageMemoryFromConfig builds the memory storage of a `sessionStorage`
 // node, decoded into `config`.
 func newStorageMemoryFromConfig(_ context.Context, config MemoryConfig, _ map[string]any) (gsession.Storage, error) {
+	if err := limitNeedsUserKey(TypeMemory, config.MaxSessionsPerUser, config.UserKey); err != nil {
+		return nil, err
+	}
 	return NewStorageMemory(config), nil
 }
 
@@ -237,6 +251,9 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if e.added && s.config.MaxSessions > 0 {
 		s.evict(sessionId, now)
 	}
+	if e.login {
+		s.limit.apply(ctx, e.entry.user)
+	}
 	// What the request's map holds from now on: the next write of the same
 	// map (gf writes again when a closed Session is changed and closed
 	// again) is a delta from here. Only the entry that holds exactly that
@@ -310,6 +327,7 @@ func (s *StorageMemory) merge(r *resolved, cur *memoryEntry, m *gmap.StrAnyMap) 
 type installed struct {
 	entry *memoryEntry
 	added bool // no entry was stored under the id
+	login bool // the session names a user it did not name before
 }
 
 // install stores `data` as session `id` in shard `sh`, whose lock the
@@ -322,11 +340,12 @@ func (s *StorageMemory) install(sh *memoryShard, id string, data map[string]any,
 		s.count.Add(1)
 	}
 	sh.m[id] = e
-	if oldUser := old.userOrEmpty(); oldUser != e.user {
+	oldUser := old.userOrEmpty()
+	if oldUser != e.user {
 		s.unindex(oldUser, id)
 		s.index(e.user, id)
 	}
-	return installed{entry: e, added: !exists}
+	return installed{entry: e, added: !exists, login: e.user != "" && oldUser != e.user}
 }
 
 // evict removes sessions while there are more than MaxSessions, starting
@@ -513,6 +532,21 @@ func (s *StorageMemory) DestroyHandle(ctx context.Context, handle string) error 
 	return s.RemoveAll(ctx, id)
 }
 
+// destroyUserHandle deletes the session of user `userId` whose handle is
+// `handle`, looking among that user's sessions only.
+func (s *StorageMemory) destroyUserHandle(ctx context.Context, userId, handle string) error {
+	ids, err := s.userIds(userId)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if Handle(id) == handle {
+			return s.RemoveAll(ctx, id)
+		}
+	}
+	return nil
+}
+
 // idOfHandle looks for the session whose handle is `handle` among the
 // sessions of the user index.
 func (s *StorageMemory) idOfHandle(handle string) (string, bool) {
@@ -574,6 +608,12 @@ func (s *StorageMemory) userIds(userId string) ([]string, error) {
 // Sessions returns the live sessions of user `userId` (see
 // Admin.Sessions), from the user index, without touching them.
 func (s *StorageMemory) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	list, err := s.userSessions(ctx, userId)
+	return finishSessions(ctx, list), err
+}
+
+// userSessions is Sessions, unordered and without Current.
+func (s *StorageMemory) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
 	ids, err := s.userIds(userId)
 	if err != nil {
 		return nil, err
@@ -594,7 +634,7 @@ func (s *StorageMemory) Sessions(ctx context.Context, userId string) ([]SessionI
 			LastActive: lastActive(time.Unix(0, e.expires.Load()), ttl),
 		})
 	}
-	return finishSessions(ctx, list), nil
+	return list, nil
 }
 
 // Users calls `fn` with each user of the user index that has live

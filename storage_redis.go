@@ -82,6 +82,12 @@ type RedisConfig struct {
 	// StorageRedisHash: a login). Empty disables the index, and DestroyUser
 	// fails.
 	UserKey string `json:"userKey"`
+	// MaxSessionsPerUser bounds the live sessions of one user (by UserKey,
+	// which it needs): when a write makes a session belong to a user who
+	// then has more, the least recently active ones are destroyed. 1 is
+	// "one login per account". 0 means no bound; a negative value, or one
+	// without UserKey, is an error.
+	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
 	// UserIndexTTL is how long a user's index lives after the user's last
 	// login, and how long an index entry lives at all: every login trims the
 	// entries older than that. It must exceed how long a session may stay
@@ -121,6 +127,7 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 		prefix:       c.Prefix,
 		maxLifetime:  c.MaxLifetime,
 		userKey:      c.UserKey,
+		maxPerUser:   c.MaxSessionsPerUser,
 		userIndexTTL: c.UserIndexTTL,
 		env:          env,
 	}, nil
@@ -218,6 +225,7 @@ func newStorageRedisOn(r *redisStore) *StorageRedis {
 	s := &StorageRedis{redisShared: redisShared{r: r, keyType: "string"}}
 	s.w = sessionWriter{backend: r.backend, tracker: &r.tracker, env: r.env, driver: redisDriver{r},
 		userKey: r.userKey, maxLifetime: r.maxLifetime}
+	s.w.limit = r.newLimit(s.userSessions)
 	return s
 }
 
@@ -534,9 +542,16 @@ return 0
 `)
 
 // Sessions returns the live sessions of user `userId` (see Admin.Sessions):
-// one script call for the index, then a GET and a PTTL per session listed.
+// one script call for the index, then a GET and a PEXPIRETIME (PTTL before Redis 7) per session
+// listed.
 // It reads the sessions without restarting their TTL.
 func (s *StorageRedis) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	list, err := s.userSessions(ctx, userId)
+	return finishSessions(ctx, list), err
+}
+
+// userSessions is Sessions, unordered and without Current.
+func (s *StorageRedis) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
 	r := s.r
 	return r.sessions(ctx, userId, func(name string) (time.Time, bool, error) {
 		v, err := r.do(ctx, name, "GET", r.key(name))
@@ -561,7 +576,7 @@ func (s *redisShared) userKeyName() string { return s.r.userKey }
 // session.
 func (s *StorageRedis) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
 	return s.r.users(ctx, fn, func(userId string) (int, error) {
-		list, err := s.Sessions(ctx, userId)
+		list, err := s.userSessions(ctx, userId)
 		return len(list), err
 	})
 }

@@ -35,6 +35,9 @@ func (c *RedisConfig) normalize(backend string) error {
 	if err := notNegative(backend, "userIndexTTL", c.UserIndexTTL); err != nil {
 		return err
 	}
+	if err := limitNeedsUserKey(backend, c.MaxSessionsPerUser, c.UserKey); err != nil {
+		return err
+	}
 	switch {
 	case c.UserIndexTTL == 0 && c.MaxLifetime > 0:
 		c.UserIndexTTL = c.MaxLifetime

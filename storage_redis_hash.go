@@ -241,6 +241,7 @@ return 1
 // closes a client it created itself from the config map (Close).
 type StorageRedisHash struct {
 	redisShared
+	limit *sessionLimit // maxSessionsPerUser; nil for none
 }
 
 var _ Admin = (*StorageRedisHash)(nil)
@@ -255,7 +256,9 @@ func NewStorageRedisHash(redis *gredis.Redis, config ...RedisConfig) (*StorageRe
 
 // newStorageRedisHashOn returns the StorageRedisHash of `r`.
 func newStorageRedisHashOn(r *redisStore) *StorageRedisHash {
-	return &StorageRedisHash{redisShared: redisShared{r: r, keyType: "hash"}}
+	s := &StorageRedisHash{redisShared: redisShared{r: r, keyType: "hash"}}
+	s.limit = r.newLimit(s.userSessions)
+	return s
 }
 
 // GetSession loads the whole session and restarts its idle TTL at `ttl`
@@ -754,6 +757,9 @@ func (s *StorageRedisHash) written(ctx context.Context, id string, r *resolved, 
 		// The creation time the hash holds now: the next write of this map
 		// checks it.
 		s.r.tracker.retrack(r.ref, loaded{id: id, created: now.created, user: to, base: newBase, seal: now.hashSeal})
+		if login && to != from {
+			s.limit.apply(ctx, to)
+		}
 	}
 	return nil
 }

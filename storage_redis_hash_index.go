@@ -164,9 +164,16 @@ return 0
 
 // Sessions returns the live sessions of user `userId` (see Admin.Sessions):
 // one script call for the index, then an HMGET of the user field and the
-// creation time and a PTTL per session listed. It reads the sessions
+// creation time and a PEXPIRETIME (PTTL before Redis 7) per session
+// listed. It reads the sessions
 // without restarting their TTL.
 func (s *StorageRedisHash) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	list, err := s.userSessions(ctx, userId)
+	return finishSessions(ctx, list), err
+}
+
+// userSessions is Sessions, unordered and without Current.
+func (s *StorageRedisHash) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
 	r := s.r
 	field := hashField(r.userKey)
 	return r.sessions(ctx, userId, func(name string) (time.Time, bool, error) {
@@ -197,7 +204,7 @@ func (s *StorageRedisHash) Sessions(ctx context.Context, userId string) ([]Sessi
 // session.
 func (s *StorageRedisHash) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
 	return s.r.users(ctx, fn, func(userId string) (int, error) {
-		list, err := s.Sessions(ctx, userId)
+		list, err := s.userSessions(ctx, userId)
 		return len(list), err
 	})
 }

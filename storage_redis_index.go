@@ -212,7 +212,8 @@ func (r *redisStore) errKeepsChanging(id string) error {
 		r.backend, r.prefix+shortId(id), redisCASTries)
 }
 
-// sessions returns the live sessions of user `userId` (see Admin.Sessions):
+// sessions returns the live sessions of user `userId`, unordered and
+// without Current (see Admin.Sessions):
 // the user's index read in one call, then, per session listed, `inspect`,
 // which reports whether session `name` names the user and when it was
 // created, and its PTTL. Nothing is written.
@@ -242,17 +243,16 @@ func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(n
 		if !ok {
 			continue
 		}
-		pttl, err := r.do(ctx, name, "PTTL", r.key(name))
+		expires, live, err := r.expiry(ctx, name)
 		if err != nil {
 			return nil, err
 		}
-		if pttl.Int64() <= 0 && pttl.Int64() != -1 {
+		if !live {
 			continue // gone since
 		}
-		expires := time.Now().Add(time.Duration(pttl.Int64()) * time.Millisecond)
 		list = append(list, SessionInfo{Handle: name, Created: created, LastActive: lastActive(expires, ttl)})
 	}
-	return finishSessions(ctx, list), nil
+	return list, nil
 }
 
 // users calls `fn` with each user that has an index and live sessions, and
@@ -281,4 +281,39 @@ func (r *redisStore) users(ctx context.Context, fn func(userId string, sessions 
 		return failed
 	}
 	return err
+}
+
+// expiry returns when the key of the session stored as `name` expires
+// (PEXPIRETIME, Redis 7: the instant, the same for every reader until the
+// session is used again, which maxSessionsPerUser's order needs; PTTL from
+// now on older servers), and whether the key exists. A key without a TTL
+// reads as expiring now.
+func (r *redisStore) expiry(ctx context.Context, name string) (time.Time, bool, error) {
+	if !r.noExpireTime.Load() {
+		v, err := r.client.Do(ctx, "PEXPIRETIME", r.key(name))
+		switch {
+		case err == nil:
+			ms := v.Int64()
+			if ms == -1 {
+				return time.Now(), true, nil
+			}
+			return time.UnixMilli(ms), ms > 0, nil
+		case strings.Contains(strings.ToLower(err.Error()), "unknown command"):
+			r.noExpireTime.Store(true)
+		default:
+			return time.Time{}, false, r.wrap(err, "PEXPIRETIME", name)
+		}
+	}
+	v, err := r.do(ctx, name, "PTTL", r.key(name))
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	switch ms := v.Int64(); {
+	case ms == -1:
+		return time.Now(), true, nil
+	case ms < 0:
+		return time.Time{}, false, nil
+	default:
+		return time.Now().Add(time.Duration(ms) * time.Millisecond), true, nil
+	}
 }

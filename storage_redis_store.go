@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gogf/gf/v2/container/gvar"
@@ -33,6 +34,9 @@ type redisStore struct {
 	env          *envelope
 	tracker      loadTracker
 	ttl          ttlSeen // for Sessions
+	maxPerUser   int     // RedisConfig.MaxSessionsPerUser
+	// noExpireTime: the server has no PEXPIRETIME (Redis < 7).
+	noExpireTime atomic.Bool
 
 	owned     bool // the storage created client and closes it on Close
 	closeOnce sync.Once
@@ -384,6 +388,16 @@ func (r *redisStore) count(ctx context.Context, keyType string) (int, error) {
 	n := 0
 	err := r.scan(ctx, keyType, func(string) bool { n++; return true })
 	return n, err
+}
+
+// newLimit returns the sessionLimit of RedisConfig.MaxSessionsPerUser over
+// `list`, or nil without one.
+func (r *redisStore) newLimit(list func(ctx context.Context, userId string) ([]SessionInfo, error)) *sessionLimit {
+	if r.maxPerUser <= 0 {
+		return nil
+	}
+	return &sessionLimit{backend: r.backend, max: r.maxPerUser, list: list,
+		destroy: func(ctx context.Context, _, handle string) error { return r.destroyHandle(ctx, handle) }}
 }
 
 // close closes the client if the storage created it.

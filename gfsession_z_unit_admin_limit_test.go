@@ -1,0 +1,148 @@
+package gfsession_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gogf/gf/v2/database/gredis"
+	"github.com/gogf/gf/v2/os/gsession"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/testredis"
+)
+
+// limitedStorages returns, per backend, a constructor of several storages
+// sharing one backend (one folder, table or prefix; memory has one
+// storage), each with userKey "uid" and maxSessionsPerUser `max`.
+func limitedStorages(t *testing.T, max int) map[string]func(t *testing.T) []gsession.Storage {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	backends := map[string]func(t *testing.T) []gsession.Storage{
+		"memory": func(t *testing.T) []gsession.Storage {
+			return []gsession.Storage{newMemory(t, gfsession.MemoryConfig{UserKey: "uid", MaxSessionsPerUser: max})}
+		},
+		"file": func(t *testing.T) []gsession.Storage {
+			dir := t.TempDir()
+			var list []gsession.Storage
+			for i := 0; i < 3; i++ {
+				list = append(list, newFile(t, gfsession.FileConfig{Path: dir, UserKey: "uid", MaxSessionsPerUser: max}))
+			}
+			return list
+		},
+	}
+	for _, dialect := range dbDialects {
+		backends["db/"+dialect] = func(t *testing.T) []gsession.Storage {
+			db := openTestDB(t, dbTestLink(t, dialect))
+			table := testTable(t, db)
+			var list []gsession.Storage
+			for i := 0; i < 3; i++ {
+				list = append(list, newDB(t, db, gfsession.DBConfig{Table: table, UserKey: "uid", MaxSessionsPerUser: max, CleanupInterval: -1}))
+			}
+			return list
+		}
+	}
+	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
+		backends[kind] = func(t *testing.T) []gsession.Storage {
+			return redisLimitedStorages(t, kind, client, max)
+		}
+	}
+	return backends
+}
+
+// redisLimitedStorages returns three storages of `kind` on `client` sharing
+// one prefix, with maxSessionsPerUser `max`.
+func redisLimitedStorages(t *testing.T, kind string, client *gredis.Redis, max int) []gsession.Storage {
+	prefix := redisTestPrefix()
+	var list []gsession.Storage
+	for i := 0; i < 3; i++ {
+		list = append(list, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", MaxSessionsPerUser: max}))
+	}
+	return list
+}
+
+// liveOf returns the ids among `ids` whose session `st` holds for `user`.
+func liveOf(t *testing.T, st gsession.Storage, user string, ids []string) []string {
+	t.Helper()
+	var live []string
+	for _, id := range ids {
+		data, err := st.GetSession(context.Background(), id, time.Hour)
+		require.NoError(t, err)
+		if data != nil && data.Get("uid") == user {
+			live = append(live, id)
+		}
+	}
+	return live
+}
+
+// TestSessionLimit_OneLoginPerAccount: with maxSessionsPerUser 1, a login
+// signs out the user's other session on every storage, and leaves other
+// users and anonymous sessions alone.
+func TestSessionLimit_OneLoginPerAccount(t *testing.T) {
+	for name, newStorages := range limitedStorages(t, 1) {
+		t.Run(name, func(t *testing.T) {
+			storages := newStorages(t)
+			first, second := gsession.New(time.Hour, storages[0]), gsession.New(time.Hour, storages[len(storages)-1])
+			phone, laptop, bob, anon := gfsession.NewSessionId(), gfsession.NewSessionId(), gfsession.NewSessionId(), gfsession.NewSessionId()
+			redisReq(t, first, bob, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "bob")) })
+			redisReq(t, first, anon, func(s *gsession.Session) { require.NoError(t, s.Set("cart", 1)) })
+			redisReq(t, first, phone, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "alice")) })
+			assert.Equal(t, []string{phone}, liveOf(t, storages[0], "alice", []string{phone}))
+
+			// The laptop logs in (after an anonymous visit): the phone is
+			// signed out.
+			redisReq(t, second, laptop, func(s *gsession.Session) { require.NoError(t, s.Set("cart", 2)) })
+			redisReq(t, second, laptop, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "alice")) })
+			assert.Equal(t, []string{laptop}, liveOf(t, storages[0], "alice", []string{phone, laptop}), "one login per account")
+			assert.Equal(t, []string{bob}, liveOf(t, storages[0], "bob", []string{bob}), "another user was signed out")
+			data, err := storages[0].GetSession(context.Background(), anon, time.Hour)
+			require.NoError(t, err)
+			assert.NotNil(t, data, "an anonymous session was destroyed")
+
+			// A write that leaves the user alone is no login: nothing more.
+			redisReq(t, second, laptop, func(s *gsession.Session) { require.NoError(t, s.Set("page", 3)) })
+			assert.Equal(t, []string{laptop}, liveOf(t, storages[0], "alice", []string{laptop}))
+		})
+	}
+}
+
+// TestSessionLimit_ConcurrentLogins logs one user in 20 times at once,
+// through several storages sharing one backend, with maxSessionsPerUser 2:
+// exactly 2 sessions are left, and the user's listing agrees.
+func TestSessionLimit_ConcurrentLogins(t *testing.T) {
+	for name, newStorages := range limitedStorages(t, 2) {
+		t.Run(name, func(t *testing.T) { concurrentLogins(t, newStorages(t), 2) })
+	}
+}
+
+// concurrentLogins logs user "alice" in 20 times at once through
+// `storages` in turn and checks that `max` sessions are left.
+func concurrentLogins(t *testing.T, storages []gsession.Storage, max int) {
+	const logins = 20
+	var (
+		ids   = make([]string, logins)
+		start = make(chan struct{})
+		wg    sync.WaitGroup
+	)
+	for i := range ids {
+		ids[i] = gfsession.NewSessionId()
+		m := gsession.New(time.Hour, storages[i%len(storages)])
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			<-start
+			s := m.New(redisReqCtx(), id)
+			assert.NoError(t, s.Set("uid", "alice"))
+			assert.NoError(t, s.Close())
+		}(ids[i])
+	}
+	close(start)
+	wg.Wait()
+	assert.Len(t, liveOf(t, storages[0], "alice", ids), max, "live sessions after %d concurrent logins", logins)
+	list, err := storages[0].(gfsession.Admin).Sessions(context.Background(), "alice")
+	require.NoError(t, err)
+	assert.Len(t, list, max, "Sessions")
+}
