@@ -102,6 +102,10 @@ type SessionInfo struct {
 	// Current reports whether this is the session of the request whose
 	// context Sessions was given.
 	Current bool `json:"current"`
+	// ClientIP and UserAgent are those of the request that created or last
+	// wrote the session, with the storage option clientInfo; "" without.
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
 }
 
 // finishSessions orders `list` most recently active first and marks the

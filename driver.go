@@ -83,6 +83,7 @@ type sessionWriter struct {
 	maxBlob     int64         // the largest envelope put may write; 0: no limit
 	maxBlobKey  string        // the config key that sets maxBlob, for messages
 	limit       *sessionLimit // maxSessionsPerUser; nil for none
+	clientInfo  bool          // keep the request's client info (ClientInfo)
 }
 
 // loaded returns `data`, just loaded from session `id` created at
@@ -136,7 +137,11 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		}
 	}
 	var err error
-	if sw.blob, err = w.encode(id, sw.created, data); err != nil {
+	client := ""
+	if w.clientInfo {
+		client = clientInfo(ctx)
+	}
+	if sw.blob, err = w.encode(id, sw.created, data, client); err != nil {
 		return err
 	}
 	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.holds); !ok {
@@ -180,8 +185,8 @@ func (w *sessionWriter) holds(ctx context.Context, l *loaded) (bool, error) {
 // encode returns the envelope of session `id`, created at `created`, holding
 // `data`, or an error if it cannot be encoded or is larger than maxBlob:
 // never write what could not be read back.
-func (w *sessionWriter) encode(id string, created time.Time, data map[string]any) ([]byte, error) {
-	blob, err := w.env.encodeSession(id, created, data)
+func (w *sessionWriter) encode(id string, created time.Time, data map[string]any, client string) ([]byte, error) {
+	blob, err := w.env.encodeSessionClient(id, created, data, client)
 	if err != nil {
 		return nil, gerror.Wrapf(err, `gfsession: %s storage: session %q`, w.backend, shortId(id))
 	}

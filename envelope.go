@@ -8,6 +8,7 @@ import (
 
 	"github.com/gogf/gf/v2/crypto/gaes"
 	"github.com/gogf/gf/v2/frame/g"
+	"github.com/gogf/gf/v2/net/ghttp"
 	"github.com/gogf/gf/v2/os/gsession"
 )
 
@@ -15,11 +16,14 @@ import (
 //
 //	0xF5 'G' 'S'   magic (0xF5 never starts valid UTF-8 or JSON)
 //	version        1 byte, currently 1
-//	flags          1 byte: low 4 bits codec id, 0x10 sealed
+//	flags          1 byte: low 4 bits codec id, 0x10 sealed, 0x20 client
 //	created-at     8 bytes, big-endian Unix milliseconds
 //	payload        codec bytes, or, when sealed, key id + nonce + AES-256-GCM
 //	               ciphertext authenticated with the 13 header bytes and the
-//	               session id (a blob copied to another id does not open)
+//	               session's handle (a blob copied to another does not open);
+//	               with the client flag, the codec bytes (sealed or not) are
+//	               preceded by the client's info: a uvarint length and the
+//	               client IP, a NUL byte and the User-Agent
 //
 // A single value (one field of a Redis hash) is stored as
 //
@@ -31,7 +35,11 @@ const (
 	envelopeVersion = 1
 	headerSize      = 13
 	flagSealed      = 0x10
+	flagClient      = 0x20
 	flagCodecMask   = 0x0F
+	// maxClientInfo bounds the client info kept with a session: an IP and
+	// a User-Agent, cut to fit.
+	maxClientInfo = 512
 )
 
 // envelopeMagic is how every whole-session envelope starts.
@@ -68,14 +76,23 @@ func (e *envelope) flags() byte {
 // at `created`. A value that the codec cannot store so that it comes back
 // (see CodecBinary) is an error naming its session key (CodeInvalidParameter).
 func (e *envelope) encodeSession(id string, created time.Time, data map[string]any) ([]byte, error) {
-	buf := make([]byte, headerSize, headerSize+64+16*len(data))
+	return e.encodeSessionClient(id, created, data, "")
+}
+
+// encodeSessionClient is encodeSession keeping `client` (clientInfo's
+// "ip\x00user-agent", "" for none) with the session.
+func (e *envelope) encodeSessionClient(id string, created time.Time, data map[string]any, client string) ([]byte, error) {
+	buf := make([]byte, headerSize, headerSize+64+len(client)+16*len(data))
 	copy(buf, envelopeMagic)
 	buf[3], buf[4] = envelopeVersion, e.flags()
 	binary.BigEndian.PutUint64(buf[5:], uint64(created.UnixMilli()))
-	if e.keys == nil {
-		return e.codec.encodeMap(buf, data)
+	if client != "" {
+		buf[4] |= flagClient
 	}
-	plain, err := e.codec.encodeMap(nil, data)
+	if e.keys == nil {
+		return e.codec.encodeMap(appendClient(buf, client), data)
+	}
+	plain, err := e.codec.encodeMap(appendClient(nil, client), data)
 	if err != nil {
 		return nil, err
 	}
@@ -92,60 +109,105 @@ func (e *envelope) encodeSession(id string, created time.Time, data map[string]a
 // the backend forge a session. Decoded strings may share the memory of
 // `stored`.
 func (e *envelope) decodeSession(id string, stored string) (data map[string]any, created time.Time, err error) {
+	data, created, _, err = e.decodeSessionClient(id, stored)
+	return data, created, err
+}
+
+// decodeSessionClient is decodeSession, also returning the client info
+// stored with the session ("" for none).
+func (e *envelope) decodeSessionClient(id string, stored string) (data map[string]any, created time.Time, client string, err error) {
 	if len(stored) >= headerSize && strings.HasPrefix(stored, envelopeMagic) {
-		data, created, err = e.decodeCurrent(id, stored)
+		data, created, client, err = e.decodeCurrent(id, stored)
 		if err == nil {
-			return data, created, nil
+			return data, created, client, nil
 		}
 		// 1 in 2^24 legacy file blobs starts with these bytes by chance.
 		if e.keys == nil {
 			if legacy, lerr := decodeLegacy([]byte(stored)); lerr == nil {
-				return legacy, time.Time{}, nil
+				return legacy, time.Time{}, "", nil
 			}
 		}
-		return nil, time.Time{}, err
+		return nil, time.Time{}, "", err
 	}
 	if e.keys != nil {
-		return nil, time.Time{}, errCorrupt("unsealed data refused: cryptoKeys are configured")
+		return nil, time.Time{}, "", errCorrupt("unsealed data refused: cryptoKeys are configured")
 	}
 	data, err = decodeLegacy([]byte(stored))
-	return data, time.Time{}, err
+	return data, time.Time{}, "", err
 }
 
-func (e *envelope) decodeCurrent(id string, stored string) (map[string]any, time.Time, error) {
+func (e *envelope) decodeCurrent(id string, stored string) (map[string]any, time.Time, string, error) {
 	if stored[3] != envelopeVersion {
-		return nil, time.Time{}, errCorrupt("unknown envelope version")
+		return nil, time.Time{}, "", errCorrupt("unknown envelope version")
 	}
 	flags := stored[4]
 	codec := codecById(flags & flagCodecMask)
-	if codec == nil || flags&^(flagCodecMask|flagSealed) != 0 {
-		return nil, time.Time{}, errCorrupt("unknown envelope flags")
+	if codec == nil || flags&^(flagCodecMask|flagSealed|flagClient) != 0 {
+		return nil, time.Time{}, "", errCorrupt("unknown envelope flags")
 	}
 	created := time.UnixMilli(int64(binary.BigEndian.Uint64([]byte(stored[5:headerSize]))))
 	payload := stored[headerSize:]
 	if flags&flagSealed != 0 {
 		if e.keys == nil {
-			return nil, time.Time{}, errCorrupt("session is sealed but no cryptoKeys are configured")
+			return nil, time.Time{}, "", errCorrupt("session is sealed but no cryptoKeys are configured")
 		}
 		aad := make([]byte, 0, headerSize+len(id))
 		aad = append(append(aad, stored[:headerSize]...), id...)
 		plain, err := e.keys.open([]byte(payload), aad)
 		if err != nil {
-			return nil, time.Time{}, err
+			return nil, time.Time{}, "", err
 		}
 		payload = string(plain)
 	} else if e.keys != nil {
-		return nil, time.Time{}, errCorrupt("session is not sealed but cryptoKeys are configured")
+		return nil, time.Time{}, "", errCorrupt("session is not sealed but cryptoKeys are configured")
+	}
+	var client string
+	if flags&flagClient != 0 {
+		n, size := binary.Uvarint([]byte(payload[:min(len(payload), binary.MaxVarintLen64)]))
+		if size <= 0 || n > maxClientInfo || uint64(len(payload)-size) < n {
+			return nil, time.Time{}, "", errCorrupt("truncated client info")
+		}
+		client, payload = payload[size:size+int(n)], payload[size+int(n):]
 	}
 	v, err := codec.decode(payload)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, "", err
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, time.Time{}, errCorrupt("session is not a map")
+		return nil, time.Time{}, "", errCorrupt("session is not a map")
 	}
-	return m, created, nil
+	return m, created, client, nil
+}
+
+// appendClient appends the client info `client` as the envelope stores it
+// (a uvarint length, then the bytes) to `buf`; nothing for "".
+func appendClient(buf []byte, client string) []byte {
+	if client == "" {
+		return buf
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(client)))
+	return append(buf, client...)
+}
+
+// clientInfo returns what clientInfo keeps of the ghttp request in `ctx`:
+// "ip\x00user-agent", cut to maxClientInfo bytes, or "" outside a request.
+func clientInfo(ctx context.Context) string {
+	r := ghttp.RequestFromCtx(ctx)
+	if r == nil {
+		return ""
+	}
+	info := strings.ReplaceAll(r.GetClientIp(), "\x00", "") + "\x00" + strings.ReplaceAll(r.UserAgent(), "\x00", "")
+	if len(info) > maxClientInfo {
+		info = strings.ToValidUTF8(info[:maxClientInfo], "")
+	}
+	return info
+}
+
+// splitClient splits client info into the IP and the User-Agent.
+func splitClient(client string) (ip, userAgent string) {
+	ip, userAgent, _ = strings.Cut(client, "\x00")
+	return ip, userAgent
 }
 
 // decodeLegacy reads the formats gf's own storages write.

@@ -1,12 +1,16 @@
 package gfsession_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/gogf/gf/v2/database/gredis"
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
@@ -16,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goframe-contrib/gfsession"
+	"github.com/goframe-contrib/gfsession/internal/testredis"
 )
 
 // handlesOf returns the handles of `list`, sorted.
@@ -176,5 +181,99 @@ func TestAdmin_SignOutOthersOverHTTP(t *testing.T) {
 			devices, _ = body["devices"].([]any)
 			assert.Len(t, devices, 1)
 		})
+	}
+}
+
+// clientInfoStorages returns a constructor of each storage with userKey
+// "user" and clientInfo on, sealed (`sealed`) or not.
+func clientInfoStorages(t *testing.T, sealed bool) map[string]func(t *testing.T) gsession.Storage {
+	var keys [][]byte
+	if sealed {
+		keys = [][]byte{bytes.Repeat([]byte{7}, 32)}
+	}
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	storages := map[string]func(t *testing.T) gsession.Storage{
+		"file": func(t *testing.T) gsession.Storage {
+			return newFile(t, gfsession.FileConfig{Path: t.TempDir(), UserKey: "user", ClientInfo: true, CryptoKeys: keys})
+		},
+		"db": func(t *testing.T) gsession.Storage {
+			db := openTestDB(t, dbTestLink(t, "pgsql"))
+			return newDB(t, db, gfsession.DBConfig{Table: testTable(t, db), UserKey: "user", ClientInfo: true, CryptoKeys: keys})
+		},
+	}
+	if !sealed {
+		storages["memory"] = func(t *testing.T) gsession.Storage {
+			return newMemory(t, gfsession.MemoryConfig{UserKey: "user", ClientInfo: true})
+		}
+	}
+	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
+		storages[kind] = func(t *testing.T) gsession.Storage {
+			return newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: "user", ClientInfo: true, CryptoKeys: keys})
+		}
+	}
+	return storages
+}
+
+// TestAdmin_ClientInfo: with clientInfo, the devices list tells each
+// session's client IP and User-Agent, those of the request that last wrote
+// it, on every storage, sealed or not.
+func TestAdmin_ClientInfo(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		for name, newStorage := range clientInfoStorages(t, sealed) {
+			t.Run(fmt.Sprintf("%s/sealed=%v", name, sealed), func(t *testing.T) {
+				base := startApp(t, newStorage(t), appOptions{routes: func(group *ghttp.RouterGroup) {
+					group.GET("/devices", func(r *ghttp.Request) {
+						list, err := gfsession.UserSessions(r)
+						if err != nil {
+							r.Response.WriteStatus(http.StatusInternalServerError, err.Error())
+							return
+						}
+						r.Response.WriteJson(g.Map{"devices": list})
+					})
+				}})
+				send := func(method, path, sid, agent string) (map[string]any, string) {
+					req, err := http.NewRequest(method, base+path, nil)
+					require.NoError(t, err)
+					req.Header.Set("User-Agent", agent)
+					if sid != "" {
+						req.Header.Set("Cookie", sessionCookie+"="+sid)
+					}
+					res, err := http.DefaultClient.Do(req)
+					require.NoError(t, err)
+					defer res.Body.Close()
+					require.Equal(t, http.StatusOK, res.StatusCode)
+					var body map[string]any
+					require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+					for _, c := range res.Cookies() {
+						if c.Name == sessionCookie {
+							sid = c.Value
+						}
+					}
+					return body, sid
+				}
+				_, phone := send(http.MethodPost, "/login?user=alice", "", "TestPhone/1.0")
+				_, laptop := send(http.MethodPost, "/login?user=alice", "", "TestLaptop/2.0")
+				body, _ := send(http.MethodGet, "/devices", laptop, "TestLaptop/2.0")
+				agents := map[string]string{}
+				for _, d := range body["devices"].([]any) {
+					info := d.(map[string]any)
+					agents[info["handle"].(string)] = fmt.Sprint(info["userAgent"])
+					assert.Equal(t, "127.0.0.1", info["clientIp"])
+				}
+				assert.Equal(t, map[string]string{
+					gfsession.Handle(phone):  "TestPhone/1.0",
+					gfsession.Handle(laptop): "TestLaptop/2.0",
+				}, agents)
+				// The phone writes from another browser: the last writer's.
+				send(http.MethodPost, "/counter", phone, "TestPhone/1.1")
+				body, _ = send(http.MethodGet, "/devices", laptop, "TestLaptop/2.0")
+				for _, d := range body["devices"].([]any) {
+					if info := d.(map[string]any); info["handle"] == gfsession.Handle(phone) {
+						assert.Equal(t, "TestPhone/1.1", info["userAgent"])
+					}
+				}
+			})
+		}
 	}
 }

@@ -150,6 +150,11 @@ type DBConfig struct {
 	// "one login per account". 0 means no bound; a negative value, or one
 	// without UserKey, is an error.
 	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
+	// ClientInfo keeps with each session the client IP and User-Agent of
+	// the request that created or last wrote it (from the ghttp request in
+	// the context), for Admin.Sessions. Off by default: it is personal
+	// data. Sealed with the session when CryptoKeys are set.
+	ClientInfo bool `json:"clientInfo"`
 	// Timeout bounds each statement (on top of the request's context), so
 	// that a database that stops answering fails requests instead of hanging
 	// them, whatever the driver does with the context. 0 means
@@ -313,7 +318,7 @@ func (s *StorageDB) prepare() error {
 	}
 	s.buildSQL()
 	s.w = sessionWriter{backend: TypeDB, tracker: &s.tracker, env: s.env, driver: dbDriver{s},
-		userKey: c.UserKey, maxLifetime: c.MaxLifetime}
+		userKey: c.UserKey, maxLifetime: c.MaxLifetime, clientInfo: c.ClientInfo}
 	if c.MaxSessionsPerUser > 0 {
 		s.w.limit = &sessionLimit{backend: TypeDB, max: c.MaxSessionsPerUser, list: s.userSessions,
 			destroy: func(ctx context.Context, _, handle string) error { return s.DestroyHandle(ctx, handle) }}
@@ -392,7 +397,8 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 // its data is still what was read, and a failure only logs: the read
 // succeeded.
 func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.Time, data map[string]any) {
-	blob, err := s.env.encodeSession(id, created, data)
+	_, _, client, _ := s.env.decodeSessionClient(id, stored)
+	blob, err := s.env.encodeSessionClient(id, created, data, client)
 	if err == nil {
 		_, err = s.exec(ctx, stmtPoint, s.sqlReseal, blob, id, []byte(stored))
 	}
@@ -745,11 +751,17 @@ func (s *StorageDB) userSessions(ctx context.Context, userId string) ([]SessionI
 		if lifetimeLeft(created, s.config.MaxLifetime, time.Hour, time.Now()) <= 0 {
 			continue
 		}
-		list = append(list, SessionInfo{
+		info := SessionInfo{
 			Handle:     rec["id"].String(),
 			Created:    created,
 			LastActive: lastActive(time.UnixMilli(rec["expires_at"].Int64()), ttl),
-		})
+		}
+		if s.config.ClientInfo {
+			if _, _, client, err := s.env.decodeSessionClient(info.Handle, rec["data"].String()); err == nil {
+				info.ClientIP, info.UserAgent = splitClient(client)
+			}
+		}
+		list = append(list, info)
 	}
 	return list, nil
 }

@@ -118,6 +118,11 @@ type FileConfig struct {
 	// "one login per account". 0 means no bound; a negative value, or one
 	// without UserKey, is an error.
 	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
+	// ClientInfo keeps with each session the client IP and User-Agent of
+	// the request that created or last wrote it (from the ghttp request in
+	// the context), for Admin.Sessions. Off by default: it is personal
+	// data. Sealed with the session when CryptoKeys are set.
+	ClientInfo bool `json:"clientInfo"`
 	// MaxFileSize is the largest session file in bytes. A session that
 	// encodes to more fails to be written (Session.Close returns the error,
 	// and the stored session stays as it was); a larger file found in the
@@ -222,7 +227,7 @@ func NewStorageFile(config FileConfig) (*StorageFile, error) {
 	}
 	s := &StorageFile{config: config, dir: dir, maxSize: config.MaxFileSize, envelope: env}
 	s.w = sessionWriter{backend: TypeFile, tracker: &s.tracker, env: env, driver: fileDriver{s}, userKey: config.UserKey,
-		maxLifetime: config.MaxLifetime, maxBlob: config.MaxFileSize, maxBlobKey: "maxFileSize"}
+		maxLifetime: config.MaxLifetime, maxBlob: config.MaxFileSize, maxBlobKey: "maxFileSize", clientInfo: config.ClientInfo}
 	if config.MaxSessionsPerUser > 0 {
 		s.w.limit = &sessionLimit{backend: TypeFile, max: config.MaxSessionsPerUser, list: s.userSessions,
 			destroy: func(ctx context.Context, _, handle string) error { return s.DestroyHandle(ctx, handle) }}
@@ -767,7 +772,8 @@ var errSessionGone = errors.New("session deleted or changed")
 // replaced only if it still holds what was read, and a failure only logs:
 // the read succeeded.
 func (s *StorageFile) reseal(ctx context.Context, id, path string, stored []byte, created time.Time, data map[string]any) {
-	b, err := s.envelope.encodeSession(id, created, data)
+	_, _, client, _ := s.envelope.decodeSessionClient(id, string(stored))
+	b, err := s.envelope.encodeSessionClient(id, created, data, client)
 	if err == nil {
 		err = s.writeFile(path, b, func() error {
 			if cur, err := s.readSessionFile(path); err != nil || !bytes.Equal(cur, stored) {
@@ -1230,18 +1236,19 @@ func (s *StorageFile) sessionInfo(name, userId string, maxTTL time.Duration, now
 	if b == nil || err != nil {
 		return SessionInfo{}, false, err
 	}
-	data, created, err := s.envelope.decodeSession(name, string(b))
+	data, created, client, err := s.envelope.decodeSessionClient(name, string(b))
 	if err != nil || userOf(data, s.config.UserKey) != userId ||
 		lifetimeLeft(created, s.config.MaxLifetime, time.Hour, now) <= 0 {
 		return SessionInfo{}, false, nil
 	}
+	ip, ua := splitClient(client)
 	// The file's time is set while it is written, a moment before the
 	// creation time the write stores may be taken.
 	active := fi.ModTime()
 	if active.Before(created) {
 		active = created
 	}
-	return SessionInfo{Handle: name, Created: created, LastActive: active}, true, nil
+	return SessionInfo{Handle: name, Created: created, LastActive: active, ClientIP: ip, UserAgent: ua}, true, nil
 }
 
 // Users calls `fn` with each user that has live sessions, and their number

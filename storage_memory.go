@@ -48,6 +48,11 @@ type MemoryConfig struct {
 	// "one login per account". 0 (or, from code, a negative value) means no bound; so does a value
 	// without UserKey in code (the config map refuses one).
 	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
+	// ClientInfo keeps with each session the client IP and User-Agent of
+	// the request that created or last wrote it (from the ghttp request in
+	// the context), for Admin.Sessions. Off by default: it is personal
+	// data.
+	ClientInfo bool `json:"clientInfo"`
 }
 
 // normalize applies the defaults of `c`: DefaultMemoryCleanupInterval for a
@@ -94,6 +99,7 @@ type memoryShard struct {
 // memoryEntry is one session. Its data map is never mutated once stored: a
 // write replaces the entry's map with a new one.
 type memoryEntry struct {
+	client  string // ClientInfo's "ip\x00user-agent", "" for none
 	data    map[string]any
 	user    string       // value of MemoryConfig.UserKey in data
 	created int64        // Unix nanoseconds
@@ -213,6 +219,10 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		return err
 	}
 	s.ttl.note(ttl)
+	client := ""
+	if s.config.ClientInfo {
+		client = clientInfo(ctx)
+	}
 	r := s.tracker.resolve(ctx, sessionData, sessionId)
 	now := time.Now().UnixNano()
 	holds := func(_ context.Context, l *loaded) (bool, error) { return s.holds(l, now), nil }
@@ -246,7 +256,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	} else if c := r.keptCreated(); !c.IsZero() {
 		created = c.UnixNano() // carried over by RegenerateId
 	}
-	e := s.install(sh, sessionId, data, created, now, ttl)
+	e := s.install(sh, sessionId, data, created, now, ttl, client)
 	sh.mu.Unlock()
 	if e.added && s.config.MaxSessions > 0 {
 		s.evict(sessionId, now)
@@ -332,8 +342,8 @@ type installed struct {
 
 // install stores `data` as session `id` in shard `sh`, whose lock the
 // caller holds, and moves the session in the user index.
-func (s *StorageMemory) install(sh *memoryShard, id string, data map[string]any, created, now int64, ttl time.Duration) installed {
-	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey)}
+func (s *StorageMemory) install(sh *memoryShard, id string, data map[string]any, created, now int64, ttl time.Duration, client string) installed {
+	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey), client: client}
 	e.expires.Store(s.expiry(created, now, ttl))
 	old, exists := sh.m[id]
 	if !exists {
@@ -628,10 +638,13 @@ func (s *StorageMemory) userSessions(ctx context.Context, userId string) ([]Sess
 		if e == nil || e.user != userId || !s.alive(e, now) {
 			continue
 		}
+		ip, ua := splitClient(e.client)
 		list = append(list, SessionInfo{
 			Handle:     Handle(id),
 			Created:    time.Unix(0, e.created),
 			LastActive: lastActive(time.Unix(0, e.expires.Load()), ttl),
+			ClientIP:   ip,
+			UserAgent:  ua,
 		})
 	}
 	return list, nil

@@ -88,6 +88,12 @@ type RedisConfig struct {
 	// "one login per account". 0 means no bound; a negative value, or one
 	// without UserKey, is an error.
 	MaxSessionsPerUser int `json:"maxSessionsPerUser"`
+	// ClientInfo keeps with each session the client IP and User-Agent of
+	// the request that created or last wrote it (from the ghttp request in
+	// the context), for Admin.Sessions. Off by default: it is personal
+	// data. Sealed with the session when CryptoKeys are set. (StorageRedisHash
+	// keeps it in the reserved field "\\x00client".)
+	ClientInfo bool `json:"clientInfo"`
 	// UserIndexTTL is how long a user's index lives after the user's last
 	// login, and how long an index entry lives at all: every login trims the
 	// entries older than that. It must exceed how long a session may stay
@@ -128,6 +134,7 @@ func newRedisStore(backend string, client *gredis.Redis, config []RedisConfig) (
 		maxLifetime:  c.MaxLifetime,
 		userKey:      c.UserKey,
 		maxPerUser:   c.MaxSessionsPerUser,
+		clientInfo:   c.ClientInfo,
 		userIndexTTL: c.UserIndexTTL,
 		env:          env,
 	}, nil
@@ -224,7 +231,7 @@ func NewStorageRedis(redis *gredis.Redis, config ...RedisConfig) (*StorageRedis,
 func newStorageRedisOn(r *redisStore) *StorageRedis {
 	s := &StorageRedis{redisShared: redisShared{r: r, keyType: "string"}}
 	s.w = sessionWriter{backend: r.backend, tracker: &r.tracker, env: r.env, driver: redisDriver{r},
-		userKey: r.userKey, maxLifetime: r.maxLifetime}
+		userKey: r.userKey, maxLifetime: r.maxLifetime, clientInfo: r.clientInfo}
 	s.w.limit = r.newLimit(s.userSessions)
 	return s
 }
@@ -316,7 +323,8 @@ return 0
 // the old key needed for as long as it lives. It replaces the value only if
 // no write came in between, and a failure only logs: the read succeeded.
 func (r *redisStore) reseal(ctx context.Context, id, stored string, created time.Time, data map[string]any) {
-	blob, err := r.env.encodeSession(id, created, data)
+	_, _, client, _ := r.env.decodeSessionClient(id, stored)
+	blob, err := r.env.encodeSessionClient(id, created, data, client)
 	if err == nil {
 		_, err = r.eval(ctx, resealScript, id, stored, blob)
 	}
@@ -553,17 +561,18 @@ func (s *StorageRedis) Sessions(ctx context.Context, userId string) ([]SessionIn
 // userSessions is Sessions, unordered and without Current.
 func (s *StorageRedis) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
 	r := s.r
-	return r.sessions(ctx, userId, func(name string) (time.Time, bool, error) {
+	return r.sessions(ctx, userId, func(name string) (SessionInfo, bool, error) {
 		v, err := r.do(ctx, name, "GET", r.key(name))
 		if err != nil || v == nil || v.IsNil() {
-			return time.Time{}, false, err
+			return SessionInfo{}, false, err
 		}
-		data, created, err := r.env.decodeSession(name, v.String())
+		data, created, client, err := r.env.decodeSessionClient(name, v.String())
 		if err != nil || userOf(data, r.userKey) != userId ||
 			lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
-			return time.Time{}, false, nil
+			return SessionInfo{}, false, nil
 		}
-		return created, true, nil
+		ip, ua := splitClient(client)
+		return SessionInfo{Created: created, ClientIP: ip, UserAgent: ua}, true, nil
 	})
 }
 

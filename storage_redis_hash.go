@@ -36,6 +36,11 @@ const hashManifestField = "\x00manifest"
 // misses a session stored under the user.
 const hashUserIndexField = "\x00uidx"
 
+// hashClientField is the reserved hash field that, with ClientInfo, holds
+// the client IP and User-Agent of the request that last wrote the session,
+// as a value sealed for the session and this field name when sealed.
+const hashClientField = "\x00client"
+
 // hashCASTries is how often a sealed write is tried again when concurrent
 // writes of the same session changed its manifest in between (see
 // writeSealed). Each failed try means another write succeeded.
@@ -140,6 +145,7 @@ local raw = redis.call('HGET', key, cf)
 local n = redis.call('HLEN', key)
 if raw then n = n - 1 end
 if redis.call('HGET', key, string.char(0) .. 'uidx') then n = n - 1 end
+if redis.call('HGET', key, string.char(0) .. 'client') then n = n - 1 end
 if n <= 0 then
   redis.call('DEL', key)
   return 0
@@ -625,6 +631,13 @@ func (s *StorageRedisHash) setSession(ctx context.Context, sessionId string, ses
 	uidx, err := s.moveUser(ctx, sessionId, &d, meta.uidx, login, from, to)
 	if err != nil {
 		return err
+	}
+	if client := clientInfo(ctx); s.r.clientInfo && client != "" {
+		v, err := s.r.env.encodeValue(sessionId, hashClientField, client)
+		if err != nil {
+			return err
+		}
+		d.set = append(d.set, hashClientField, v)
 	}
 	var (
 		result hashWrite

@@ -2,6 +2,7 @@ package gfsession
 
 import (
 	"context"
+	"fmt"
 	mrand "math/rand/v2"
 	"strconv"
 	"time"
@@ -176,14 +177,14 @@ func (s *StorageRedisHash) Sessions(ctx context.Context, userId string) ([]Sessi
 func (s *StorageRedisHash) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
 	r := s.r
 	field := hashField(r.userKey)
-	return r.sessions(ctx, userId, func(name string) (time.Time, bool, error) {
-		v, err := r.do(ctx, name, "HMGET", r.key(name), field, hashCreatedField)
+	return r.sessions(ctx, userId, func(name string) (SessionInfo, bool, error) {
+		v, err := r.do(ctx, name, "HMGET", r.key(name), field, hashCreatedField, hashClientField)
 		if err != nil {
-			return time.Time{}, false, err
+			return SessionInfo{}, false, err
 		}
 		got := v.Strings()
-		if len(got) != 2 || got[0] == "" {
-			return time.Time{}, false, nil
+		if len(got) != 3 || got[0] == "" {
+			return SessionInfo{}, false, nil
 		}
 		var created time.Time
 		if ms, err := strconv.ParseInt(got[1], 10, 64); err == nil {
@@ -192,9 +193,15 @@ func (s *StorageRedisHash) userSessions(ctx context.Context, userId string) ([]S
 		user, err := s.decodeValue(name, r.userKey, created, got[0])
 		if err != nil || userOf(map[string]any{r.userKey: user}, r.userKey) != userId ||
 			lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
-			return time.Time{}, false, nil
+			return SessionInfo{}, false, nil
 		}
-		return created, true, nil
+		info := SessionInfo{Created: created}
+		if got[2] != "" {
+			if c, err := r.env.decodeValue(name, hashClientField, got[2]); err == nil {
+				info.ClientIP, info.UserAgent = splitClient(fmt.Sprint(c))
+			}
+		}
+		return info, true, nil
 	})
 }
 

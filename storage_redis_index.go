@@ -217,7 +217,7 @@ func (r *redisStore) errKeepsChanging(id string) error {
 // the user's index read in one call, then, per session listed, `inspect`,
 // which reports whether session `name` names the user and when it was
 // created, and its PTTL. Nothing is written.
-func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(name string) (created time.Time, ok bool, err error)) ([]SessionInfo, error) {
+func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(name string) (info SessionInfo, ok bool, err error)) ([]SessionInfo, error) {
 	if r.userKey == "" {
 		return nil, errNoUserKey(r.backend)
 	}
@@ -236,7 +236,7 @@ func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(n
 		if !IsValidSessionId(name) {
 			continue
 		}
-		created, ok, err := inspect(name)
+		info, ok, err := inspect(name)
 		if err != nil {
 			return nil, err
 		}
@@ -250,7 +250,8 @@ func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(n
 		if !live {
 			continue // gone since
 		}
-		list = append(list, SessionInfo{Handle: name, Created: created, LastActive: lastActive(expires, ttl)})
+		info.Handle, info.LastActive = name, lastActive(expires, ttl)
+		list = append(list, info)
 	}
 	return list, nil
 }

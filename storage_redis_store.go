@@ -35,6 +35,7 @@ type redisStore struct {
 	tracker      loadTracker
 	ttl          ttlSeen // for Sessions
 	maxPerUser   int     // RedisConfig.MaxSessionsPerUser
+	clientInfo   bool    // RedisConfig.ClientInfo
 	// noExpireTime: the server has no PEXPIRETIME (Redis < 7).
 	noExpireTime atomic.Bool
 
