@@ -40,6 +40,7 @@ func (d *device) call(method, path string, body any) (status, code int, data map
 	req, err := http.NewRequest(method, d.base+path, &payload)
 	require.NoError(d.t, err)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "example-test")
 	res, err := d.client.Do(req)
 	require.NoError(d.t, err)
 	defer res.Body.Close()
@@ -95,6 +96,10 @@ func TestExample_Devices(t *testing.T) {
 
 	devices := a.devices()
 	require.Len(t, devices, 2)
+	raw, _ := a.ok(http.MethodGet, "/api/devices", nil)["devices"].([]any)
+	for _, item := range raw {
+		assert.Equal(t, "example-test", item.(map[string]any)["userAgent"], "clientInfo: true in the config")
+	}
 	var other string
 	current := 0
 	for handle, isCurrent := range devices {
