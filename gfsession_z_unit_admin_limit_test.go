@@ -146,3 +146,48 @@ func concurrentLogins(t *testing.T, storages []gsession.Storage, max int) {
 	require.NoError(t, err)
 	assert.Len(t, list, max, "Sessions")
 }
+
+// TestSessionLimit_RedisRoundTrips counts Redis round trips with
+// maxSessionsPerUser and clientInfo on: a read-only request still costs
+// one, and a login that leaves the user within the limit costs one more
+// than without the limit (the user index, read to find there is nothing to
+// do). Through another gredis adapter (no pipelines) the limit still holds.
+func TestSessionLimit_RedisRoundTrips(t *testing.T) {
+	srv := testredis.Start(t)
+	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
+		t.Run(kind, func(t *testing.T) {
+			trips := func(max int) (readOnly, login int64) {
+				client, counter := newRedisCountingClient(t, srv.Addr)
+				st := newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: redisTestPrefix(), UserKey: "uid", MaxSessionsPerUser: max, ClientInfo: true})
+				m := gsession.New(time.Hour, st)
+				// Warm up the connection and the scripts.
+				for i := 0; i < 2; i++ {
+					warm := gfsession.NewSessionId()
+					redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "warm")) })
+					redisReq(t, m, warm, func(s *gsession.Session) { require.NoError(t, s.Set("n", i)) })
+				}
+				first := gfsession.NewSessionId()
+				redisReq(t, m, first, func(s *gsession.Session) { require.NoError(t, s.Set("cart", 1)) })
+				before := counter.calls.Load()
+				redisReq(t, m, first, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "alice")) })
+				login = counter.calls.Load() - before
+				before = counter.calls.Load()
+				redisReq(t, m, first, func(s *gsession.Session) { require.Equal(t, "alice", s.MustGet("uid").String()) })
+				return counter.calls.Load() - before, login
+			}
+			readOnly, limited := trips(2)
+			_, unlimited := trips(0)
+			assert.EqualValues(t, 1, readOnly, "a read-only request")
+			assert.Equal(t, unlimited+1, limited, "a login within the limit: one more round trip")
+		})
+		t.Run(kind+"/other adapter", func(t *testing.T) {
+			var storages []gsession.Storage
+			prefix := redisTestPrefix()
+			for i := 0; i < 3; i++ {
+				client, _ := newRedisOtherAdapterClient(t, srv.Addr)
+				storages = append(storages, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", MaxSessionsPerUser: 2}))
+			}
+			concurrentLogins(t, storages, 2)
+		})
+	}
+}

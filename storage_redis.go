@@ -11,6 +11,7 @@ import (
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
+	"github.com/gogf/gf/v2/util/gconv"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -232,7 +233,7 @@ func newStorageRedisOn(r *redisStore) *StorageRedis {
 	s := &StorageRedis{redisShared: redisShared{r: r, keyType: "string"}}
 	s.w = sessionWriter{backend: r.backend, tracker: &r.tracker, env: r.env, driver: redisDriver{r},
 		userKey: r.userKey, maxLifetime: r.maxLifetime, clientInfo: r.clientInfo}
-	s.w.limit = r.newLimit(s.userSessions)
+	s.w.limit = r.newLimit(s.sessionsOver)
 	return s
 }
 
@@ -560,19 +561,27 @@ func (s *StorageRedis) Sessions(ctx context.Context, userId string) ([]SessionIn
 
 // userSessions is Sessions, unordered and without Current.
 func (s *StorageRedis) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	return s.sessionsOver(ctx, userId, -1)
+}
+
+// sessionsOver is userSessions, but none when the user's index lists at
+// most `atMost` sessions (see redisStore.sessions).
+func (s *StorageRedis) sessionsOver(ctx context.Context, userId string, atMost int) ([]SessionInfo, error) {
 	r := s.r
-	return r.sessions(ctx, userId, func(name string) (SessionInfo, bool, error) {
-		v, err := r.do(ctx, name, "GET", r.key(name))
-		if err != nil || v == nil || v.IsNil() {
-			return SessionInfo{}, false, err
-		}
-		data, created, client, err := r.env.decodeSessionClient(name, v.String())
-		if err != nil || userOf(data, r.userKey) != userId ||
-			lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
-			return SessionInfo{}, false, nil
-		}
-		ip, ua := splitClient(client)
-		return SessionInfo{Created: created, ClientIP: ip, UserAgent: ua}, true, nil
+	return r.sessions(ctx, userId, atMost, sessionProbe{
+		args: func(key string) []any { return []any{"GET", key} },
+		judge: func(name string, reply any) (SessionInfo, bool) {
+			if reply == nil {
+				return SessionInfo{}, false
+			}
+			data, created, client, err := r.env.decodeSessionClient(name, gconv.String(reply))
+			if err != nil || userOf(data, r.userKey) != userId ||
+				lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
+				return SessionInfo{}, false
+			}
+			ip, ua := splitClient(client)
+			return SessionInfo{Created: created, ClientIP: ip, UserAgent: ua}, true
+		},
 	})
 }
 

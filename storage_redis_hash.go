@@ -263,7 +263,7 @@ func NewStorageRedisHash(redis *gredis.Redis, config ...RedisConfig) (*StorageRe
 // newStorageRedisHashOn returns the StorageRedisHash of `r`.
 func newStorageRedisHashOn(r *redisStore) *StorageRedisHash {
 	s := &StorageRedisHash{redisShared: redisShared{r: r, keyType: "hash"}}
-	s.limit = r.newLimit(s.userSessions)
+	s.limit = r.newLimit(s.sessionsOver)
 	return s
 }
 

@@ -6,6 +6,8 @@ import (
 	mrand "math/rand/v2"
 	"strconv"
 	"time"
+
+	"github.com/gogf/gf/v2/util/gconv"
 )
 
 // hashUserIndexScript records a login in a user index, as userIndexScript
@@ -175,16 +177,30 @@ func (s *StorageRedisHash) Sessions(ctx context.Context, userId string) ([]Sessi
 
 // userSessions is Sessions, unordered and without Current.
 func (s *StorageRedisHash) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	return s.sessionsOver(ctx, userId, -1)
+}
+
+// sessionsOver is userSessions, but none when the user's index lists at
+// most `atMost` sessions (see redisStore.sessions).
+func (s *StorageRedisHash) sessionsOver(ctx context.Context, userId string, atMost int) ([]SessionInfo, error) {
 	r := s.r
 	field := hashField(r.userKey)
-	return r.sessions(ctx, userId, func(name string) (SessionInfo, bool, error) {
-		v, err := r.do(ctx, name, "HMGET", r.key(name), field, hashCreatedField, hashClientField)
-		if err != nil {
-			return SessionInfo{}, false, err
-		}
-		got := v.Strings()
+	return r.sessions(ctx, userId, atMost, sessionProbe{
+		args: func(key string) []any { return []any{"HMGET", key, field, hashCreatedField, hashClientField} },
+		judge: func(name string, reply any) (SessionInfo, bool) {
+			return s.judgeSession(name, userId, gconv.Strings(reply))
+		},
+	})
+}
+
+// judgeSession tells from `got`, the user field, creation time and client
+// field of the hash of the session stored as `name`, whether it is live and
+// names user `userId`, with what Sessions shows of it.
+func (s *StorageRedisHash) judgeSession(name, userId string, got []string) (SessionInfo, bool) {
+	r := s.r
+	{
 		if len(got) != 3 || got[0] == "" {
-			return SessionInfo{}, false, nil
+			return SessionInfo{}, false
 		}
 		var created time.Time
 		if ms, err := strconv.ParseInt(got[1], 10, 64); err == nil {
@@ -193,7 +209,7 @@ func (s *StorageRedisHash) userSessions(ctx context.Context, userId string) ([]S
 		user, err := s.decodeValue(name, r.userKey, created, got[0])
 		if err != nil || userOf(map[string]any{r.userKey: user}, r.userKey) != userId ||
 			lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
-			return SessionInfo{}, false, nil
+			return SessionInfo{}, false
 		}
 		info := SessionInfo{Created: created}
 		if got[2] != "" {
@@ -201,8 +217,8 @@ func (s *StorageRedisHash) userSessions(ctx context.Context, userId string) ([]S
 				info.ClientIP, info.UserAgent = splitClient(fmt.Sprint(c))
 			}
 		}
-		return info, true, nil
-	})
+		return info, true
+	}
 }
 
 // Users calls `fn` with each user that has live sessions, and their number

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
+	"github.com/redis/go-redis/v9"
 )
 
 // userIndexScript records session ARGV[1] in the user index KEYS[1], in one
@@ -212,12 +213,25 @@ func (r *redisStore) errKeepsChanging(id string) error {
 		r.backend, r.prefix+shortId(id), redisCASTries)
 }
 
+// sessionProbe is how sessions reads one session of a user index: `args`
+// is the command reading what `judge` needs from the key `key`, and `judge`
+// tells from its reply whether session `name` is live and the user's, with
+// what Sessions shows of it but the handle and LastActive.
+type sessionProbe struct {
+	args  func(key string) []any
+	judge func(name string, reply any) (SessionInfo, bool)
+}
+
 // sessions returns the live sessions of user `userId`, unordered and
-// without Current (see Admin.Sessions):
-// the user's index read in one call, then, per session listed, `inspect`,
-// which reports whether session `name` names the user and when it was
-// created, and its PTTL. Nothing is written.
-func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(name string) (info SessionInfo, ok bool, err error)) ([]SessionInfo, error) {
+// without Current (see Admin.Sessions): the user's index read in one call,
+// then, for every session it lists, `probe`'s command and the key's expiry
+// (PEXPIRETIME), all in one pipeline through gf's go-redis adapter (one
+// round trip, on every master of a Cluster concurrently), else one command
+// at a time. When the index lists no more than `atMost` sessions (-1: no
+// such bound) it returns none and reads no session: maxSessionsPerUser's
+// check that a login left the user within the limit costs one round trip.
+// Nothing is written.
+func (r *redisStore) sessions(ctx context.Context, userId string, atMost int, probe sessionProbe) ([]SessionInfo, error) {
 	if r.userKey == "" {
 		return nil, errNoUserKey(r.backend)
 	}
@@ -229,17 +243,30 @@ func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(n
 	if err != nil {
 		return nil, err
 	}
+	names := make([]string, 0, len(entries)/2)
+	for i := 0; i < len(entries); i += 2 {
+		if IsValidSessionId(entries[i]) {
+			names = append(names, entries[i])
+		}
+	}
+	if atMost >= 0 && len(names) <= atMost {
+		return nil, nil
+	}
+	if r.raw != nil && !r.noExpireTime.Load() {
+		list, err := r.sessionsPipelined(ctx, names, probe)
+		if err == nil || !r.noExpireTime.Load() {
+			return list, err
+		}
+	}
 	ttl := r.ttl.get()
 	var list []SessionInfo
-	for i := 0; i < len(entries); i += 2 {
-		name := entries[i]
-		if !IsValidSessionId(name) {
-			continue
-		}
-		info, ok, err := inspect(name)
+	for _, name := range names {
+		args := probe.args(r.key(name))
+		reply, err := r.client.Do(ctx, args[0].(string), args[1:]...)
 		if err != nil {
-			return nil, err
+			return nil, r.wrap(err, args[0].(string), name)
 		}
+		info, ok := probe.judge(name, reply.Val())
 		if !ok {
 			continue
 		}
@@ -252,6 +279,52 @@ func (r *redisStore) sessions(ctx context.Context, userId string, inspect func(n
 		}
 		info.Handle, info.LastActive = name, lastActive(expires, ttl)
 		list = append(list, info)
+	}
+	return list, nil
+}
+
+// sessionsPipelined is the pipelined read of sessions. A server without
+// PEXPIRETIME sets noExpireTime and fails it: sessions then reads one
+// session at a time with PTTL.
+func (r *redisStore) sessionsPipelined(ctx context.Context, names []string, probe sessionProbe) ([]SessionInfo, error) {
+	reads := make([]*redis.Cmd, len(names))
+	expiries := make([]*redis.Cmd, len(names))
+	_, err := r.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, name := range names {
+			reads[i] = p.Do(ctx, probe.args(r.key(name))...)
+			expiries[i] = p.Do(ctx, "PEXPIRETIME", r.key(name))
+		}
+		return nil
+	})
+	ttl := r.ttl.get()
+	var list []SessionInfo
+	for i, name := range names {
+		reply, rerr := reads[i].Result()
+		ms, eerr := expiries[i].Int64()
+		switch {
+		case eerr != nil && strings.Contains(strings.ToLower(eerr.Error()), "unknown command"):
+			r.noExpireTime.Store(true)
+			return nil, eerr
+		case rerr == redis.Nil:
+			continue
+		case rerr != nil:
+			return nil, r.wrap(rerr, probe.args("")[0].(string), name)
+		case eerr != nil:
+			return nil, r.wrap(eerr, "PEXPIRETIME", name)
+		}
+		info, ok := probe.judge(name, reply)
+		if !ok || ms == -2 {
+			continue
+		}
+		expires := time.UnixMilli(ms)
+		if ms == -1 {
+			expires = time.Now()
+		}
+		info.Handle, info.LastActive = name, lastActive(expires, ttl)
+		list = append(list, info)
+	}
+	if err != nil && err != redis.Nil && len(list) == 0 && ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
 	return list, nil
 }

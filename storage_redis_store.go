@@ -393,11 +393,13 @@ func (r *redisStore) count(ctx context.Context, keyType string) (int, error) {
 
 // newLimit returns the sessionLimit of RedisConfig.MaxSessionsPerUser over
 // `list`, or nil without one.
-func (r *redisStore) newLimit(list func(ctx context.Context, userId string) ([]SessionInfo, error)) *sessionLimit {
+func (r *redisStore) newLimit(list func(ctx context.Context, userId string, atMost int) ([]SessionInfo, error)) *sessionLimit {
 	if r.maxPerUser <= 0 {
 		return nil
 	}
-	return &sessionLimit{backend: r.backend, max: r.maxPerUser, list: list,
+	max := r.maxPerUser
+	return &sessionLimit{backend: r.backend, max: max,
+		list:    func(ctx context.Context, userId string) ([]SessionInfo, error) { return list(ctx, userId, max) },
 		destroy: func(ctx context.Context, _, handle string) error { return r.destroyHandle(ctx, handle) }}
 }
 
