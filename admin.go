@@ -189,12 +189,20 @@ func (l *sessionLimit) apply(ctx context.Context, user string) {
 		return
 	}
 	sortByActivity(list)
+	// The sessions it destroys are not deleted by the request's own
+	// RemoveAll (even the request's session, which racing logins may push
+	// out): a further write of the request's map must not start them anew.
+	ctx = context.WithValue(ctx, callerCtxKey{}, context.WithValue(context.Background(), limitCtxKey{}, user))
 	for _, info := range list[l.max:] {
 		if err := l.destroy(ctx, user, info.Handle); err != nil {
 			g.Log().Warningf(ctx, "gfsession: %s: maxSessionsPerUser: destroying session %q: %v", l.backend, shortId(info.Handle), err)
 		}
 	}
 }
+
+// limitCtxKey makes the context in whose name sessionLimit destroys
+// sessions one of its own (see ctxKey).
+type limitCtxKey struct{}
 
 // sortByActivity orders `list` most recently active first, then by handle:
 // one order for every storage and every reader of the same sessions.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gogf/gf/v2/container/gmap"
 	"github.com/gogf/gf/v2/database/gredis"
 	"github.com/gogf/gf/v2/os/gsession"
 	"github.com/stretchr/testify/assert"
@@ -188,6 +189,34 @@ func TestSessionLimit_RedisRoundTrips(t *testing.T) {
 				storages = append(storages, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix, UserKey: "uid", MaxSessionsPerUser: 2}))
 			}
 			concurrentLogins(t, storages, 2)
+		})
+	}
+}
+
+// TestSessionLimit_PushedOutStaysOut: a login whose own session the limit
+// destroys (another session of the user is more recently active: here one
+// written with a longer TTL) cannot bring it back by writing its Session
+// again.
+func TestSessionLimit_PushedOutStaysOut(t *testing.T) {
+	for name, newStorages := range limitedStorages(t, 1) {
+		if name == "file" {
+			continue // its order is the file's time, which a longer TTL does not move
+		}
+		t.Run(name, func(t *testing.T) {
+			st := newStorages(t)[0]
+			ctx := context.Background()
+			recent := gfsession.NewSessionId()
+			require.NoError(t, st.SetSession(ctx, recent, gmap.NewStrAnyMapFrom(map[string]any{"uid": "alice"}, true), 10*time.Hour))
+			m := gsession.New(time.Hour, st)
+			login := gfsession.NewSessionId()
+			s := m.New(redisReqCtx(), login)
+			require.NoError(t, s.Set("uid", "alice"))
+			require.NoError(t, s.Close())
+			assert.Empty(t, liveOf(t, st, "alice", []string{login}), "the login was not pushed out")
+			require.NoError(t, s.Set("page", 2))
+			require.NoError(t, s.Close())
+			assert.Empty(t, liveOf(t, st, "alice", []string{login}), "a session the limit destroyed came back")
+			assert.Equal(t, []string{recent}, liveOf(t, st, "alice", []string{recent}))
 		})
 	}
 }
