@@ -40,6 +40,8 @@ const (
 	// maxClientInfo bounds the client info kept with a session: an IP and
 	// a User-Agent, cut to fit.
 	maxClientInfo = 512
+	// maxClientIp bounds the IP part of the client info.
+	maxClientIp = 64
 )
 
 // envelopeMagic is how every whole-session envelope starts.
@@ -191,17 +193,24 @@ func appendClient(buf []byte, client string) []byte {
 }
 
 // clientInfo returns what clientInfo keeps of the ghttp request in `ctx`:
-// "ip\x00user-agent", cut to maxClientInfo bytes, or "" outside a request.
+// "ip\x00user-agent", or "" outside a request. The IP is ghttp's
+// r.GetClientIp, which believes X-Forwarded-For and similar headers: the
+// client may have written it, so it is cut to maxClientIp bytes and only
+// ever shown, never trusted. The whole is cut to maxClientInfo bytes.
 func clientInfo(ctx context.Context) string {
 	r := ghttp.RequestFromCtx(ctx)
 	if r == nil {
 		return ""
 	}
-	info := strings.ReplaceAll(r.GetClientIp(), "\x00", "") + "\x00" + strings.ReplaceAll(r.UserAgent(), "\x00", "")
-	if len(info) > maxClientInfo {
-		info = strings.ToValidUTF8(info[:maxClientInfo], "")
+	ip := strings.ReplaceAll(r.GetClientIp(), "\x00", "")
+	if len(ip) > maxClientIp {
+		ip = ip[:maxClientIp]
 	}
-	return info
+	info := ip + "\x00" + strings.ReplaceAll(r.UserAgent(), "\x00", "")
+	if len(info) > maxClientInfo {
+		info = info[:maxClientInfo]
+	}
+	return strings.ToValidUTF8(info, "")
 }
 
 // splitClient splits client info into the IP and the User-Agent.
