@@ -578,11 +578,21 @@ func (s *StorageDB) Count(ctx context.Context) (int, error) {
 	return rec["n"].Int(), nil
 }
 
-// Range calls `fn` with the id of each live session, in id order, until `fn`
-// returns false. It reads the ids in pages by primary key, so it never
-// holds more than one page in memory and never keeps a statement open while
-// `fn` runs.
+// Range calls `fn` with the handle of each live session, in handle order,
+// until `fn` returns false. It reads the handles in pages by primary key,
+// so it never holds more than one page in memory and never keeps a
+// statement open while `fn` runs.
 func (s *StorageDB) Range(ctx context.Context, fn func(handle string) bool) error {
+	return s.pages(ctx, s.sqlRange, "id", "listing sessions", func(rec gdb.Record) bool {
+		return fn(rec["id"].String())
+	})
+}
+
+// pages runs `sql`, a SELECT of dbRangePage rows ordered by `column` and
+// taking the last value of `column` read and now (Unix ms), page after page,
+// calling `fn` with each row until it returns false or a page is short.
+// No statement stays open while `fn` runs. `what` names the work in errors.
+func (s *StorageDB) pages(ctx context.Context, sql, column, what string, fn func(rec gdb.Record) bool) error {
 	after := ""
 	for {
 		var (
@@ -591,15 +601,15 @@ func (s *StorageDB) Range(ctx context.Context, fn func(handle string) bool) erro
 		)
 		if err = s.ensureTable(ctx); err == nil {
 			page, err = guarded(ctx, s.guard, stmtBulk, func(ctx context.Context) (gdb.Result, error) {
-				return s.selectMaster(ctx, s.sqlRange, after, time.Now().UnixMilli())
+				return s.selectMaster(ctx, sql, after, time.Now().UnixMilli())
 			})
 		}
 		if err != nil {
-			return gerror.Wrapf(err, `gfsession: db storage: listing sessions in table %s`, s.table)
+			return gerror.Wrapf(err, `gfsession: db storage: %s in table %s`, what, s.table)
 		}
 		for _, rec := range page {
-			after = rec["id"].String()
-			if !fn(after) {
+			after = rec[column].String()
+			if !fn(rec) {
 				return nil
 			}
 		}
@@ -774,30 +784,9 @@ func (s *StorageDB) Users(ctx context.Context, fn func(userId string, sessions i
 	if s.config.UserKey == "" {
 		return errNoUserKey("StorageDB")
 	}
-	after := ""
-	for {
-		var (
-			page gdb.Result
-			err  error
-		)
-		if err = s.ensureTable(ctx); err == nil {
-			page, err = guarded(ctx, s.guard, stmtBulk, func(ctx context.Context) (gdb.Result, error) {
-				return s.selectMaster(ctx, s.sqlUsers, after, time.Now().UnixMilli())
-			})
-		}
-		if err != nil {
-			return gerror.Wrapf(err, `gfsession: db storage: listing users in table %s`, s.table)
-		}
-		for _, rec := range page {
-			after = rec["user_id"].String()
-			if !fn(after, rec["n"].Int()) {
-				return nil
-			}
-		}
-		if len(page) < dbRangePage {
-			return nil
-		}
-	}
+	return s.pages(ctx, s.sqlUsers, "user_id", "listing users", func(rec gdb.Record) bool {
+		return fn(rec["user_id"].String(), rec["n"].Int())
+	})
 }
 
 // CountUsers returns the number of users with live sessions, with one

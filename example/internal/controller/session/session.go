@@ -9,6 +9,7 @@ import (
 	"github.com/gogf/gf/v2/errors/gcode"
 	"github.com/gogf/gf/v2/errors/gerror"
 	"github.com/gogf/gf/v2/frame/g"
+	"github.com/gogf/gf/v2/net/ghttp"
 
 	"github.com/goframe-contrib/gfsession"
 
@@ -85,15 +86,19 @@ func (c *ControllerV1) Logout(ctx context.Context, req *v1.LogoutReq) (res *v1.L
 // Devices lists the sessions of the logged-in user: the storage's user
 // index (`userKey: "user"` in the config) names them by handle.
 func (c *ControllerV1) Devices(ctx context.Context, req *v1.DevicesReq) (res *v1.DevicesRes, err error) {
-	r := g.RequestFromCtx(ctx)
-	if r.Session.MustGet(keyUser).IsNil() {
-		return nil, errNotLoggedIn()
-	}
-	devices, err := gfsession.UserSessions(r)
+	devices, err := userDevices(g.RequestFromCtx(ctx))
 	if err != nil {
 		return nil, err
 	}
 	return &v1.DevicesRes{Devices: devices}, nil
+}
+
+// userDevices returns the sessions of the logged-in user of `r`.
+func userDevices(r *ghttp.Request) ([]gfsession.SessionInfo, error) {
+	if r.Session.MustGet(keyUser).IsNil() {
+		return nil, errNotLoggedIn()
+	}
+	return gfsession.UserSessions(r)
 }
 
 // SignOutDevice destroys one session of the logged-in user, by handle. The
@@ -101,10 +106,7 @@ func (c *ControllerV1) Devices(ctx context.Context, req *v1.DevicesReq) (res *v1
 // and nobody may sign out another user's device.
 func (c *ControllerV1) SignOutDevice(ctx context.Context, req *v1.SignOutDeviceReq) (res *v1.SignOutDeviceRes, err error) {
 	r := g.RequestFromCtx(ctx)
-	if r.Session.MustGet(keyUser).IsNil() {
-		return nil, errNotLoggedIn()
-	}
-	devices, err := gfsession.UserSessions(r)
+	devices, err := userDevices(r)
 	if err != nil {
 		return nil, err
 	}
