@@ -15,8 +15,10 @@ import (
 )
 
 // Admin is session administration, implemented by every storage of this
-// package: count sessions, walk their handles, destroy one, and destroy
-// every session of one user ("log out everywhere").
+// package: count sessions, walk their handles, destroy one, destroy every
+// session of one user ("log out everywhere") or all but one ("sign out
+// everywhere else"), list a user's sessions ("your devices"), and walk and
+// count the users who have sessions ("online users").
 //
 // Sessions are named by their handles (see Handle), never by their ids:
 // storages outside the process store no session id, so there is none to
@@ -24,7 +26,7 @@ import (
 //
 // Users are named by the value of a configured session key, `userKey` (for
 // example "userId"): a storage with a userKey keeps an index from user to
-// session ids, updated on every write, so DestroyUser costs the user's
+// sessions, updated on every write, so DestroyUser costs the user's
 // sessions, not a scan of all sessions. Values of the key are compared as
 // strings (gconv.String), so an int64 42 and "42" name the same user.
 type Admin interface {
@@ -73,7 +75,7 @@ type Admin interface {
 	Users(ctx context.Context, fn func(userId string, sessions int) bool) error
 
 	// CountUsers returns the number of users with live sessions: what Users
-	// visits, at the same cost.
+	// visits, at the same cost (the db storage counts them in SQL).
 	CountUsers(ctx context.Context) (int, error)
 }
 
