@@ -25,6 +25,13 @@
 // storage whose Redis or database does not answer at start-up is logged,
 // not fatal.
 //
+// No storage that keeps sessions outside the process stores a session id:
+// a session is stored under its handle, the SHA-256 of its id (see
+// Handle), so a dump of the store holds no cookie. Every storage implements
+// Admin: a user's sessions ("your devices"), sign out everywhere (else),
+// online users, and with `maxSessionsPerUser` a bound on each user's
+// sessions; UserSessions and SignOutOthers do the usual from a handler.
+//
 // Storages can also be built in code and set with ghttp's
 // Server.SetSessionStorage. Custom storages register with Register and can
 // check themselves against the package storagetest. What every storage
@@ -55,9 +62,13 @@
 //     keeps its own; any other session is created when first written. No
 //     write extends MaxLifetime.
 //   - A write that leaves the session with no keys deletes it.
-//   - Session ids are checked with IsValidSessionId before they reach a
-//     file path, a Redis key or a query: an invalid id reads as no session,
-//     and writing it is an error (CodeInvalidParameter).
+//   - Session ids are checked with IsValidSessionId before they are turned
+//     into the handle that names a file, a Redis key or a row: an invalid id
+//     reads as no session, and writing it is an error
+//     (CodeInvalidParameter).
+//   - With maxSessionsPerUser, a write that makes a session belong to a
+//     user is followed by the destruction of that user's least recently
+//     active sessions beyond the bound.
 package gfsession
 
 import (
