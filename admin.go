@@ -108,6 +108,9 @@ type SessionInfo struct {
 	// wrote the session, with the storage option clientInfo; "" without.
 	ClientIP  string `json:"clientIp,omitempty"`
 	UserAgent string `json:"userAgent,omitempty"`
+
+	// order is what maxSessionsPerUser sorts by (see activity).
+	order time.Time
 }
 
 // finishSessions orders `list` most recently active first and marks the
@@ -137,11 +140,38 @@ func currentHandle(ctx context.Context) string {
 	return Handle(id)
 }
 
-// lastActive returns when a session that expires at `expires` last had
-// its idle TTL restarted, given the idle TTL `ttl` the storage was last
-// called with (0 when it has not been called: then `expires`).
-func lastActive(expires time.Time, ttl time.Duration) time.Time {
-	return expires.Add(-ttl)
+// activity sets `info`.LastActive, and the order maxSessionsPerUser sorts
+// by, for a session created at `info`.Created whose idle TTL ends at
+// `expires`, given the idle TTL `ttl` the storage was last called with, its
+// MaxLifetime `maxLifetime` (0: none), and `known`, a time the store says
+// the session was active at (memory: the last use that MaxLifetime cut
+// short; redis: its user index entry; zero for none).
+//
+// The session was last active a TTL before its expiry, unless MaxLifetime
+// cut the TTL short: then the expiry is the end of its lifetime and tells
+// nothing, and `known` is what there is; without it (db), the session is
+// ordered by its expiry, after every other, and shown as active then or
+// now, whichever is earlier. The order stays the same until the session is
+// used again.
+func activity(info *SessionInfo, expires time.Time, ttl, maxLifetime time.Duration, known time.Time) {
+	info.LastActive = expires.Add(-ttl)
+	info.order = info.LastActive
+	capped := maxLifetime > 0 && !info.Created.IsZero() &&
+		expires.After(info.Created.Add(maxLifetime).Add(-5*time.Millisecond))
+	switch {
+	case !capped:
+	case known.Unix() > 0:
+		if known.After(info.LastActive) {
+			info.LastActive = known
+		}
+		info.order = info.LastActive
+	default:
+		info.order = expires
+		info.LastActive = expires
+		if now := time.Now(); now.Before(expires) {
+			info.LastActive = now
+		}
+	}
 }
 
 // limitNeedsUserKey checks the option maxSessionsPerUser, `max`, of a
@@ -194,7 +224,7 @@ func (l *sessionLimit) apply(ctx context.Context, user string) {
 	// The sessions it destroys are not deleted by the request's own
 	// RemoveAll (even the request's session, which racing logins may push
 	// out): a further write of the request's map must not start them anew.
-	ctx = context.WithValue(ctx, callerCtxKey{}, context.WithValue(context.Background(), limitCtxKey{}, user))
+	ctx = adminContext(ctx)
 	for _, info := range list[l.max:] {
 		if err := l.destroy(ctx, user, info.Handle); err != nil {
 			g.Log().Warningf(ctx, "gfsession: %s: maxSessionsPerUser: destroying session %q: %v", l.backend, shortId(info.Handle), err)
@@ -202,16 +232,25 @@ func (l *sessionLimit) apply(ctx context.Context, user string) {
 	}
 }
 
-// limitCtxKey makes the context in whose name sessionLimit destroys
-// sessions one of its own (see ctxKey).
-type limitCtxKey struct{}
+// adminContext returns `ctx` as a context of its own for the tracker (see
+// ctxKey): a session deleted through it is not deleted by the request's own
+// RemoveAll, so the request's Session, written again, does not start it
+// anew. Destroy, DestroyHandle and maxSessionsPerUser delete through it: a
+// handler that signs its own device out by handle, or a login the limit
+// pushes out, stays signed out.
+func adminContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, callerCtxKey{}, context.WithValue(context.Background(), adminCtxKey{}, nil))
+}
+
+// adminCtxKey marks the contexts of adminContext.
+type adminCtxKey struct{}
 
 // sortByActivity orders `list` most recently active first, then by handle:
 // one order for every storage and every reader of the same sessions.
 func sortByActivity(list []SessionInfo) {
 	sort.Slice(list, func(i, j int) bool {
-		if !list[i].LastActive.Equal(list[j].LastActive) {
-			return list[i].LastActive.After(list[j].LastActive)
+		if !list[i].order.Equal(list[j].order) {
+			return list[i].order.After(list[j].order)
 		}
 		return list[i].Handle > list[j].Handle
 	})

@@ -84,6 +84,7 @@ type sessionWriter struct {
 	maxBlobKey  string        // the config key that sets maxBlob, for messages
 	limit       *sessionLimit // maxSessionsPerUser; nil for none
 	clientInfo  bool          // keep the request's client info (ClientInfo)
+	stampWrites bool          // keep the time of each write (sessionMeta.written)
 }
 
 // loaded returns `data`, just loaded from session `id` created at
@@ -137,11 +138,14 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		}
 	}
 	var err error
-	client := ""
+	var meta sessionMeta
 	if w.clientInfo {
-		client = clientInfo(ctx)
+		meta.client = clientInfo(ctx)
 	}
-	if sw.blob, err = w.encode(id, sw.created, data, client); err != nil {
+	if w.stampWrites {
+		meta.written = now
+	}
+	if sw.blob, err = w.encode(id, sw.created, data, meta); err != nil {
 		return err
 	}
 	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.holds); !ok {
@@ -185,8 +189,8 @@ func (w *sessionWriter) holds(ctx context.Context, l *loaded) (bool, error) {
 // encode returns the envelope of session `id`, created at `created`, holding
 // `data`, or an error if it cannot be encoded or is larger than maxBlob:
 // never write what could not be read back.
-func (w *sessionWriter) encode(id string, created time.Time, data map[string]any, client string) ([]byte, error) {
-	blob, err := w.env.encodeSessionClient(id, created, data, client)
+func (w *sessionWriter) encode(id string, created time.Time, data map[string]any, meta sessionMeta) ([]byte, error) {
+	blob, err := w.env.encodeSessionMeta(id, created, data, meta)
 	if err != nil {
 		return nil, gerror.Wrapf(err, `gfsession: %s storage: session %q`, w.backend, shortId(id))
 	}

@@ -16,13 +16,16 @@ import (
 //
 //	0xF5 'G' 'S'   magic (0xF5 never starts valid UTF-8 or JSON)
 //	version        1 byte, currently 1
-//	flags          1 byte: low 4 bits codec id, 0x10 sealed, 0x20 client
+//	flags          1 byte: low 4 bits codec id, 0x10 sealed, 0x20 client,
+//	               0x40 written
 //	created-at     8 bytes, big-endian Unix milliseconds
 //	payload        codec bytes, or, when sealed, key id + nonce + AES-256-GCM
 //	               ciphertext authenticated with the 13 header bytes and the
 //	               session's handle (a blob copied to another does not open);
-//	               with the client flag, the codec bytes (sealed or not) are
-//	               preceded by the client's info: a uvarint length and the
+//	               the codec bytes (sealed or not) are preceded, with the
+//	               written flag, by when the session was written (8 bytes,
+//	               big-endian Unix milliseconds), then, with the client
+//	               flag, by the client's info: a uvarint length and the
 //	               client IP, a NUL byte and the User-Agent
 //
 // A single value (one field of a Redis hash) is stored as
@@ -36,6 +39,7 @@ const (
 	headerSize      = 13
 	flagSealed      = 0x10
 	flagClient      = 0x20
+	flagWritten     = 0x40
 	flagCodecMask   = 0x0F
 	// maxClientInfo bounds the client info kept with a session: an IP and
 	// a User-Agent, cut to fit.
@@ -78,23 +82,35 @@ func (e *envelope) flags() byte {
 // at `created`. A value that the codec cannot store so that it comes back
 // (see CodecBinary) is an error naming its session key (CodeInvalidParameter).
 func (e *envelope) encodeSession(id string, created time.Time, data map[string]any) ([]byte, error) {
-	return e.encodeSessionClient(id, created, data, "")
+	return e.encodeSessionMeta(id, created, data, sessionMeta{})
 }
 
-// encodeSessionClient is encodeSession keeping `client` (clientInfo's
-// "ip\x00user-agent", "" for none) with the session.
-func (e *envelope) encodeSessionClient(id string, created time.Time, data map[string]any, client string) ([]byte, error) {
-	buf := make([]byte, headerSize, headerSize+64+len(client)+16*len(data))
+// sessionMeta is what an envelope may keep with a session besides its data.
+type sessionMeta struct {
+	// client is clientInfo's "ip\x00user-agent", "" for none.
+	client string
+	// written is when the session was written, zero for not kept: what
+	// maxSessionsPerUser knows of a session's activity when MaxLifetime cut
+	// its TTL short (see activity).
+	written time.Time
+}
+
+// encodeSessionMeta is encodeSession keeping `meta` with the session.
+func (e *envelope) encodeSessionMeta(id string, created time.Time, data map[string]any, meta sessionMeta) ([]byte, error) {
+	buf := make([]byte, headerSize, headerSize+72+len(meta.client)+16*len(data))
 	copy(buf, envelopeMagic)
 	buf[3], buf[4] = envelopeVersion, e.flags()
 	binary.BigEndian.PutUint64(buf[5:], uint64(created.UnixMilli()))
-	if client != "" {
+	if meta.client != "" {
 		buf[4] |= flagClient
 	}
-	if e.keys == nil {
-		return e.codec.encodeMap(appendClient(buf, client), data)
+	if !meta.written.IsZero() {
+		buf[4] |= flagWritten
 	}
-	plain, err := e.codec.encodeMap(appendClient(nil, client), data)
+	if e.keys == nil {
+		return e.codec.encodeMap(appendMeta(buf, meta), data)
+	}
+	plain, err := e.codec.encodeMap(appendMeta(nil, meta), data)
 	if err != nil {
 		return nil, err
 	}
@@ -111,85 +127,96 @@ func (e *envelope) encodeSessionClient(id string, created time.Time, data map[st
 // the backend forge a session. Decoded strings may share the memory of
 // `stored`.
 func (e *envelope) decodeSession(id string, stored string) (data map[string]any, created time.Time, err error) {
-	data, created, _, err = e.decodeSessionClient(id, stored)
+	data, created, _, err = e.decodeSessionMeta(id, stored)
 	return data, created, err
 }
 
-// decodeSessionClient is decodeSession, also returning the client info
-// stored with the session ("" for none).
-func (e *envelope) decodeSessionClient(id string, stored string) (data map[string]any, created time.Time, client string, err error) {
+// decodeSessionMeta is decodeSession, also returning what the envelope
+// keeps with the session (see sessionMeta).
+func (e *envelope) decodeSessionMeta(id string, stored string) (data map[string]any, created time.Time, meta sessionMeta, err error) {
 	if len(stored) >= headerSize && strings.HasPrefix(stored, envelopeMagic) {
-		data, created, client, err = e.decodeCurrent(id, stored)
+		data, created, meta, err = e.decodeCurrent(id, stored)
 		if err == nil {
-			return data, created, client, nil
+			return data, created, meta, nil
 		}
 		// 1 in 2^24 legacy file blobs starts with these bytes by chance.
 		if e.keys == nil {
 			if legacy, lerr := decodeLegacy([]byte(stored)); lerr == nil {
-				return legacy, time.Time{}, "", nil
+				return legacy, time.Time{}, sessionMeta{}, nil
 			}
 		}
-		return nil, time.Time{}, "", err
+		return nil, time.Time{}, sessionMeta{}, err
 	}
 	if e.keys != nil {
-		return nil, time.Time{}, "", errCorrupt("unsealed data refused: cryptoKeys are configured")
+		return nil, time.Time{}, sessionMeta{}, errCorrupt("unsealed data refused: cryptoKeys are configured")
 	}
 	data, err = decodeLegacy([]byte(stored))
-	return data, time.Time{}, "", err
+	return data, time.Time{}, sessionMeta{}, err
 }
 
-func (e *envelope) decodeCurrent(id string, stored string) (map[string]any, time.Time, string, error) {
+func (e *envelope) decodeCurrent(id string, stored string) (map[string]any, time.Time, sessionMeta, error) {
+	var meta sessionMeta
 	if stored[3] != envelopeVersion {
-		return nil, time.Time{}, "", errCorrupt("unknown envelope version")
+		return nil, time.Time{}, meta, errCorrupt("unknown envelope version")
 	}
 	flags := stored[4]
 	codec := codecById(flags & flagCodecMask)
-	if codec == nil || flags&^(flagCodecMask|flagSealed|flagClient) != 0 {
-		return nil, time.Time{}, "", errCorrupt("unknown envelope flags")
+	if codec == nil || flags&^(flagCodecMask|flagSealed|flagClient|flagWritten) != 0 {
+		return nil, time.Time{}, meta, errCorrupt("unknown envelope flags")
 	}
 	created := time.UnixMilli(int64(binary.BigEndian.Uint64([]byte(stored[5:headerSize]))))
 	payload := stored[headerSize:]
 	if flags&flagSealed != 0 {
 		if e.keys == nil {
-			return nil, time.Time{}, "", errCorrupt("session is sealed but no cryptoKeys are configured")
+			return nil, time.Time{}, meta, errCorrupt("session is sealed but no cryptoKeys are configured")
 		}
 		aad := make([]byte, 0, headerSize+len(id))
 		aad = append(append(aad, stored[:headerSize]...), id...)
 		plain, err := e.keys.open([]byte(payload), aad)
 		if err != nil {
-			return nil, time.Time{}, "", err
+			return nil, time.Time{}, meta, err
 		}
 		payload = string(plain)
 	} else if e.keys != nil {
-		return nil, time.Time{}, "", errCorrupt("session is not sealed but cryptoKeys are configured")
+		return nil, time.Time{}, meta, errCorrupt("session is not sealed but cryptoKeys are configured")
 	}
-	var client string
+	if flags&flagWritten != 0 {
+		if len(payload) < 8 {
+			return nil, time.Time{}, meta, errCorrupt("truncated write time")
+		}
+		meta.written = time.UnixMilli(int64(binary.BigEndian.Uint64([]byte(payload[:8]))))
+		payload = payload[8:]
+	}
 	if flags&flagClient != 0 {
 		n, size := binary.Uvarint([]byte(payload[:min(len(payload), binary.MaxVarintLen64)]))
 		if size <= 0 || n > maxClientInfo || uint64(len(payload)-size) < n {
-			return nil, time.Time{}, "", errCorrupt("truncated client info")
+			return nil, time.Time{}, meta, errCorrupt("truncated client info")
 		}
-		client, payload = payload[size:size+int(n)], payload[size+int(n):]
+		meta.client, payload = payload[size:size+int(n)], payload[size+int(n):]
 	}
 	v, err := codec.decode(payload)
 	if err != nil {
-		return nil, time.Time{}, "", err
+		return nil, time.Time{}, meta, err
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, time.Time{}, "", errCorrupt("session is not a map")
+		return nil, time.Time{}, meta, errCorrupt("session is not a map")
 	}
-	return m, created, client, nil
+	return m, created, meta, nil
 }
 
-// appendClient appends the client info `client` as the envelope stores it
-// (a uvarint length, then the bytes) to `buf`; nothing for "".
-func appendClient(buf []byte, client string) []byte {
-	if client == "" {
+// appendMeta appends `meta` as the envelope stores it before the codec
+// bytes to `buf`: the write time (8 bytes) when kept, then the client info
+// (a uvarint length, then the bytes) when there is some.
+func appendMeta(buf []byte, meta sessionMeta) []byte {
+	if !meta.written.IsZero() {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(meta.written.UnixMilli()))
+	}
+	if meta.client == "" {
 		return buf
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(client)))
-	return append(buf, client...)
+	buf = binary.AppendUvarint(buf, uint64(len(meta.client)))
+	return append(buf, meta.client...)
 }
 
 // clientInfo returns what clientInfo keeps of the ghttp request in `ctx`:

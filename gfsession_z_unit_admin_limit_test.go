@@ -94,7 +94,10 @@ func TestSessionLimit_OneLoginPerAccount(t *testing.T) {
 			assert.Equal(t, []string{phone}, liveOf(t, storages[0], "alice", []string{phone}))
 
 			// The laptop logs in (after an anonymous visit): the phone is
-			// signed out.
+			// signed out. Stores keep times in milliseconds: the clock
+			// moves on first, so that the laptop is the more recent.
+			tick := time.Now()
+			require.Eventually(t, func() bool { return time.Since(tick) > 2*time.Millisecond }, time.Second, time.Millisecond)
 			redisReq(t, second, laptop, func(s *gsession.Session) { require.NoError(t, s.Set("cart", 2)) })
 			redisReq(t, second, laptop, func(s *gsession.Session) { require.NoError(t, s.Set("uid", "alice")) })
 			assert.Equal(t, []string{laptop}, liveOf(t, storages[0], "alice", []string{phone, laptop}), "one login per account")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,7 +104,8 @@ const (
 //
 // The id and user_id columns must compare case-sensitively (MySQL: a
 // binary collation), since session ids are mixed-case. A user id longer than
-// 255 bytes is stored as "sha256:" and its hex SHA-256.
+// 255 bytes, not UTF-8, or ending with a space is stored as "sha256:" and
+// its hex SHA-256.
 type DBConfig struct {
 	// Table is the table holding the sessions, DefaultDBTable if empty. It
 	// must be a plain identifier: a letter or '_' followed by up to 51
@@ -320,6 +322,9 @@ func (s *StorageDB) prepare() error {
 	s.w = sessionWriter{backend: TypeDB, tracker: &s.tracker, env: s.env, driver: dbDriver{s},
 		userKey: c.UserKey, maxLifetime: c.MaxLifetime, clientInfo: c.ClientInfo}
 	if c.MaxSessionsPerUser > 0 {
+		// The expiry column tells a session's last activity but in the last
+		// TTL of its MaxLifetime: there the time of its last write tells.
+		s.w.stampWrites = c.MaxLifetime > 0
 		s.w.limit = &sessionLimit{backend: TypeDB, max: c.MaxSessionsPerUser, list: s.userSessions,
 			destroy: func(ctx context.Context, _, handle string) error { return s.DestroyHandle(ctx, handle) }}
 	}
@@ -397,8 +402,8 @@ func (s *StorageDB) GetSession(ctx context.Context, sessionId string, ttl time.D
 // its data is still what was read, and a failure only logs: the read
 // succeeded.
 func (s *StorageDB) reseal(ctx context.Context, id, stored string, created time.Time, data map[string]any) {
-	_, _, client, _ := s.env.decodeSessionClient(id, stored)
-	blob, err := s.env.encodeSessionClient(id, created, data, client)
+	_, _, meta, _ := s.env.decodeSessionMeta(id, stored)
+	blob, err := s.env.encodeSessionMeta(id, created, data, meta)
 	if err == nil {
 		_, err = s.exec(ctx, stmtPoint, s.sqlReseal, blob, id, []byte(stored))
 	}
@@ -534,6 +539,7 @@ func (s *StorageDB) DestroyHandle(ctx context.Context, handle string) error {
 	if !IsHandle(handle) {
 		return nil
 	}
+	ctx = adminContext(ctx)
 	return s.w.removeAll(ctx, handle)
 }
 
@@ -622,7 +628,7 @@ func (s *StorageDB) pages(ctx context.Context, sql, column, what string, fn func
 // Destroy deletes session `sessionId` (as RemoveAll). A missing session is
 // not an error.
 func (s *StorageDB) Destroy(ctx context.Context, sessionId string) error {
-	return s.RemoveAll(ctx, sessionId)
+	return s.RemoveAll(adminContext(ctx), sessionId)
 }
 
 // DestroyUser deletes every session whose UserKey value equals `userId`
@@ -660,9 +666,11 @@ func (s *StorageDB) DestroyUserExcept(ctx context.Context, userId, keep string) 
 }
 
 // dbUserId returns what the user_id column holds for user `u`: `u` itself,
-// or its SHA-256 when it does not fit (or is not UTF-8, which MySQL refuses).
+// or its SHA-256 when it does not fit, is not UTF-8 (which MySQL refuses)
+// or ends with a space (which MySQL's PAD SPACE collations ignore when
+// comparing: "alice " would be "alice").
 func dbUserId(u string) string {
-	if len(u) <= dbMaxUserId && utf8.ValidString(u) {
+	if len(u) <= dbMaxUserId && utf8.ValidString(u) && !strings.HasSuffix(u, " ") {
 		return u
 	}
 	sum := sha256.Sum256([]byte(u))
@@ -757,20 +765,20 @@ func (s *StorageDB) userSessions(ctx context.Context, userId string) ([]SessionI
 	ttl := s.ttl.get()
 	list := make([]SessionInfo, 0, len(rows))
 	for _, rec := range rows {
+		if rec["user_id"].String() != dbUserId(userId) {
+			continue // equal only to the collation of the column
+		}
 		created := time.UnixMilli(rec["created_at"].Int64())
 		if lifetimeLeft(created, s.config.MaxLifetime, time.Hour, time.Now()) <= 0 {
 			continue
 		}
-		info := SessionInfo{
-			Handle:     rec["id"].String(),
-			Created:    created,
-			LastActive: lastActive(time.UnixMilli(rec["expires_at"].Int64()), ttl),
+		info := SessionInfo{Handle: rec["id"].String(), Created: created}
+		var meta sessionMeta
+		if s.config.ClientInfo || s.w.stampWrites {
+			_, _, meta, _ = s.env.decodeSessionMeta(info.Handle, rec["data"].String())
+			info.ClientIP, info.UserAgent = splitClient(meta.client)
 		}
-		if s.config.ClientInfo {
-			if _, _, client, err := s.env.decodeSessionClient(info.Handle, rec["data"].String()); err == nil {
-				info.ClientIP, info.UserAgent = splitClient(client)
-			}
-		}
+		activity(&info, time.UnixMilli(rec["expires_at"].Int64()), ttl, s.config.MaxLifetime, meta.written)
 		list = append(list, info)
 	}
 	return list, nil
@@ -778,8 +786,9 @@ func (s *StorageDB) userSessions(ctx context.Context, userId string) ([]SessionI
 
 // Users calls `fn` with each user that has live sessions, and their number
 // (see Admin.Users), in user_id order, reading dbRangePage users per
-// statement (an indexed GROUP BY). A user id that does not fit the user_id
-// column comes as the column holds it: "sha256:" and its hex SHA-256.
+// statement (an indexed GROUP BY). A user id the user_id column holds as a
+// digest (see dbUserId) comes as the column holds it: "sha256:" and its hex
+// SHA-256.
 func (s *StorageDB) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
 	if s.config.UserKey == "" {
 		return errNoUserKey("StorageDB")

@@ -71,8 +71,8 @@ func (s *StorageDB) buildSQL() {
 		q("user_id"), q("n"), t, q("expires_at"), dbRangePage)
 	s.sqlCountUsers = fmt.Sprintf(`SELECT COUNT(DISTINCT %s) AS %s FROM %s WHERE %s > '' AND %s > ?`,
 		q("user_id"), q("n"), t, q("user_id"), q("expires_at"))
-	s.sqlUserSessions = fmt.Sprintf(`SELECT %s, %s, %s, %s FROM %s WHERE %s = ? AND %s > ?`,
-		q("id"), q("created_at"), q("expires_at"), q("data"), t, q("user_id"), q("expires_at"))
+	s.sqlUserSessions = fmt.Sprintf(`SELECT %s, %s, %s, %s, %s FROM %s WHERE %s = ? AND %s > ?`,
+		q("id"), q("created_at"), q("expires_at"), q("data"), q("user_id"), t, q("user_id"), q("expires_at"))
 	s.sqlDelete = fmt.Sprintf(`DELETE FROM %s WHERE %s = ?`, t, q("id"))
 	// UpdateTTL: expires_at = min(now+ttl, created_at+maxLifetime), only for
 	// a live row, and with TouchInterval only when it would move by at least

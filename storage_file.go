@@ -772,8 +772,8 @@ var errSessionGone = errors.New("session deleted or changed")
 // replaced only if it still holds what was read, and a failure only logs:
 // the read succeeded.
 func (s *StorageFile) reseal(ctx context.Context, id, path string, stored []byte, created time.Time, data map[string]any) {
-	_, _, client, _ := s.envelope.decodeSessionClient(id, string(stored))
-	b, err := s.envelope.encodeSessionClient(id, created, data, client)
+	_, _, meta, _ := s.envelope.decodeSessionMeta(id, string(stored))
+	b, err := s.envelope.encodeSessionMeta(id, created, data, meta)
 	if err == nil {
 		err = s.writeFile(path, b, func() error {
 			if cur, err := s.readSessionFile(path); err != nil || !bytes.Equal(cur, stored) {
@@ -880,6 +880,7 @@ func (s *StorageFile) DestroyHandle(ctx context.Context, handle string) error {
 	if !IsHandle(handle) {
 		return nil
 	}
+	ctx = adminContext(ctx)
 	return s.w.removeAll(ctx, handle)
 }
 
@@ -1001,12 +1002,18 @@ func scanDir(dir string, fn func(e fs.DirEntry) bool) error {
 // rangeLive calls `fn` with the id of every session file not idle for
 // longer than the largest TTL seen (every file before any call) until `fn`
 // returns false.
-func (s *StorageFile) rangeLive(ctx context.Context, fn func(id string) bool) error {
+//
+// With `move`, a file of gf's (named by the session id, in the folder
+// itself) is moved to its handle's name (see moveLegacy) before `fn` sees
+// the handle, so that DestroyHandle finds it; the sub-folders are read
+// first, so that a file moved into one is not visited twice.
+func (s *StorageFile) rangeLive(ctx context.Context, move bool, fn func(id string) bool) error {
 	var (
-		maxTTL = time.Duration(s.maxTTL.Load())
-		now    = time.Now()
-		ctxErr error
-		more   = true
+		maxTTL  = time.Duration(s.maxTTL.Load())
+		now     = time.Now()
+		ctxErr  error
+		moveErr error
+		more    = true
 	)
 	visit := func(dir string, legacy bool) error {
 		return scanDir(dir, func(e fs.DirEntry) bool {
@@ -1027,18 +1034,36 @@ func (s *StorageFile) rangeLive(ctx context.Context, fn func(id string) bool) er
 			if legacy {
 				// A file of gf's, named by its id: moved to the
 				// handle's name, whose file counts, or not yet read.
-				id = Handle(id)
+				raw := id
+				id = Handle(raw)
 				if _, err := os.Lstat(s.sessionPath(id)); err == nil {
 					return true
+				}
+				if move {
+					moved, err := s.moveLegacy(ctx, raw, id)
+					if moveErr = err; err != nil {
+						return false
+					}
+					if !moved {
+						return true
+					}
 				}
 			}
 			more = fn(id)
 			return more
 		})
 	}
-	for i, dir := range s.sessionFolders() {
-		err := visit(dir, i == 0)
-		if err != nil && !(i > 0 && errors.Is(err, fs.ErrNotExist)) {
+	folders := s.sessionFolders()
+	if move {
+		folders = append(folders[1:], folders[0])
+	}
+	for _, dir := range folders {
+		legacy := dir == s.dir
+		err := visit(dir, legacy)
+		if moveErr != nil {
+			return moveErr
+		}
+		if err != nil && !(!legacy && errors.Is(err, fs.ErrNotExist)) {
 			return gerror.Wrapf(err, `gfsession: file storage: read folder %q`, dir)
 		}
 		if ctxErr != nil || !more {
@@ -1054,7 +1079,7 @@ func (s *StorageFile) rangeLive(ctx context.Context, fn func(id string) bool) er
 // number of files.
 func (s *StorageFile) Count(ctx context.Context) (int, error) {
 	n := 0
-	err := s.rangeLive(ctx, func(string) bool { n++; return true })
+	err := s.rangeLive(ctx, false, func(string) bool { n++; return true })
 	return n, err
 }
 
@@ -1063,12 +1088,12 @@ func (s *StorageFile) Count(ctx context.Context) (int, error) {
 // entries at a time, so it never holds every handle in memory; `fn` may use
 // the storage.
 func (s *StorageFile) Range(ctx context.Context, fn func(handle string) bool) error {
-	return s.rangeLive(ctx, fn)
+	return s.rangeLive(ctx, true, fn)
 }
 
 // Destroy deletes session `sessionId`; see RemoveAll.
 func (s *StorageFile) Destroy(ctx context.Context, sessionId string) error {
-	return s.RemoveAll(ctx, sessionId)
+	return s.RemoveAll(adminContext(ctx), sessionId)
 }
 
 // DestroyUser deletes every session whose FileConfig.UserKey value equals
@@ -1236,19 +1261,19 @@ func (s *StorageFile) sessionInfo(name, userId string, maxTTL time.Duration, now
 	if b == nil || err != nil {
 		return SessionInfo{}, false, err
 	}
-	data, created, client, err := s.envelope.decodeSessionClient(name, string(b))
+	data, created, meta, err := s.envelope.decodeSessionMeta(name, string(b))
 	if err != nil || userOf(data, s.config.UserKey) != userId ||
 		lifetimeLeft(created, s.config.MaxLifetime, time.Hour, now) <= 0 {
 		return SessionInfo{}, false, nil
 	}
-	ip, ua := splitClient(client)
+	ip, ua := splitClient(meta.client)
 	// The file's time is set while it is written, a moment before the
 	// creation time the write stores may be taken.
 	active := fi.ModTime()
 	if active.Before(created) {
 		active = created
 	}
-	return SessionInfo{Handle: name, Created: created, LastActive: active, ClientIP: ip, UserAgent: ua}, true, nil
+	return SessionInfo{Handle: name, Created: created, LastActive: active, ClientIP: ip, UserAgent: ua, order: active}, true, nil
 }
 
 // Users calls `fn` with each user that has live sessions, and their number

@@ -104,6 +104,10 @@ type memoryEntry struct {
 	user    string       // value of MemoryConfig.UserKey in data
 	created int64        // Unix nanoseconds
 	expires atomic.Int64 // Unix nanoseconds
+	// capped is when a request last used the session while MaxLifetime cut
+	// its idle TTL short (Unix nanoseconds, 0: never), when the expiry no
+	// longer tells (see activity).
+	capped atomic.Int64
 }
 
 // NewStorageMemory creates a memory storage. With a CleanupInterval > 0 (the
@@ -176,15 +180,26 @@ func (s *StorageMemory) GetSession(ctx context.Context, sessionId string, ttl ti
 	if e == nil || !s.alive(e, now) {
 		return nil, nil
 	}
-	for next := s.expiry(e.created, now, ttl); ; {
+	s.touch(e, now, ttl)
+	data := gmap.NewStrAnyMapFrom(maps.Clone(e.data), true)
+	s.tracker.track(data, loaded{id: sessionId, created: time.Unix(0, e.created), base: e.data, entry: e})
+	return data, nil
+}
+
+// touch restarts the idle TTL of entry `e` at `ttl` from `now` (never
+// beyond MaxLifetime, nor back), and notes `now` as its last activity when
+// MaxLifetime cut the TTL short.
+func (s *StorageMemory) touch(e *memoryEntry, now int64, ttl time.Duration) {
+	next := s.expiry(e.created, now, ttl)
+	for {
 		exp := e.expires.Load()
 		if next <= exp || e.expires.CompareAndSwap(exp, next) {
 			break
 		}
 	}
-	data := gmap.NewStrAnyMapFrom(maps.Clone(e.data), true)
-	s.tracker.track(data, loaded{id: sessionId, created: time.Unix(0, e.created), base: e.data, entry: e})
-	return data, nil
+	if next < now+int64(ttl) {
+		e.capped.Store(now)
+	}
 }
 
 func (s *StorageMemory) alive(e *memoryEntry, now int64) bool {
@@ -344,7 +359,12 @@ type installed struct {
 // caller holds, and moves the session in the user index.
 func (s *StorageMemory) install(sh *memoryShard, id string, data map[string]any, created, now int64, ttl time.Duration, client string) installed {
 	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey), client: client}
-	e.expires.Store(s.expiry(created, now, ttl))
+	if exp := s.expiry(created, now, ttl); exp < now+int64(ttl) {
+		e.expires.Store(exp)
+		e.capped.Store(now)
+	} else {
+		e.expires.Store(exp)
+	}
 	old, exists := sh.m[id]
 	if !exists {
 		s.count.Add(1)
@@ -453,7 +473,7 @@ func (s *StorageMemory) UpdateTTL(ctx context.Context, sessionId string, ttl tim
 	if e != nil {
 		now := time.Now().UnixNano()
 		if s.alive(e, now) {
-			e.expires.Store(s.expiry(e.created, now, ttl))
+			s.touch(e, now, ttl)
 		}
 	}
 	return nil
@@ -515,7 +535,7 @@ func (s *StorageMemory) rangeIds(ctx context.Context, fn func(id string) bool) e
 
 // Destroy deletes session `sessionId`; see RemoveAll.
 func (s *StorageMemory) Destroy(ctx context.Context, sessionId string) error {
-	return s.RemoveAll(ctx, sessionId)
+	return s.RemoveAll(adminContext(ctx), sessionId)
 }
 
 // DestroyHandle deletes the session whose handle is `handle` (see Handle),
@@ -527,6 +547,7 @@ func (s *StorageMemory) DestroyHandle(ctx context.Context, handle string) error 
 	if !IsHandle(handle) {
 		return nil
 	}
+	ctx = adminContext(ctx)
 	id, found := s.idOfHandle(handle)
 	if !found {
 		err := s.rangeIds(ctx, func(candidate string) bool {
@@ -639,13 +660,9 @@ func (s *StorageMemory) userSessions(ctx context.Context, userId string) ([]Sess
 			continue
 		}
 		ip, ua := splitClient(e.client)
-		list = append(list, SessionInfo{
-			Handle:     Handle(id),
-			Created:    time.Unix(0, e.created),
-			LastActive: lastActive(time.Unix(0, e.expires.Load()), ttl),
-			ClientIP:   ip,
-			UserAgent:  ua,
-		})
+		info := SessionInfo{Handle: Handle(id), Created: time.Unix(0, e.created), ClientIP: ip, UserAgent: ua}
+		activity(&info, time.Unix(0, e.expires.Load()), ttl, s.config.MaxLifetime, time.Unix(0, e.capped.Load()))
+		list = append(list, info)
 	}
 	return list, nil
 }

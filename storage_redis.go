@@ -324,8 +324,8 @@ return 0
 // the old key needed for as long as it lives. It replaces the value only if
 // no write came in between, and a failure only logs: the read succeeded.
 func (r *redisStore) reseal(ctx context.Context, id, stored string, created time.Time, data map[string]any) {
-	_, _, client, _ := r.env.decodeSessionClient(id, stored)
-	blob, err := r.env.encodeSessionClient(id, created, data, client)
+	_, _, meta, _ := r.env.decodeSessionMeta(id, stored)
+	blob, err := r.env.encodeSessionMeta(id, created, data, meta)
 	if err == nil {
 		_, err = r.eval(ctx, resealScript, id, stored, blob)
 	}
@@ -491,7 +491,7 @@ func (s *StorageRedis) RemoveAll(ctx context.Context, sessionId string) error {
 // session first, so its user index entry, if any, stays until DestroyUser
 // or the user's next login drops it as stale.
 func (s *StorageRedis) Destroy(ctx context.Context, sessionId string) error {
-	return s.RemoveAll(ctx, sessionId)
+	return s.RemoveAll(adminContext(ctx), sessionId)
 }
 
 // DestroyUser deletes every session whose RedisConfig.UserKey value equals
@@ -574,12 +574,12 @@ func (s *StorageRedis) sessionsOver(ctx context.Context, userId string, atMost i
 			if reply == nil {
 				return SessionInfo{}, false
 			}
-			data, created, client, err := r.env.decodeSessionClient(name, gconv.String(reply))
+			data, created, meta, err := r.env.decodeSessionMeta(name, gconv.String(reply))
 			if err != nil || userOf(data, r.userKey) != userId ||
 				lifetimeLeft(created, r.maxLifetime, time.Hour, time.Now()) <= 0 {
 				return SessionInfo{}, false
 			}
-			ip, ua := splitClient(client)
+			ip, ua := splitClient(meta.client)
 			return SessionInfo{Created: created, ClientIP: ip, UserAgent: ua}, true
 		},
 	})

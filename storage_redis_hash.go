@@ -770,7 +770,10 @@ func (s *StorageRedisHash) written(ctx context.Context, id string, r *resolved, 
 		// The creation time the hash holds now: the next write of this map
 		// checks it.
 		s.r.tracker.retrack(r.ref, loaded{id: id, created: now.created, user: to, base: newBase, seal: now.hashSeal})
-		if login && to != from {
+		if login {
+			// Every write of the user key is a login here, also of the
+			// user loaded: after the request's own RemoveAll it is a new
+			// session of that user.
 			s.limit.apply(ctx, to)
 		}
 	}
@@ -1136,7 +1139,7 @@ func (s *StorageRedisHash) RemoveAll(ctx context.Context, sessionId string) erro
 // session first, so its user index entry, if any, stays until DestroyUser
 // or the user's next login drops it as stale.
 func (s *StorageRedisHash) Destroy(ctx context.Context, sessionId string) error {
-	return s.RemoveAll(ctx, sessionId)
+	return s.RemoveAll(adminContext(ctx), sessionId)
 }
 
 // hashDropStringScript deletes KEYS[1] if it is a string holding a session

@@ -2,6 +2,7 @@ package gfsession
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -244,16 +245,20 @@ func (r *redisStore) sessions(ctx context.Context, userId string, atMost int, pr
 		return nil, err
 	}
 	names := make([]string, 0, len(entries)/2)
-	for i := 0; i < len(entries); i += 2 {
+	indexed := make(map[string]time.Time, len(entries)/2) // when each entry was made
+	for i := 0; i+1 < len(entries); i += 2 {
 		if IsValidSessionId(entries[i]) {
 			names = append(names, entries[i])
+			if ms, err := strconv.ParseFloat(entries[i+1], 64); err == nil {
+				indexed[entries[i]] = time.UnixMilli(int64(ms))
+			}
 		}
 	}
 	if atMost >= 0 && len(names) <= atMost {
 		return nil, nil
 	}
 	if r.raw != nil && !r.noExpireTime.Load() {
-		list, err := r.sessionsPipelined(ctx, names, probe)
+		list, err := r.sessionsPipelined(ctx, names, indexed, probe)
 		if err == nil || !r.noExpireTime.Load() {
 			return list, err
 		}
@@ -277,7 +282,8 @@ func (r *redisStore) sessions(ctx context.Context, userId string, atMost int, pr
 		if !live {
 			continue // gone since
 		}
-		info.Handle, info.LastActive = name, lastActive(expires, ttl)
+		info.Handle = name
+		activity(&info, expires, ttl, r.maxLifetime, indexed[name])
 		list = append(list, info)
 	}
 	return list, nil
@@ -286,7 +292,7 @@ func (r *redisStore) sessions(ctx context.Context, userId string, atMost int, pr
 // sessionsPipelined is the pipelined read of sessions. A server without
 // PEXPIRETIME sets noExpireTime and fails it: sessions then reads one
 // session at a time with PTTL.
-func (r *redisStore) sessionsPipelined(ctx context.Context, names []string, probe sessionProbe) ([]SessionInfo, error) {
+func (r *redisStore) sessionsPipelined(ctx context.Context, names []string, indexed map[string]time.Time, probe sessionProbe) ([]SessionInfo, error) {
 	reads := make([]*redis.Cmd, len(names))
 	expiries := make([]*redis.Cmd, len(names))
 	_, err := r.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -320,7 +326,8 @@ func (r *redisStore) sessionsPipelined(ctx context.Context, names []string, prob
 		if ms == -1 {
 			expires = time.Now()
 		}
-		info.Handle, info.LastActive = name, lastActive(expires, ttl)
+		info.Handle = name
+		activity(&info, expires, ttl, r.maxLifetime, indexed[name])
 		list = append(list, info)
 	}
 	if err != nil && err != redis.Nil && len(list) == 0 && ctx.Err() != nil {

@@ -471,17 +471,34 @@ func (s *redisShared) Count(ctx context.Context) (int, error) {
 // session id is taken for one, which is why the prefix should be the
 // sessions' own (with NoPrefix: the whole database). User indexes are
 // skipped. It needs gf's go-redis adapter (see redisStore.scan).
+//
+// A session of gf's, under its id, is moved to its handle's key first (see
+// moveRaw), as its next load would move it, so that DestroyHandle finds it
+// by the handle Range gives.
 func (s *redisShared) Range(ctx context.Context, fn func(handle string) bool) error {
-	return s.r.scan(ctx, s.keyType, func(name string) bool {
+	var moveErr error
+	err := s.r.scan(ctx, s.keyType, func(name string) bool {
 		if !IsHandle(name) {
-			name = Handle(name) // a session of gf's, under its id
+			h := Handle(name)
+			moved, err := s.r.moveRaw(ctx, name, h, s.keyType)
+			if moveErr = err; err != nil {
+				return false
+			}
+			if !moved {
+				return true // not a session: left alone, as a load leaves it
+			}
+			name = h
 		}
 		return fn(name)
 	})
+	if moveErr != nil {
+		return moveErr
+	}
+	return err
 }
 
 // DestroyHandle deletes the session whose handle is `handle` (see Handle),
 // as Destroy deletes a session by id. A missing session is not an error.
 func (s *redisShared) DestroyHandle(ctx context.Context, handle string) error {
-	return s.r.destroyHandle(ctx, handle)
+	return s.r.destroyHandle(adminContext(ctx), handle)
 }
