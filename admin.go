@@ -79,10 +79,10 @@ type Admin interface {
 	CountUsers(ctx context.Context) (int, error)
 }
 
-// countUsers counts what `a`.Users visits.
-func countUsers(ctx context.Context, a Admin) (int, error) {
+// countUsers counts the users `users` (an Admin's Users) visits.
+func countUsers(ctx context.Context, users func(context.Context, func(string, int) bool) error) (int, error) {
 	n := 0
-	err := a.Users(ctx, func(string, int) bool { n++; return true })
+	err := users(ctx, func(string, int) bool { n++; return true })
 	return n, err
 }
 

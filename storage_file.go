@@ -1379,7 +1379,7 @@ func (s *StorageFile) readLive(name string, maxTTL time.Duration, now time.Time)
 
 // CountUsers returns the number of users Users visits, at the same cost.
 func (s *StorageFile) CountUsers(ctx context.Context) (int, error) {
-	return countUsers(ctx, s)
+	return countUsers(ctx, s.Users)
 }
 
 // userKeyName returns FileConfig.UserKey.

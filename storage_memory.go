@@ -704,7 +704,7 @@ func (s *StorageMemory) Users(ctx context.Context, fn func(userId string, sessio
 
 // CountUsers returns the number of users Users visits.
 func (s *StorageMemory) CountUsers(ctx context.Context) (int, error) {
-	return countUsers(ctx, s)
+	return countUsers(ctx, s.Users)
 }
 
 // userKeyName returns MemoryConfig.UserKey.

@@ -231,6 +231,7 @@ func NewStorageRedis(redis *gredis.Redis, config ...RedisConfig) (*StorageRedis,
 // the whole-session write path.
 func newStorageRedisOn(r *redisStore) *StorageRedis {
 	s := &StorageRedis{redisShared: redisShared{r: r, keyType: "string"}}
+	s.probeOf = s.probe
 	s.w = sessionWriter{backend: r.backend, tracker: &r.tracker, env: r.env, driver: redisDriver{r},
 		userKey: r.userKey, maxLifetime: r.maxLifetime, clientInfo: r.clientInfo}
 	s.w.limit = r.newLimit(s.sessionsOver)
@@ -550,25 +551,12 @@ end
 return 0
 `)
 
-// Sessions returns the live sessions of user `userId` (see Admin.Sessions):
-// one script call for the index, then a GET and a PEXPIRETIME (PTTL before Redis 7) per session
-// listed.
-// It reads the sessions without restarting their TTL.
-func (s *StorageRedis) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
-	list, err := s.userSessions(ctx, userId)
-	return finishSessions(ctx, list), err
-}
-
-// userSessions is Sessions, unordered and without Current.
-func (s *StorageRedis) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
-	return s.sessionsOver(ctx, userId, -1)
-}
-
-// sessionsOver is userSessions, but none when the user's index lists at
-// most `atMost` sessions (see redisStore.sessions).
-func (s *StorageRedis) sessionsOver(ctx context.Context, userId string, atMost int) ([]SessionInfo, error) {
+// probe is how Sessions reads a session of StorageRedis for user `userId`:
+// a GET, decoded to check the user and read the creation time and client
+// info.
+func (s *StorageRedis) probe(userId string) sessionProbe {
 	r := s.r
-	return r.sessions(ctx, userId, atMost, sessionProbe{
+	return sessionProbe{
 		args: func(key string) []any { return []any{"GET", key} },
 		judge: func(name string, reply any) (SessionInfo, bool) {
 			if reply == nil {
@@ -582,24 +570,8 @@ func (s *StorageRedis) sessionsOver(ctx context.Context, userId string, atMost i
 			ip, ua := splitClient(meta.client)
 			return SessionInfo{Created: created, ClientIP: ip, UserAgent: ua}, true
 		},
-	})
+	}
 }
 
 // userKeyName returns RedisConfig.UserKey.
 func (s *redisShared) userKeyName() string { return s.r.userKey }
-
-// Users calls `fn` with each user that has live sessions, and their number
-// (see Admin.Users): SCAN of the user indexes on every master, then what
-// Sessions reads for each user. It costs about two round trips per indexed
-// session.
-func (s *StorageRedis) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
-	return s.r.users(ctx, fn, func(userId string) (int, error) {
-		list, err := s.userSessions(ctx, userId)
-		return len(list), err
-	})
-}
-
-// CountUsers returns the number of users Users visits, at the same cost.
-func (s *StorageRedis) CountUsers(ctx context.Context) (int, error) {
-	return countUsers(ctx, s)
-}

@@ -263,6 +263,7 @@ func NewStorageRedisHash(redis *gredis.Redis, config ...RedisConfig) (*StorageRe
 // newStorageRedisHashOn returns the StorageRedisHash of `r`.
 func newStorageRedisHashOn(r *redisStore) *StorageRedisHash {
 	s := &StorageRedisHash{redisShared: redisShared{r: r, keyType: "hash"}}
+	s.probeOf = s.probe
 	s.limit = r.newLimit(s.sessionsOver)
 	return s
 }

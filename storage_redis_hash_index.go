@@ -165,32 +165,17 @@ end
 return 0
 `)
 
-// Sessions returns the live sessions of user `userId` (see Admin.Sessions):
-// one script call for the index, then an HMGET of the user field and the
-// creation time and a PEXPIRETIME (PTTL before Redis 7) per session
-// listed. It reads the sessions
-// without restarting their TTL.
-func (s *StorageRedisHash) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
-	list, err := s.userSessions(ctx, userId)
-	return finishSessions(ctx, list), err
-}
-
-// userSessions is Sessions, unordered and without Current.
-func (s *StorageRedisHash) userSessions(ctx context.Context, userId string) ([]SessionInfo, error) {
-	return s.sessionsOver(ctx, userId, -1)
-}
-
-// sessionsOver is userSessions, but none when the user's index lists at
-// most `atMost` sessions (see redisStore.sessions).
-func (s *StorageRedisHash) sessionsOver(ctx context.Context, userId string, atMost int) ([]SessionInfo, error) {
-	r := s.r
-	field := hashField(r.userKey)
-	return r.sessions(ctx, userId, atMost, sessionProbe{
+// probe is how Sessions reads a session of StorageRedisHash for user
+// `userId`: an HMGET of the user field, the creation time and the client
+// field (see judgeSession).
+func (s *StorageRedisHash) probe(userId string) sessionProbe {
+	field := hashField(s.r.userKey)
+	return sessionProbe{
 		args: func(key string) []any { return []any{"HMGET", key, field, hashCreatedField, hashClientField} },
 		judge: func(name string, reply any) (SessionInfo, bool) {
 			return s.judgeSession(name, userId, gconv.Strings(reply))
 		},
-	})
+	}
 }
 
 // judgeSession tells from `got`, the user field, creation time and client
@@ -219,20 +204,4 @@ func (s *StorageRedisHash) judgeSession(name, userId string, got []string) (Sess
 		}
 		return info, true
 	}
-}
-
-// Users calls `fn` with each user that has live sessions, and their number
-// (see Admin.Users): SCAN of the user indexes on every master, then what
-// Sessions reads for each user. It costs about two round trips per indexed
-// session.
-func (s *StorageRedisHash) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
-	return s.r.users(ctx, fn, func(userId string) (int, error) {
-		list, err := s.userSessions(ctx, userId)
-		return len(list), err
-	})
-}
-
-// CountUsers returns the number of users Users visits, at the same cost.
-func (s *StorageRedisHash) CountUsers(ctx context.Context) (int, error) {
-	return countUsers(ctx, s)
 }

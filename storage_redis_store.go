@@ -429,6 +429,42 @@ type redisShared struct {
 	gsession.StorageBase
 	r       *redisStore
 	keyType string
+	// probeOf is how Sessions reads a session of the storage's kind for a
+	// user (see sessionProbe).
+	probeOf func(userId string) sessionProbe
+}
+
+// Sessions returns the live sessions of user `userId` (see Admin.Sessions):
+// one script call for the user's index, then one pipeline that reads each
+// session listed (GET, or for StorageRedisHash an HMGET of the user field,
+// the creation time and the client field) and its expiry (PEXPIRETIME;
+// PTTL before Redis 7, one command at a time, as through another gredis
+// adapter). It reads the sessions without restarting their TTL.
+func (s *redisShared) Sessions(ctx context.Context, userId string) ([]SessionInfo, error) {
+	list, err := s.sessionsOver(ctx, userId, -1)
+	return finishSessions(ctx, list), err
+}
+
+// sessionsOver is Sessions, unordered and without Current, and none when
+// the user's index lists at most `atMost` sessions (-1: no bound; see
+// redisStore.sessions).
+func (s *redisShared) sessionsOver(ctx context.Context, userId string, atMost int) ([]SessionInfo, error) {
+	return s.r.sessions(ctx, userId, atMost, s.probeOf(userId))
+}
+
+// Users calls `fn` with each user that has live sessions, and their number
+// (see Admin.Users): SCAN of the user indexes on every master, then what
+// Sessions reads for each user.
+func (s *redisShared) Users(ctx context.Context, fn func(userId string, sessions int) bool) error {
+	return s.r.users(ctx, fn, func(userId string) (int, error) {
+		list, err := s.sessionsOver(ctx, userId, -1)
+		return len(list), err
+	})
+}
+
+// CountUsers returns the number of users Users visits, at the same cost.
+func (s *redisShared) CountUsers(ctx context.Context) (int, error) {
+	return countUsers(ctx, s.Users)
 }
 
 // New returns a new random session id (see NewSessionId). It sends nothing to
