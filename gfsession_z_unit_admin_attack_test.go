@@ -2,7 +2,6 @@ package gfsession_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -232,14 +231,7 @@ func TestAdmin_ClientInfoHostileHeaders(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/sealed=%v", name, sealed), func(t *testing.T) {
 				st := newStorage(t)
 				base := startApp(t, st, appOptions{routes: func(group *ghttp.RouterGroup) {
-					group.GET("/devices", func(r *ghttp.Request) {
-						list, err := gfsession.UserSessions(r)
-						if err != nil {
-							r.Response.WriteStatus(http.StatusInternalServerError, err.Error())
-							return
-						}
-						r.Response.WriteJson(g.Map{"devices": list})
-					})
+					devicesRoute(group)
 					group.POST("/cart", func(r *ghttp.Request) {
 						r.Session.MustSet("cart", 1)
 						r.Response.WriteJson(g.Map{"ok": true})
@@ -252,26 +244,8 @@ func TestAdmin_ClientInfoHostileHeaders(t *testing.T) {
 				agent := strings.Repeat("é", 3000) + "Z"
 				forged := "a" + strings.Repeat("ü", 100) // cut to 64 bytes mid-rune
 				send := func(method, path, sid string) (map[string]any, string) {
-					req, err := http.NewRequest(method, base+path, nil)
-					require.NoError(t, err)
-					req.Header.Set("User-Agent", agent)
-					req.Header.Set("X-Forwarded-For", forged)
-					req.Header.Set("X-Real-IP", forged)
-					if sid != "" {
-						req.Header.Set("Cookie", sessionCookie+"="+sid)
-					}
-					res, err := http.DefaultClient.Do(req)
-					require.NoError(t, err)
-					defer res.Body.Close()
-					require.Equal(t, http.StatusOK, res.StatusCode)
-					var body map[string]any
-					require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
-					for _, c := range res.Cookies() {
-						if c.Name == sessionCookie {
-							sid = c.Value
-						}
-					}
-					return body, sid
+					return sendWithHeaders(t, method, base+path, sid,
+						map[string]string{"User-Agent": agent, "X-Forwarded-For": forged, "X-Real-IP": forged})
 				}
 				_, sid := send(http.MethodPost, "/login?user=alice", "")
 				require.NotEmpty(t, sid)

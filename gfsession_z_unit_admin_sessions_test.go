@@ -131,14 +131,7 @@ func TestAdmin_SignOutOthersOverHTTP(t *testing.T) {
 	for name, newStorage := range everyStorage(t, "user", 0) {
 		t.Run(name, func(t *testing.T) {
 			base := startApp(t, newStorage(t), appOptions{routes: func(group *ghttp.RouterGroup) {
-				group.GET("/devices", func(r *ghttp.Request) {
-					list, err := gfsession.UserSessions(r)
-					if err != nil {
-						r.Response.WriteStatus(http.StatusInternalServerError, err.Error())
-						return
-					}
-					r.Response.WriteJson(g.Map{"devices": list})
-				})
+				devicesRoute(group)
 				group.POST("/signout-others", func(r *ghttp.Request) {
 					n, err := gfsession.SignOutOthers(r)
 					if err != nil {
@@ -223,34 +216,10 @@ func TestAdmin_ClientInfo(t *testing.T) {
 		for name, newStorage := range clientInfoStorages(t, sealed) {
 			t.Run(fmt.Sprintf("%s/sealed=%v", name, sealed), func(t *testing.T) {
 				base := startApp(t, newStorage(t), appOptions{routes: func(group *ghttp.RouterGroup) {
-					group.GET("/devices", func(r *ghttp.Request) {
-						list, err := gfsession.UserSessions(r)
-						if err != nil {
-							r.Response.WriteStatus(http.StatusInternalServerError, err.Error())
-							return
-						}
-						r.Response.WriteJson(g.Map{"devices": list})
-					})
+					devicesRoute(group)
 				}})
 				send := func(method, path, sid, agent string) (map[string]any, string) {
-					req, err := http.NewRequest(method, base+path, nil)
-					require.NoError(t, err)
-					req.Header.Set("User-Agent", agent)
-					if sid != "" {
-						req.Header.Set("Cookie", sessionCookie+"="+sid)
-					}
-					res, err := http.DefaultClient.Do(req)
-					require.NoError(t, err)
-					defer res.Body.Close()
-					require.Equal(t, http.StatusOK, res.StatusCode)
-					var body map[string]any
-					require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
-					for _, c := range res.Cookies() {
-						if c.Name == sessionCookie {
-							sid = c.Value
-						}
-					}
-					return body, sid
+					return sendWithHeaders(t, method, base+path, sid, map[string]string{"User-Agent": agent})
 				}
 				_, phone := send(http.MethodPost, "/login?user=alice", "", "TestPhone/1.0")
 				_, laptop := send(http.MethodPost, "/login?user=alice", "", "TestLaptop/2.0")
@@ -276,4 +245,44 @@ func TestAdmin_ClientInfo(t *testing.T) {
 			})
 		}
 	}
+}
+
+// devicesRoute adds GET /devices, the user's sessions as JSON
+// (gfsession.UserSessions), to `group`.
+func devicesRoute(group *ghttp.RouterGroup) {
+	group.GET("/devices", func(r *ghttp.Request) {
+		list, err := gfsession.UserSessions(r)
+		if err != nil {
+			r.Response.WriteStatus(http.StatusInternalServerError, err.Error())
+			return
+		}
+		r.Response.WriteJson(g.Map{"devices": list})
+	})
+}
+
+// sendWithHeaders sends one request to `url` with the session id `sid` (if
+// any) and the headers `headers`, and returns its JSON body and the session
+// id it leaves the client with.
+func sendWithHeaders(t *testing.T, method, url, sid string, headers map[string]string) (map[string]any, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if sid != "" {
+		req.Header.Set("Cookie", sessionCookie+"="+sid)
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	for _, c := range res.Cookies() {
+		if c.Name == sessionCookie {
+			sid = c.Value
+		}
+	}
+	return body, sid
 }
