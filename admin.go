@@ -149,10 +149,11 @@ func currentHandle(ctx context.Context) string {
 //
 // The session was last active a TTL before its expiry, unless MaxLifetime
 // cut the TTL short: then the expiry is the end of its lifetime and tells
-// nothing, and `known` is what there is; without it (db), the session is
-// ordered by its expiry, after every other, and shown as active then or
-// now, whichever is earlier. The order stays the same until the session is
-// used again.
+// nothing but that the session was active a TTL before it or later, and
+// `known` is what there is; without it (a db session written without the
+// limit), the earliest time it can have been active is taken, which ranks
+// it below every session whose activity is known. The order stays the
+// same until the session is used again.
 func activity(info *SessionInfo, expires time.Time, ttl, maxLifetime time.Duration, known time.Time) {
 	info.LastActive = expires.Add(-ttl)
 	info.order = info.LastActive
@@ -166,11 +167,12 @@ func activity(info *SessionInfo, expires time.Time, ttl, maxLifetime time.Durati
 		}
 		info.order = info.LastActive
 	default:
-		info.order = expires
-		info.LastActive = expires
-		if now := time.Now(); now.Before(expires) {
-			info.LastActive = now
+		// Active then at the earliest: ordered (and shown) so, behind the
+		// sessions whose activity is known, never ahead of a login.
+		if info.LastActive.Before(info.Created) {
+			info.LastActive = info.Created
 		}
+		info.order = info.LastActive
 	}
 }
 

@@ -169,7 +169,7 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		return nil
 	}
 	w.tracker.retrack(r.ref, loaded{id: id, created: sw.created, user: sw.user, existsOnly: sw.match == matchExists})
-	if login {
+	if login && r.newLogin(sw.user) {
 		w.limit.apply(ctx, sw.user)
 	}
 	return nil

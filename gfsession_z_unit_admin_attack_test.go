@@ -218,7 +218,7 @@ func TestAdmin_DestroyHandleOwnSessionThenWrite(t *testing.T) {
 	}
 }
 
-// TestAdmin_ClientInfoHostileHeaders (passes; not covered elsewhere): with
+// TestAdmin_ClientInfoHostileHeaders: with
 // clientInfo, sealed or not, a client that sends a huge User-Agent with
 // multi-byte characters and a long forged X-Forwarded-For neither breaks its
 // session nor bloats it: the devices list shows the IP cut to 64 bytes and

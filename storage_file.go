@@ -1037,7 +1037,14 @@ func (s *StorageFile) rangeLive(ctx context.Context, move bool, fn func(id strin
 				raw := id
 				id = Handle(raw)
 				if _, err := os.Lstat(s.sessionPath(id)); err == nil {
-					return true
+					if !move {
+						return true // counted in its sub-folder
+					}
+					// Moved since the sub-folders were read (a load of it
+					// ran meanwhile), or left beside its moved copy: given
+					// again rather than missed.
+					more = fn(id)
+					return more
 				}
 				if move {
 					moved, err := s.moveLegacy(ctx, raw, id)

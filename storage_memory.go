@@ -276,7 +276,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	if e.added && s.config.MaxSessions > 0 {
 		s.evict(sessionId, now)
 	}
-	if e.login {
+	if e.login && r.newLogin(e.entry.user) {
 		s.limit.apply(ctx, e.entry.user)
 	}
 	// What the request's map holds from now on: the next write of the same

@@ -404,7 +404,7 @@ func (d redisDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
 		return false, nil
 	}
 	if w.user != "" && !together {
-		return true, r.indexUser(ctx, w.user, w.id)
+		return true, r.confirmUser(ctx, w.user, w.id)
 	}
 	return true, nil
 }

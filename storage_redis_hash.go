@@ -771,7 +771,7 @@ func (s *StorageRedisHash) written(ctx context.Context, id string, r *resolved, 
 		// The creation time the hash holds now: the next write of this map
 		// checks it.
 		s.r.tracker.retrack(r.ref, loaded{id: id, created: now.created, user: to, base: newBase, seal: now.hashSeal})
-		if login {
+		if login && r.newLogin(to) {
 			// Every write of the user key is a login here, also of the
 			// user loaded: after the request's own RemoveAll it is a new
 			// session of that user.

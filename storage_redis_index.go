@@ -47,6 +47,32 @@ func (r *redisStore) indexUser(ctx context.Context, userId, id string) error {
 	return nil
 }
 
+// confirmUser makes sure the index of user `userId` lists session `id`,
+// after a write that names the user where the index could not be written
+// in the write's own script: an entry there (the one the login made before
+// the write) keeps its score, which is the session's place in
+// maxSessionsPerUser's order, so that it does not move between the two
+// calls; a missing one (removed by a DestroyUser in between) is made again.
+func (r *redisStore) confirmUser(ctx context.Context, userId, id string) error {
+	if userId == "" {
+		return nil
+	}
+	_, cmd, err := r.evalKey(ctx, userConfirmScript, r.userIndexKey(userId),
+		id, time.Now().UnixMilli(), millis(r.userIndexTTL))
+	if err != nil {
+		return r.wrapKey(err, cmd, r.shownUserIndex(userId))
+	}
+	return nil
+}
+
+// userConfirmScript is confirmUser's: userIndexScript unless the entry is
+// there already.
+var userConfirmScript = newRedisScript(userIndexLua + `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+index(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
+`)
+
 // userIndexReadScript returns the entries of the user index KEYS[1] as a
 // flat list: member, score, member, score... (a script, so that the reply
 // is flat whatever protocol the client speaks).

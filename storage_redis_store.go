@@ -490,7 +490,8 @@ func (s *redisShared) Close(ctx context.Context) error {
 
 // Count returns the number of sessions under the prefix: the keys of the
 // storage's type whose name is the prefix followed by a valid session id
-// (see Range). It scans the keyspace, one SCAN per redisScanCount keys on
+// or handle. It sends nothing but SCAN, so unlike Range it also counts a
+// key there under an id that holds no session. It scans the keyspace, one SCAN per redisScanCount keys on
 // every master: its cost grows with the size of the database, not only
 // with the sessions.
 func (s *redisShared) Count(ctx context.Context) (int, error) {
@@ -498,32 +499,41 @@ func (s *redisShared) Count(ctx context.Context) (int, error) {
 }
 
 // Range calls `fn` with the handle (see Handle) of every session under the
-// prefix until `fn` returns false or `ctx` is done (its error is then returned). It runs SCAN
-// MATCH prefix* TYPE string (StorageRedis) or hash (StorageRedisHash),
-// never KEYS, on every master of a Cluster, and holds one batch of keys at
-// a time; `fn` may use the storage. Sessions of gf's own storage of the
-// same kind under the prefix are sessions too (this storage reads them);
-// any other key of that type there whose name after the prefix is a valid
-// session id is taken for one, which is why the prefix should be the
+// prefix until `fn` returns false or `ctx` is done (its error is then
+// returned). It runs SCAN MATCH prefix* TYPE string (StorageRedis) or hash
+// (StorageRedisHash), never KEYS, on every master of a Cluster, and holds
+// one batch of keys at a time; `fn` may use the storage. Keys named by a
+// handle are taken for sessions, which is why the prefix should be the
 // sessions' own (with NoPrefix: the whole database). User indexes are
 // skipped. It needs gf's go-redis adapter (see redisStore.scan).
 //
-// A session of gf's, under its id, is moved to its handle's key first (see
-// moveRaw), as its next load would move it, so that DestroyHandle finds it
-// by the handle Range gives.
+// A session of gf's own storage of the same kind, under its id, is moved
+// to its handle's key first (see moveRaw), as its next load would move it,
+// so that DestroyHandle finds it by the handle Range gives; a key under an
+// id that holds no session is left alone and not visited. A session moved
+// this way is visited once, though SCAN may meet its new key again.
 func (s *redisShared) Range(ctx context.Context, fn func(handle string) bool) error {
-	var moveErr error
+	var (
+		moveErr error
+		moved   map[string]bool // the handles this Range moved sessions to, which SCAN may return again
+	)
 	err := s.r.scan(ctx, s.keyType, func(name string) bool {
 		if !IsHandle(name) {
 			h := Handle(name)
-			moved, err := s.r.moveRaw(ctx, name, h, s.keyType)
+			ok, err := s.r.moveRaw(ctx, name, h, s.keyType)
 			if moveErr = err; err != nil {
 				return false
 			}
-			if !moved {
+			if !ok {
 				return true // not a session: left alone, as a load leaves it
 			}
+			if moved == nil {
+				moved = make(map[string]bool)
+			}
+			moved[h] = true
 			name = h
+		} else if moved[name] {
+			return true
 		}
 		return fn(name)
 	})

@@ -213,6 +213,14 @@ func (r *resolved) fromUser() string {
 	return ""
 }
 
+// newLogin reports whether a write naming user `user` makes a new login of
+// that user, for maxSessionsPerUser: not a RegenerateId that carries the
+// user's own session to a new id (the old id goes, the user keeps one
+// session), which must not be weighed against the session it replaces.
+func (r *resolved) newLogin(user string) bool {
+	return user != "" && !(r.kind == loadCarried && r.user == user)
+}
+
 // sameBase returns the values a per-key merge starts from: the ones loaded
 // for loadSame, nil (every key is new) otherwise.
 func (r *resolved) sameBase() map[string]any {
