@@ -978,10 +978,21 @@ func TestStorageRedisHash_DestroyUserRechecksAfterDroppingEntry(t *testing.T) {
 			armed.Store(true)
 			closed := make(chan error, 1)
 			go func() { closed <- login.Close() }()
-			require.Eventually(t, indexed.Load, 5*time.Second, 5*time.Millisecond)
+			// The login's index entry is in Redis, not only sent: a
+			// DestroyUser that read the index before it would find nothing
+			// to check, and the login's write would wait for it forever.
+			require.Eventually(t, func() bool {
+				return indexed.Load() && srv.MustDo(t, "ZSCORE", index, gfsession.Handle(id)) != nil
+			}, 5*time.Second, 5*time.Millisecond)
 			n, err := admin.DestroyUser(ctx, "alice")
 			require.NoError(t, err)
-			require.NoError(t, <-closed)
+			select {
+			case err := <-closed:
+				require.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				close(proceed)
+				t.Fatal("the login's write still waits: DestroyUser never removed the entry")
+			}
 			require.False(t, armed.Load(), "the login's write landed inside DestroyUser")
 			assert.Equal(t, 1, n, "DestroyUser must destroy the session stored under alice meanwhile")
 			redisReq(t, m, id, func(s *gsession.Session) {
