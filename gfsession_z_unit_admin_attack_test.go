@@ -27,29 +27,7 @@ import (
 // it, or the cookie keeps working (and is moved to the handle on its next
 // use).
 func TestAdmin_DestroyHandleOfRangedGfSession(t *testing.T) {
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	type backend struct {
-		storage gsession.Storage
-		gf      gsession.Storage
-	}
-	backends := map[string]func(t *testing.T) backend{
-		"file": func(t *testing.T) backend {
-			dir := t.TempDir()
-			return backend{newFile(t, gfsession.FileConfig{Path: dir}), gsession.NewStorageFile(dir, time.Hour)}
-		},
-	}
-	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
-		backends[kind] = func(t *testing.T) backend {
-			prefix := redisTestPrefix()
-			var gf gsession.Storage = gsession.NewStorageRedis(client, prefix)
-			if kind == gfsession.TypeRedisHash {
-				gf = gsession.NewStorageRedisHashTable(client, prefix)
-			}
-			return backend{newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix}), gf}
-		}
-	}
-	for name, newBackend := range backends {
+	for name, newBackend := range gfPairs(t) {
 		t.Run(name, func(t *testing.T) {
 			b := newBackend(t)
 			ctx := context.Background()

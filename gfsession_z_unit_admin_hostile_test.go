@@ -99,29 +99,7 @@ func TestAttack_LimitRegenerateIdLogsOut(t *testing.T) {
 // moved by a load into an already-visited sub-folder is never visited.
 // (Redis and redis-hash pass: moveRaw reports a handle key already there.)
 func TestAttack_RangeMissesGfSessionLoadedDuringWalk(t *testing.T) {
-	srv := testredis.Start(t)
-	client := newGredis(t, &gredis.Config{Address: srv.Addr})
-	type backend struct {
-		storage gsession.Storage
-		gf      gsession.Storage
-	}
-	backends := map[string]func(t *testing.T) backend{
-		"file": func(t *testing.T) backend {
-			dir := t.TempDir()
-			return backend{newFile(t, gfsession.FileConfig{Path: dir}), gsession.NewStorageFile(dir, time.Hour)}
-		},
-	}
-	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
-		backends[kind] = func(t *testing.T) backend {
-			prefix := redisTestPrefix()
-			var gf gsession.Storage = gsession.NewStorageRedis(client, prefix)
-			if kind == gfsession.TypeRedisHash {
-				gf = gsession.NewStorageRedisHashTable(client, prefix)
-			}
-			return backend{newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix}), gf}
-		}
-	}
-	for name, newBackend := range backends {
+	for name, newBackend := range gfPairs(t) {
 		t.Run(name, func(t *testing.T) {
 			b := newBackend(t)
 			ctx := context.Background()

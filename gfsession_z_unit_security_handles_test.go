@@ -34,6 +34,38 @@ func gfWrite(t *testing.T, gf gsession.Storage, id string, data map[string]any) 
 	require.NoError(t, gf.SetSession(ctx, id, gmap.NewStrAnyMapFrom(data, true), time.Hour))
 }
 
+// gfPair is a storage of this package and gf's own storage of the same
+// kind on the same store, for the tests of sessions gf's storages left
+// under their ids.
+type gfPair struct {
+	storage gsession.Storage
+	gf      gsession.Storage
+}
+
+// gfPairs returns a constructor of a gfPair for each kind gf has a storage
+// of outside the process: file, redis and redis-hash.
+func gfPairs(t *testing.T) map[string]func(t *testing.T) gfPair {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	pairs := map[string]func(t *testing.T) gfPair{
+		"file": func(t *testing.T) gfPair {
+			dir := t.TempDir()
+			return gfPair{newFile(t, gfsession.FileConfig{Path: dir}), gsession.NewStorageFile(dir, time.Hour)}
+		},
+	}
+	for _, kind := range []string{gfsession.TypeRedis, gfsession.TypeRedisHash} {
+		pairs[kind] = func(t *testing.T) gfPair {
+			prefix := redisTestPrefix()
+			var gf gsession.Storage = gsession.NewStorageRedis(client, prefix)
+			if kind == gfsession.TypeRedisHash {
+				gf = gsession.NewStorageRedisHashTable(client, prefix)
+			}
+			return gfPair{newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix}), gf}
+		}
+	}
+	return pairs
+}
+
 // storeDump is everything an attacker who can read a session store finds
 // there: the names of its keys, files or rows, and what they hold.
 type storeDump struct {
