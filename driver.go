@@ -138,14 +138,7 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		}
 	}
 	var err error
-	var meta sessionMeta
-	if w.clientInfo {
-		meta.client = clientInfo(ctx)
-	}
-	if w.stampWrites {
-		meta.written = now
-	}
-	if sw.blob, err = w.encode(id, sw.created, data, meta); err != nil {
+	if sw.blob, err = w.encode(id, sw.created, data, w.meta(ctx, now)); err != nil {
 		return err
 	}
 	if ok, err := w.tracker.mayWrite(ctx, w.backend, &r, id, w.holds); !ok {
@@ -173,6 +166,19 @@ func (w *sessionWriter) setSession(ctx context.Context, id string, m *gmap.StrAn
 		w.limit.apply(ctx, sw.user)
 	}
 	return nil
+}
+
+// meta returns what the envelope of a write at `now` by the request of
+// `ctx` keeps besides the data (see sessionMeta).
+func (w *sessionWriter) meta(ctx context.Context, now time.Time) sessionMeta {
+	var meta sessionMeta
+	if w.clientInfo {
+		meta.client = clientInfo(ctx)
+	}
+	if w.stampWrites {
+		meta.written = now
+	}
+	return meta
 }
 
 // holds is the driver's holds, for a map whose writes check only that the

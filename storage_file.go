@@ -1032,28 +1032,9 @@ func (s *StorageFile) rangeLive(ctx context.Context, move bool, fn func(id strin
 			}
 			id := strings.TrimSuffix(name, fileSuffix)
 			if legacy {
-				// A file of gf's, named by its id: moved to the
-				// handle's name, whose file counts, or not yet read.
-				raw := id
-				id = Handle(raw)
-				if _, err := os.Lstat(s.sessionPath(id)); err == nil {
-					if !move {
-						return true // counted in its sub-folder
-					}
-					// Moved since the sub-folders were read (a load of it
-					// ran meanwhile), or left beside its moved copy: given
-					// again rather than missed.
-					more = fn(id)
-					return more
-				}
-				if move {
-					moved, err := s.moveLegacy(ctx, raw, id)
-					if moveErr = err; err != nil {
-						return false
-					}
-					if !moved {
-						return true
-					}
+				var visit bool
+				if id, visit, moveErr = s.legacyEntry(ctx, id, move); !visit {
+					return moveErr == nil
 				}
 			}
 			more = fn(id)
@@ -1078,6 +1059,26 @@ func (s *StorageFile) rangeLive(ctx context.Context, move bool, fn func(id strin
 		}
 	}
 	return ctxErr
+}
+
+// legacyEntry returns the handle of the file of gf's named by session id
+// `raw` that rangeLive found in the folder itself, and whether rangeLive
+// visits it. Without `move`, a file already moved to its handle's name is
+// not visited: its sub-folder counts it. With `move`, the file is moved
+// (see moveLegacy) and visited, and one whose handle's file exists is
+// visited too: moved since the sub-folders were read (a load of it ran
+// meanwhile), or left beside its moved copy, it is given again rather than
+// missed.
+func (s *StorageFile) legacyEntry(ctx context.Context, raw string, move bool) (handle string, visit bool, err error) {
+	handle = Handle(raw)
+	if _, err := os.Lstat(s.sessionPath(handle)); err == nil {
+		return handle, move, nil
+	}
+	if !move {
+		return handle, true, nil
+	}
+	moved, err := s.moveLegacy(ctx, raw, handle)
+	return handle, moved && err == nil, err
 }
 
 // Count returns the number of session files not idle for longer than the

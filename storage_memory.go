@@ -234,10 +234,7 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 		return err
 	}
 	s.ttl.note(ttl)
-	client := ""
-	if s.config.ClientInfo {
-		client = clientInfo(ctx)
-	}
+	client := s.clientOf(ctx)
 	r := s.tracker.resolve(ctx, sessionData, sessionId)
 	now := time.Now().UnixNano()
 	holds := func(_ context.Context, l *loaded) (bool, error) { return s.holds(l, now), nil }
@@ -289,6 +286,15 @@ func (s *StorageMemory) SetSession(ctx context.Context, sessionId string, sessio
 	}
 	s.tracker.retrack(r.ref, next)
 	return nil
+}
+
+// clientOf returns what MemoryConfig.ClientInfo keeps of the request of
+// `ctx` (see clientInfo), "" without the option.
+func (s *StorageMemory) clientOf(ctx context.Context) string {
+	if !s.config.ClientInfo {
+		return ""
+	}
+	return clientInfo(ctx)
 }
 
 // holds reports whether session `l.id` is still stored as loaded: alive,
