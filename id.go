@@ -110,6 +110,25 @@ func IsHandle(s string) bool {
 	return true
 }
 
+// loadByHandle loads session `id` from under its handle with `get`, which
+// reports whether anything was stored there; when nothing was, it moves a
+// session gf's storage left under the id itself to the handle with `move`
+// (which reports whether there is a session under the handle now) and
+// loads it from there.
+func loadByHandle[M any](id string, get func(handle string) (M, bool, error), move func(handle string) (bool, error)) (M, error) {
+	h := Handle(id)
+	m, found, err := get(h)
+	if found || err != nil {
+		return m, err
+	}
+	if moved, err := move(h); !moved || err != nil {
+		var none M
+		return none, err
+	}
+	m, _, err = get(h)
+	return m, err
+}
+
 // mayBeStoredRaw reports whether session `id` may be stored under the id
 // itself, as gf's own storages store sessions, so that a storage reading
 // gf's sessions should look there when the handle finds nothing. An id of

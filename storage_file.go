@@ -405,16 +405,9 @@ func (s *StorageFile) GetSession(ctx context.Context, sessionId string, ttl time
 		return nil, nil
 	}
 	s.noteTTL(ttl)
-	h := Handle(sessionId)
-	m, found, err := s.getSession(ctx, h, ttl)
-	if found || err != nil {
-		return m, err
-	}
-	if moved, err := s.moveLegacy(ctx, sessionId, h); !moved || err != nil {
-		return nil, err
-	}
-	m, _, err = s.getSession(ctx, h, ttl)
-	return m, err
+	return loadByHandle(sessionId,
+		func(h string) (*gmap.StrAnyMap, bool, error) { return s.getSession(ctx, h, ttl) },
+		func(h string) (bool, error) { return s.moveLegacy(ctx, sessionId, h) })
 }
 
 // moveLegacy moves the file gf's StorageFile keeps session `id` in to the
@@ -589,17 +582,24 @@ func (s *StorageFile) openSessionFile(path string) (*os.File, fs.FileInfo, error
 // readSessionFile returns the content of the session file at `path`, with
 // the errors of openSessionFile.
 func (s *StorageFile) readSessionFile(path string) ([]byte, error) {
+	b, _, err := s.readSessionFileInfo(path)
+	return b, err
+}
+
+// readSessionFileInfo is readSessionFile, also returning the file's info
+// (as the open file had it when read).
+func (s *StorageFile) readSessionFileInfo(path string) ([]byte, fs.FileInfo, error) {
 	f, fi, err := s.openSessionFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	b := make([]byte, fi.Size())
 	n, err := io.ReadFull(f, b)
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return nil, fileErr(err, "read session file", path)
+		return nil, nil, fileErr(err, "read session file", path)
 	}
-	return b[:n], nil
+	return b[:n], fi, nil
 }
 
 // fileErr wraps `err`, the error of operation `op` on the file at `path`,
@@ -1365,8 +1365,7 @@ func (s *StorageFile) userOfDir(dir string, maxTTL time.Duration, now time.Time)
 // session stored as `name`, or nil when there is none, it was refused, or
 // it has been idle for longer than `maxTTL` (0: never).
 func (s *StorageFile) readLive(name string, maxTTL time.Duration, now time.Time) ([]byte, fs.FileInfo, error) {
-	path := s.sessionPath(name)
-	f, fi, err := s.openSessionFile(path)
+	b, fi, err := s.readSessionFileInfo(s.sessionPath(name))
 	if err != nil {
 		var refused *refusedFileError
 		if errors.Is(err, fs.ErrNotExist) || errors.As(err, &refused) {
@@ -1374,13 +1373,8 @@ func (s *StorageFile) readLive(name string, maxTTL time.Duration, now time.Time)
 		}
 		return nil, nil, err
 	}
-	defer f.Close()
 	if maxTTL > 0 && fi.ModTime().Add(maxTTL).Before(now) {
 		return nil, nil, nil
-	}
-	b := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, b); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return nil, nil, fileErr(err, "read session file", path)
 	}
 	return b, fi, nil
 }

@@ -260,16 +260,9 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 		return nil, nil
 	}
 	s.r.ttl.note(ttl)
-	h := Handle(sessionId)
-	m, found, err := s.getSession(ctx, h, ttl)
-	if found || err != nil {
-		return m, err
-	}
-	if moved, err := s.r.moveRaw(ctx, sessionId, h, "string"); !moved || err != nil {
-		return nil, err
-	}
-	m, _, err = s.getSession(ctx, h, ttl)
-	return m, err
+	return loadByHandle(sessionId,
+		func(h string) (*gmap.StrAnyMap, bool, error) { return s.getSession(ctx, h, ttl) },
+		func(h string) (bool, error) { return s.r.moveRaw(ctx, sessionId, h, "string") })
 }
 
 // getSession is GetSession of the session stored as `sessionId` (its

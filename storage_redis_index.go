@@ -321,7 +321,8 @@ func (r *redisStore) sessions(ctx context.Context, userId string, atMost int, pr
 func (r *redisStore) sessionsPipelined(ctx context.Context, names []string, indexed map[string]time.Time, probe sessionProbe) ([]SessionInfo, error) {
 	reads := make([]*redis.Cmd, len(names))
 	expiries := make([]*redis.Cmd, len(names))
-	_, err := r.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
+	// Each command carries its own error, which the loop below reads.
+	_, _ = r.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, name := range names {
 			reads[i] = p.Do(ctx, probe.args(r.key(name))...)
 			expiries[i] = p.Do(ctx, "PEXPIRETIME", r.key(name))
@@ -345,21 +346,27 @@ func (r *redisStore) sessionsPipelined(ctx context.Context, names []string, inde
 			return nil, r.wrap(eerr, "PEXPIRETIME", name)
 		}
 		info, ok := probe.judge(name, reply)
-		if !ok || ms == -2 {
+		expires, live := expireTime(ms)
+		if !ok || !live {
 			continue
-		}
-		expires := time.UnixMilli(ms)
-		if ms == -1 {
-			expires = time.Now()
 		}
 		info.Handle = name
 		activity(&info, expires, ttl, r.maxLifetime, indexed[name])
 		list = append(list, info)
 	}
-	if err != nil && err != redis.Nil && len(list) == 0 && ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
 	return list, nil
+}
+
+// expireTime reads a PEXPIRETIME reply `ms`: when the key expires, and
+// whether it exists. A key without a TTL reads as expiring now.
+func expireTime(ms int64) (time.Time, bool) {
+	switch {
+	case ms == -1:
+		return time.Now(), true
+	case ms < 0:
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
 }
 
 // users calls `fn` with each user that has an index and live sessions, and
@@ -400,11 +407,8 @@ func (r *redisStore) expiry(ctx context.Context, name string) (time.Time, bool, 
 		v, err := r.client.Do(ctx, "PEXPIRETIME", r.key(name))
 		switch {
 		case err == nil:
-			ms := v.Int64()
-			if ms == -1 {
-				return time.Now(), true, nil
-			}
-			return time.UnixMilli(ms), ms > 0, nil
+			expires, live := expireTime(v.Int64())
+			return expires, live, nil
 		case strings.Contains(strings.ToLower(err.Error()), "unknown command"):
 			r.noExpireTime.Store(true)
 		default:

@@ -283,12 +283,7 @@ func (r *redisStore) removeAll(ctx context.Context, id string) error {
 	if err := r.removeRaw(ctx, id); err != nil {
 		return err
 	}
-	h := Handle(id)
-	if _, err := r.do(ctx, h, "DEL", r.key(h)); err != nil {
-		return err
-	}
-	r.tracker.removed(ctx, h)
-	return nil
+	return r.destroyHandle(ctx, Handle(id))
 }
 
 // destroyHandle deletes the session whose handle is `handle`. A missing
