@@ -365,12 +365,7 @@ type installed struct {
 // caller holds, and moves the session in the user index.
 func (s *StorageMemory) install(sh *memoryShard, id string, data map[string]any, created, now int64, ttl time.Duration, client string) installed {
 	e := &memoryEntry{data: data, created: created, user: userOf(data, s.config.UserKey), client: client}
-	if exp := s.expiry(created, now, ttl); exp < now+int64(ttl) {
-		e.expires.Store(exp)
-		e.capped.Store(now)
-	} else {
-		e.expires.Store(exp)
-	}
+	s.touch(e, now, ttl)
 	old, exists := sh.m[id]
 	if !exists {
 		s.count.Add(1)
