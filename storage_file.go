@@ -1265,23 +1265,18 @@ func (s *StorageFile) userSessions(ctx context.Context, userId string) ([]Sessio
 // whether it is live and names user `userId`, with what Sessions tells of
 // it.
 func (s *StorageFile) sessionInfo(name, userId string, maxTTL time.Duration, now time.Time) (SessionInfo, bool, error) {
-	b, fi, err := s.readLive(name, maxTTL, now)
-	if b == nil || err != nil {
+	f, ok, err := s.liveSession(name, maxTTL, now)
+	if !ok || err != nil || userOf(f.data, s.config.UserKey) != userId {
 		return SessionInfo{}, false, err
 	}
-	data, created, meta, err := s.envelope.decodeSessionMeta(name, string(b))
-	if err != nil || userOf(data, s.config.UserKey) != userId ||
-		lifetimeLeft(created, s.config.MaxLifetime, time.Hour, now) <= 0 {
-		return SessionInfo{}, false, nil
-	}
-	ip, ua := splitClient(meta.client)
+	ip, ua := splitClient(f.meta.client)
 	// The file's time is set while it is written, a moment before the
 	// creation time the write stores may be taken.
-	active := fi.ModTime()
-	if active.Before(created) {
-		active = created
+	active := f.fi.ModTime()
+	if active.Before(f.created) {
+		active = f.created
 	}
-	return SessionInfo{Handle: name, Created: created, LastActive: active, ClientIP: ip, UserAgent: ua, order: active}, true, nil
+	return SessionInfo{Handle: name, Created: f.created, LastActive: active, ClientIP: ip, UserAgent: ua, order: active}, true, nil
 }
 
 // Users calls `fn` with each user that has live sessions, and their number
@@ -1334,18 +1329,13 @@ func (s *StorageFile) userOfDir(dir string, maxTTL time.Duration, now time.Time)
 		if !IsValidSessionId(name) {
 			return true
 		}
-		b, _, err := s.readLive(name, maxTTL, now)
+		f, ok, err := s.liveSession(name, maxTTL, now)
 		if err != nil {
 			failed = err
 			return false
 		}
-		if b == nil {
-			return true
-		}
-		data, created, err := s.envelope.decodeSession(name, string(b))
-		u := userOf(data, s.config.UserKey)
-		if err != nil || u == "" || s.userDir(u) != dir || (user != "" && u != user) ||
-			lifetimeLeft(created, s.config.MaxLifetime, time.Hour, now) <= 0 {
+		u := userOf(f.data, s.config.UserKey)
+		if !ok || u == "" || s.userDir(u) != dir || (user != "" && u != user) {
 			return true
 		}
 		user = u
@@ -1361,22 +1351,36 @@ func (s *StorageFile) userOfDir(dir string, maxTTL time.Duration, now time.Time)
 	return user, n, nil
 }
 
-// readLive returns the content and the file info of the file of the
-// session stored as `name`, or nil when there is none, it was refused, or
-// it has been idle for longer than `maxTTL` (0: never).
-func (s *StorageFile) readLive(name string, maxTTL time.Duration, now time.Time) ([]byte, fs.FileInfo, error) {
+// liveFile is a session file as liveSession read it.
+type liveFile struct {
+	data    map[string]any
+	created time.Time
+	meta    sessionMeta
+	fi      fs.FileInfo
+}
+
+// liveSession reads and decodes the file of the session stored as `name`,
+// and reports whether it holds a live session: there is one, not refused,
+// not idle for longer than `maxTTL` (0: no bound), that decodes and is
+// within MaxLifetime at `now`. Only I/O errors are returned.
+func (s *StorageFile) liveSession(name string, maxTTL time.Duration, now time.Time) (liveFile, bool, error) {
 	b, fi, err := s.readSessionFileInfo(s.sessionPath(name))
 	if err != nil {
 		var refused *refusedFileError
 		if errors.Is(err, fs.ErrNotExist) || errors.As(err, &refused) {
-			return nil, nil, nil
+			return liveFile{}, false, nil
 		}
-		return nil, nil, err
+		return liveFile{}, false, err
 	}
 	if maxTTL > 0 && fi.ModTime().Add(maxTTL).Before(now) {
-		return nil, nil, nil
+		return liveFile{}, false, nil
 	}
-	return b, fi, nil
+	f := liveFile{fi: fi}
+	if f.data, f.created, f.meta, err = s.envelope.decodeSessionMeta(name, string(b)); err != nil ||
+		lifetimeLeft(f.created, s.config.MaxLifetime, time.Hour, now) <= 0 {
+		return liveFile{}, false, nil
+	}
+	return f, true, nil
 }
 
 // CountUsers returns the number of users Users visits, at the same cost.
