@@ -91,9 +91,7 @@ type sessionWriter struct {
 // `created`, as the map GetSession hands out, tracked for the write that
 // may follow.
 func (w *sessionWriter) loaded(id string, created time.Time, data map[string]any) *gmap.StrAnyMap {
-	m := gmap.NewStrAnyMapFrom(data, true)
-	w.tracker.track(m, loaded{id: id, created: created, user: userOf(data, w.userKey)})
-	return m
+	return w.tracker.handOut(data, loaded{id: id, created: created, user: userOf(data, w.userKey)})
 }
 
 // setSession stores `m` as session `id` with an idle TTL of `ttl`, starting

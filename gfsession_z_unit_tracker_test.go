@@ -199,7 +199,13 @@ func TestLoadTracker_RemembersLiveMaps(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "the loads of collected maps are dropped")
 	ids := tr.idShard("id1")
 	ids.mu.Lock()
-	assert.Len(t, ids.loads["id1"], 1, "and so are they from the session's list")
+	n := 0
+	for e := ids.loads; e != nil; e = e.next {
+		if e.id == "id1" {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "and so are they from the session's list")
 	ids.mu.Unlock()
 	runtime.KeepAlive(inUse)
 }
@@ -443,4 +449,38 @@ func TestSessionWriter(t *testing.T) {
 		assert.ErrorContains(t, w.setSession(ctx, NewSessionId(), gmap.NewStrAnyMapFrom(map[string]any{"k": 1}, true), time.Hour), "backend down")
 		assert.Empty(t, d.stored, "nothing stored")
 	})
+}
+
+// TestLoadTracker_HandedOutMaps checks the maps GetSession hands out: each
+// is found again from its address alone (so a write pays no weak pointer),
+// a map still in use is remembered however many loads come and go, and the
+// loads of collected maps are dropped, so that what the tracker holds does
+// not grow with the loads made.
+func TestLoadTracker_HandedOutMaps(t *testing.T) {
+	var tr loadTracker
+	inUse := tr.handOut(map[string]any{"user": "alice"}, loaded{id: "id1", base: map[string]any{"user": "alice"}})
+	require.NotNil(t, tr.slabLoad(inUse), "a handed-out map is found from its address: the allocator aligned its slab")
+	assert.Nil(t, tr.slabLoad(gmap.NewStrAnyMap(true)), "a map made elsewhere is not taken for one")
+	const churn = 20000
+	for i := 0; i < churn; i++ {
+		m := tr.handOut(map[string]any{"n": i}, loaded{id: "id1", base: map[string]any{"big": make([]byte, 1024)}})
+		require.Equal(t, loadSame, tr.resolve(context.Background(), m, "id1").kind)
+		if i%1000 == 0 {
+			runtime.GC()
+		}
+	}
+	r := tr.resolve(context.Background(), inUse, "id1")
+	require.Equal(t, loadSame, r.kind, "a map still in use is never forgotten")
+	assert.Equal(t, map[string]any{"user": "alice"}, r.base)
+
+	// Once their slabs are collected, their loads are dropped: what is left
+	// is the slab of the map in use and the slabs being filled.
+	bound := (1 + slabAllocators) * int(slabMaps)
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		return tr.size() <= bound
+	}, 10*time.Second, 10*time.Millisecond, "at most %d loads left of %d", bound, churn)
+	tr.removed(context.Background(), "id1")
+	require.Equal(t, loadRemoved, tr.resolve(context.Background(), inUse, "id1").kind, "a removal reaches the map in use")
+	runtime.KeepAlive(inUse)
 }

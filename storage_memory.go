@@ -181,9 +181,7 @@ func (s *StorageMemory) GetSession(ctx context.Context, sessionId string, ttl ti
 		return nil, nil
 	}
 	s.touch(e, now, ttl)
-	data := gmap.NewStrAnyMapFrom(maps.Clone(e.data), true)
-	s.tracker.track(data, loaded{id: sessionId, created: time.Unix(0, e.created), base: e.data, entry: e})
-	return data, nil
+	return s.tracker.handOut(maps.Clone(e.data), loaded{id: sessionId, created: time.Unix(0, e.created), base: e.data, entry: e}), nil
 }
 
 // touch restarts the idle TTL of entry `e` at `ttl` from `now` (never

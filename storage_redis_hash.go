@@ -330,9 +330,7 @@ func (s *StorageRedisHash) getSession(ctx context.Context, sessionId string, ttl
 	if stale {
 		meta = s.reseal(ctx, sessionId, data, meta, ttl)
 	}
-	m = gmap.NewStrAnyMapFrom(data, true)
-	r.tracker.track(m, loaded{id: sessionId, created: meta.created, user: userOf(base, r.userKey), base: base, seal: meta.hashSeal})
-	return m, true, nil
+	return r.tracker.handOut(data, loaded{id: sessionId, created: meta.created, user: userOf(base, r.userKey), base: base, seal: meta.hashSeal}), true, nil
 }
 
 // hashLoaded is a session hash as a request loaded (or last wrote) it.

@@ -42,8 +42,10 @@ const (
 // long as the request's map, so no number of other removals in between can
 // make a request's write after its own RemoveAll look stale.
 type loadTracker struct {
-	maps [trackerShards]mapShard // the loads, by map
-	ids  [trackerShards]idShard  // the same loads, by the session id they hold
+	maps  [trackerShards]mapShard  // the loads of maps made elsewhere, by map; the lock of every load
+	ids   [trackerShards]idShard   // every load, by the session id it holds
+	slabs [trackerShards]slabShard // the slabs of the maps handed out (see mapSlab), by address
+	alloc [slabAllocators]slabAlloc
 }
 
 type mapShard struct {
@@ -51,17 +53,73 @@ type mapShard struct {
 	loads map[weak.Pointer[gmap.StrAnyMap]]*load // allocated on first use
 }
 
+// idShard lists the loads of the ids that hash to it, in one list: a
+// RemoveAll walks it for the loads of its id (the loads in use, and those a
+// slab keeps, spread over trackerShards lists), and a load costs no map of
+// ids to keep.
 type idShard struct {
 	mu    sync.Mutex
-	loads map[string][]*load // allocated on first use
+	loads *load // the first; linked by load.prev and load.next
+}
+
+// A load costs nothing the collector must track for each map: the maps
+// GetSession hands out are made by handOut inside slabs of slabMaps maps,
+// and a load is a slot of its slab's loads. A map keeps its slab reachable
+// (an interior pointer keeps the whole object), so a slab and its loads are
+// collected once none of its maps is in use, and one weak pointer and one
+// cleanup per slab (runtime specials, each costing about as much as a whole
+// read-only request) do what one of each per map did. A slab is found from
+// one of its maps by address: slabs are slabBytes long, a size the Go
+// allocator aligns to itself, so a map's slab starts at its address rounded
+// down (a slab that is not so aligned is not used: its maps are tracked as
+// maps made elsewhere are). What is kept beyond the maps in use: the loads
+// of at most slabMaps-1 finished requests per slab that one of its maps
+// keeps reachable, and of the slabs being filled.
+//
+// Maps made elsewhere (gf's, for a new session; a caller's) are tracked
+// from their first write by a weak pointer each, in mapShard.
+const (
+	slabBytes      = 512
+	slabMaps       = (slabBytes - unsafe.Sizeof(uintptr(0))) / unsafe.Sizeof(gmap.StrAnyMap{})
+	slabAllocators = 8
+)
+
+// mapSlab is slabMaps session maps and their loads.
+type mapSlab struct {
+	_     [slabBytes - slabMaps*unsafe.Sizeof(gmap.StrAnyMap{}) - unsafe.Sizeof(uintptr(0))]byte // first: a zero-size last field would add padding
+	maps  [slabMaps]gmap.StrAnyMap
+	loads *[slabMaps]load // not in the slab: the slab's cleanup must reach them
+}
+
+// The allocator aligns an object of a size class that divides its span to
+// that size: slabBytes must be a size class, and mapSlab exactly that long.
+// Up to 512 bytes, an object with pointers has no header before it (larger
+// ones start 8 bytes into their slot).
+var _ [slabBytes - unsafe.Sizeof(mapSlab{})]struct{}
+var _ [unsafe.Sizeof(mapSlab{}) - slabBytes]struct{}
+
+// slabShard finds slabs by address. The weak pointer tells a live slab
+// from a collected one whose address a new slab may have taken.
+type slabShard struct {
+	mu sync.Mutex
+	m  map[uintptr]weak.Pointer[mapSlab] // allocated on first use
+}
+
+// slabAlloc hands out the maps of one slab at a time.
+type slabAlloc struct {
+	mu   sync.Mutex
+	cur  *mapSlab
+	used uintptr
 }
 
 // load is one tracked map. Its fields are guarded by the mutex of the map's
 // mapShard; `id` also by the idShard of the id, whose list holds the load,
 // and `removedBy` by that idShard only. Lock order: mapShard, then idShard.
 type load struct {
-	m         weak.Pointer[gmap.StrAnyMap]
-	pos       int // in the idShard's list of `id`; guarded by that idShard
+	m         weak.Pointer[gmap.StrAnyMap] // a map made elsewhere; zero in a slab
+	prev      *load                        // in the idShard's list; guarded by that idShard
+	next      *load
+	listed    bool
 	removedBy reqKey
 	loaded
 }
@@ -234,36 +292,149 @@ func (r *resolved) sameBase() map[string]any {
 // not move heap objects), so that a map written under another id than it was
 // loaded from (RegenerateId) is found.
 func (t *loadTracker) mapShard(m *gmap.StrAnyMap) *mapShard {
-	h := uint64(uintptr(unsafe.Pointer(m))) * 0x9E3779B97F4A7C15 // Fibonacci hashing
-	return &t.maps[h>>(64-trackerShardBits)]
+	return t.mapShardAt(uintptr(unsafe.Pointer(m)))
+}
+
+func (t *loadTracker) mapShardAt(addr uintptr) *mapShard {
+	return &t.maps[fibonacci(addr)]
+}
+
+// fibonacci hashes an address to a shard index.
+func fibonacci(addr uintptr) uint64 {
+	return uint64(addr) * 0x9E3779B97F4A7C15 >> (64 - trackerShardBits)
 }
 
 func (t *loadTracker) idShard(id string) *idShard {
 	return &t.ids[shardIndex(id)&(trackerShards-1)]
 }
 
-// track records that `m` was loaded as `l`.
+// handOut returns `data` as the map GetSession hands out, tracked as loaded
+// as `l`. The map is a slot of a slab (see mapSlab).
+func (t *loadTracker) handOut(data map[string]any, l loaded) *gmap.StrAnyMap {
+	kv := gmap.NewKVMapFrom(data, true)
+	a := &t.alloc[shardIndex(l.id)&(slabAllocators-1)]
+	a.mu.Lock()
+	if a.cur == nil || a.used == slabMaps {
+		a.cur, a.used = t.newSlab(), 0
+	}
+	s, i := a.cur, a.used
+	a.used++
+	a.mu.Unlock()
+	if s == nil {
+		m := &gmap.StrAnyMap{KVMap: kv}
+		t.track(m, l)
+		return m
+	}
+	m := &s.maps[i]
+	m.KVMap = kv
+	e := &s.loads[i]
+	sh := t.mapShard(m)
+	sh.mu.Lock()
+	e.loaded = l
+	t.list(e)
+	sh.mu.Unlock()
+	return m
+}
+
+// newSlab makes a slab and registers it, or returns nil if the allocator
+// did not align it (see mapSlab).
+func (t *loadTracker) newSlab() *mapSlab {
+	s := &mapSlab{loads: new([slabMaps]load)}
+	base := uintptr(unsafe.Pointer(s))
+	if base&(slabBytes-1) != 0 {
+		return nil
+	}
+	w := weak.Make(s)
+	sh := &t.slabs[fibonacci(base)]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = make(map[uintptr]weak.Pointer[mapSlab])
+	}
+	sh.m[base] = w
+	sh.mu.Unlock()
+	runtime.AddCleanup(s, untrackSlab, slabArg{t: t, base: base, w: w, loads: s.loads})
+	return s
+}
+
+// slabLoad returns the load of map `m` if it was handed out by handOut, nil
+// otherwise. The caller keeps `m` reachable, and so its slab.
+func (t *loadTracker) slabLoad(m *gmap.StrAnyMap) *load {
+	addr := uintptr(unsafe.Pointer(m))
+	base := addr &^ (slabBytes - 1)
+	sh := &t.slabs[fibonacci(base)]
+	sh.mu.Lock()
+	w, ok := sh.m[base]
+	sh.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	// A live slab at `base` holds the live map `m` if `m` lies in it: no
+	// other object can.
+	s := w.Value()
+	if s == nil || uintptr(unsafe.Pointer(s)) != base {
+		return nil
+	}
+	i := (addr - base) / unsafe.Sizeof(gmap.StrAnyMap{})
+	if i >= slabMaps || &s.maps[i] != m {
+		return nil
+	}
+	return &s.loads[i]
+}
+
+type slabArg struct {
+	t     *loadTracker
+	base  uintptr
+	w     weak.Pointer[mapSlab]
+	loads *[slabMaps]load
+}
+
+// untrackSlab forgets the loads of a slab that has been collected (the
+// cleanup newSlab attaches to it).
+func untrackSlab(a slabArg) {
+	t := a.t
+	for i := range a.loads {
+		sh := t.mapShardAt(a.base + uintptr(i)*unsafe.Sizeof(gmap.StrAnyMap{}))
+		sh.mu.Lock() // the lock the load was written under
+		t.unlist(&a.loads[i])
+		sh.mu.Unlock()
+	}
+	sh := &t.slabs[fibonacci(a.base)]
+	sh.mu.Lock()
+	if sh.m[a.base] == a.w { // not a new slab at the same address
+		delete(sh.m, a.base)
+	}
+	sh.mu.Unlock()
+}
+
+// track records that `m`, a map made elsewhere, was loaded as `l`.
 func (t *loadTracker) track(m *gmap.StrAnyMap, l loaded) {
 	ref := loadRef{sh: t.mapShard(m), w: weak.Make(m)}
 	t.store(m, ref, l)
 }
 
-// loadRef is where lookup looked for a map, handed to retrack so that a
-// write makes the weak pointer and finds the shard once.
+// loadRef is where lookup found, or looked for, a map's load, handed to
+// retrack so that a write finds it once.
 type loadRef struct {
-	sh *mapShard
-	w  weak.Pointer[gmap.StrAnyMap]
+	sh   *mapShard
+	slab *load                        // the load of a map from handOut
+	w    weak.Pointer[gmap.StrAnyMap] // else the map, made elsewhere
 }
 
 // lookup returns what `m` was loaded as, if it is tracked, the request
 // whose RemoveAll deleted its session since (see removed), and a reference
 // for retrack. resolve is its one caller.
 func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, reqKey, loadRef, bool) {
-	ref := loadRef{sh: t.mapShard(m), w: weak.Make(m)}
+	ref := loadRef{sh: t.mapShard(m), slab: t.slabLoad(m)}
+	if ref.slab == nil {
+		ref.w = weak.Make(m)
+	}
 	ref.sh.mu.Lock()
 	defer ref.sh.mu.Unlock()
-	e := ref.sh.loads[ref.w]
+	e := ref.slab
 	if e == nil {
+		e = ref.sh.loads[ref.w]
+	}
+	if e == nil || e.id == "" {
 		return loaded{}, reqKey{}, ref, false
 	}
 	ids := t.idShard(e.id)
@@ -282,29 +453,39 @@ func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, reqKey, loadRef, bool) 
 // The caller keeps the map reachable until retrack returns (it passed it to
 // lookup and still uses it), so the map of `ref` is alive.
 func (t *loadTracker) retrack(ref loadRef, l loaded) {
+	if ref.slab != nil {
+		t.store(nil, ref, l)
+		return
+	}
 	t.store(ref.w.Value(), ref, l)
 }
 
 // store records `m` (made into `ref`) as holding `l`, tracking it if it was
-// not.
+// not. `m` is nil for a map from handOut, whose load `ref` holds.
 func (t *loadTracker) store(m *gmap.StrAnyMap, ref loadRef, l loaded) {
-	if m == nil {
-		return
-	}
 	sh := ref.sh
-	sh.mu.Lock()
-	if sh.loads == nil {
-		sh.loads = make(map[weak.Pointer[gmap.StrAnyMap]]*load)
-	}
-	e := sh.loads[ref.w]
-	if e == nil {
-		e = &load{m: ref.w}
-		sh.loads[ref.w] = e
-		// Not the map itself in the argument: the cleanup would keep it
-		// reachable.
-		runtime.AddCleanup(m, untrack, untrackArg{t: t, sh: sh, w: ref.w})
-	} else {
+	e := ref.slab
+	if e != nil {
+		sh.mu.Lock()
 		t.unlist(e)
+	} else {
+		if m == nil {
+			return
+		}
+		sh.mu.Lock()
+		if sh.loads == nil {
+			sh.loads = make(map[weak.Pointer[gmap.StrAnyMap]]*load)
+		}
+		e = sh.loads[ref.w]
+		if e == nil {
+			e = &load{m: ref.w}
+			sh.loads[ref.w] = e
+			// Not the map itself in the argument: the cleanup would keep it
+			// reachable.
+			runtime.AddCleanup(m, untrack, untrackArg{t: t, sh: sh, w: ref.w})
+		} else {
+			t.unlist(e)
+		}
 	}
 	e.loaded = l
 	e.removedBy = reqKey{}
@@ -317,31 +498,40 @@ func (t *loadTracker) store(m *gmap.StrAnyMap, ref loadRef, l loaded) {
 func (t *loadTracker) list(e *load) {
 	ids := t.idShard(e.id)
 	ids.mu.Lock()
-	if ids.loads == nil {
-		ids.loads = make(map[string][]*load)
-	}
-	e.pos = len(ids.loads[e.id])
-	ids.loads[e.id] = append(ids.loads[e.id], e)
+	ids.push(e)
 	ids.mu.Unlock()
 }
 
 func (t *loadTracker) unlist(e *load) {
 	ids := t.idShard(e.id)
 	ids.mu.Lock()
-	list := ids.loads[e.id]
-	if i := e.pos; i < len(list) && list[i] == e {
-		last := len(list) - 1
-		list[i] = list[last]
-		list[i].pos = i
-		list[last] = nil
-		list = list[:last]
-		if len(list) == 0 {
-			delete(ids.loads, e.id)
-		} else {
-			ids.loads[e.id] = list
-		}
-	}
+	ids.unlink(e)
 	ids.mu.Unlock()
+}
+
+// push puts `e` at the front of the list; unlink takes it out, if it is in.
+// The caller holds the lock.
+func (ids *idShard) push(e *load) {
+	e.prev, e.next, e.listed = nil, ids.loads, true
+	if e.next != nil {
+		e.next.prev = e
+	}
+	ids.loads = e
+}
+
+func (ids *idShard) unlink(e *load) {
+	if !e.listed {
+		return
+	}
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		ids.loads = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next, e.listed = nil, nil, false
 }
 
 type untrackArg struct {
@@ -350,8 +540,8 @@ type untrackArg struct {
 	w  weak.Pointer[gmap.StrAnyMap]
 }
 
-// untrack forgets the load of a map that has been collected (the cleanup
-// track attaches to it).
+// untrack forgets the load of a map made elsewhere that has been collected
+// (the cleanup store attaches to it).
 func untrack(a untrackArg) {
 	a.sh.mu.Lock()
 	if e := a.sh.loads[a.w]; e != nil {
@@ -361,12 +551,15 @@ func untrack(a untrackArg) {
 	a.sh.mu.Unlock()
 }
 
-// size returns the number of loads tracked, for tests.
+// size returns the number of loads tracked, for tests: those of the maps in
+// use, and those of finished requests still in a slab (see mapSlab).
 func (t *loadTracker) size() (n int) {
-	for i := range t.maps {
-		sh := &t.maps[i]
+	for i := range t.ids {
+		sh := &t.ids[i]
 		sh.mu.Lock()
-		n += len(sh.loads)
+		for e := sh.loads; e != nil; e = e.next {
+			n++
+		}
 		sh.mu.Unlock()
 	}
 	return n
@@ -384,8 +577,10 @@ func (t *loadTracker) removed(ctx context.Context, id string) {
 	by := ctxKey(ctx)
 	ids := t.idShard(id)
 	ids.mu.Lock()
-	for _, e := range ids.loads[id] {
-		e.removedBy = by
+	for e := ids.loads; e != nil; e = e.next {
+		if e.id == id {
+			e.removedBy = by
+		}
 	}
 	ids.mu.Unlock()
 }
