@@ -48,7 +48,8 @@ func runGoTest(ctx context.Context, root string, args []string, out string, w io
 	return nil
 }
 
-// parseGoTest reads benchmark lines of BenchmarkLifecycle.
+// parseGoTest reads benchmark lines of BenchmarkLifecycle,
+// BenchmarkManagerFloor and BenchmarkPeer.
 func parseGoTest(path string) ([]benchRow, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -66,6 +67,18 @@ func parseGoTest(path string) ([]benchRow, error) {
 		switch {
 		case strings.HasPrefix(fields[0], "BenchmarkLifecycle/"):
 			name = strings.TrimPrefix(fields[0], "BenchmarkLifecycle/")
+		case strings.HasPrefix(fields[0], "BenchmarkPeer/"):
+			// BenchmarkPeer/<backend>/<size>/<mode>/<impl>: as backend
+			// "peer-<backend>", impl gfsession or scs, serial.
+			p := strings.Split(strings.TrimPrefix(fields[0], "BenchmarkPeer/"), "/")
+			if len(p) != 4 {
+				continue
+			}
+			impl, cpu, _ := strings.Cut(p[3], "-")
+			if cpu != "" {
+				cpu = "-" + cpu
+			}
+			name = "peer-" + p[0] + "/" + impl + "/" + p[1] + "/" + p[2] + "/serial" + cpu
 		case strings.HasPrefix(fields[0], "BenchmarkManagerFloor/"):
 			// The floor: no storage work, as impl "floor" of backend "manager".
 			name = "manager/floor/" + strings.TrimPrefix(fields[0], "BenchmarkManagerFloor/")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,7 @@ import (
 type httpCase struct {
 	Backend  string `json:"backend"`  // memory, file, redis, redis-hash
 	Impl     string `json:"impl"`     // gfsession, gf, limit, ghttp
-	Size     string `json:"size"`     // 1key, 100keys
+	Size     string `json:"size"`     // 1key, 10keys, 100keys
 	Endpoint string `json:"endpoint"` // GET (3 reads) or POST (1 write)
 }
 
@@ -53,10 +54,11 @@ const (
 )
 
 func sizeKeys(size string) int {
-	if size == "100keys" {
-		return 100
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSuffix(size, "s"), "key"))
+	if err != nil {
+		panic("bad size " + size)
 	}
-	return 1
+	return n
 }
 
 func key(i int) string { return "key" + strconv.Itoa(i) }

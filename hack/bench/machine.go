@@ -23,6 +23,10 @@ type machine struct {
 	// GoTestMinutes and HTTPMinutes are how long each part of the run took.
 	GoTestMinutes float64 `json:"gotest_minutes,omitempty"`
 	HTTPMinutes   float64 `json:"http_minutes,omitempty"`
+	// PeerCommand is the go test command of the peer benchmarks;
+	// PeerMinutes how long it took.
+	PeerCommand string  `json:"peer_command,omitempty"`
+	PeerMinutes float64 `json:"peer_minutes,omitempty"`
 }
 
 func describeMachine() machine {

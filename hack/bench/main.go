@@ -10,7 +10,10 @@
 //     gsession.Manager, see gfsession_z_bench_test.go; the median of the
 //     three runs of each row is reported); its output goes to
 //     results/lifecycle.txt;
-//  2. an HTTP load run: for each storage (memory, file, redis, redis-hash;
+//  2. `go test -run '^$' -bench BenchmarkPeer -benchmem -cpu 1 -count 5`
+//     in this folder (gfsession next to alexedwards/scs v2, see
+//     peer_test.go); its output goes to results/peer.txt;
+//  3. an HTTP load run: for each storage (memory, file, redis, redis-hash;
 //     gfsession and gf) a real ghttp server on 127.0.0.1 with a read-only
 //     endpoint (GET: 3 session reads) and a writing one (POST: 1 session
 //     write), driven for a fixed time by a fixed number of keep-alive
@@ -21,12 +24,12 @@
 //     starts (found on PATH) and count commands with INFO commandstats.
 //     Every case runs -rounds times (5), the rounds interleaved, and the
 //     median run of each case is kept. Results go to results/http.json;
-//  3. the report: docs/benchmarks.md, docs/benchmarks.png and the block
+//  4. the report: docs/benchmarks.md, docs/benchmarks.png and the block
 //     between <!-- BENCHMARKS --> and <!-- /BENCHMARKS --> in README.md.
 //
 // All traffic stays on 127.0.0.1; every loop is bounded in time. Flags
 // shorten the run (-duration, -benchtime) or redo only the report from
-// saved results (-skip-gotest, -skip-http).
+// saved results (-skip-gotest, -skip-peer, -skip-http).
 package main
 
 import (
@@ -59,6 +62,7 @@ type options struct {
 	benchFilter string
 	cpu         string
 	skipGoTest  bool
+	skipPeer    bool
 	skipHTTP    bool
 	only        string
 	cpuProfile  string
@@ -68,14 +72,15 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.root, "root", "../..", "module root of gfsession")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each HTTP load run")
+	flag.DurationVar(&o.duration, "duration", 4*time.Second, "measured time of each HTTP load run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time before each HTTP load run")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "virtual users (connections, sessions) of each HTTP load run")
 	flag.StringVar(&o.benchtime, "benchtime", "300ms", "go test -benchtime")
-	flag.IntVar(&o.count, "count", 3, "go test -count: every benchmark runs this many times in a row and its median run is reported")
+	flag.IntVar(&o.count, "count", 5, "go test -count: every benchmark runs this many times in a row and its median run is reported")
 	flag.StringVar(&o.benchFilter, "bench", "BenchmarkLifecycle|BenchmarkManagerFloor", "go test -bench")
 	flag.StringVar(&o.cpu, "cpu", "1,2", "go test -cpu")
 	flag.BoolVar(&o.skipGoTest, "skip-gotest", false, "reuse results/lifecycle.txt")
+	flag.BoolVar(&o.skipPeer, "skip-peer", false, "reuse results/peer.txt")
 	flag.BoolVar(&o.skipHTTP, "skip-http", false, "reuse results/http.json")
 	flag.StringVar(&o.only, "only", "", "HTTP cases whose backend/impl/size/endpoint contains this (for trying out)")
 	flag.IntVar(&o.rounds, "rounds", 5, "HTTP rounds: every case runs this many times, interleaved, and its median run (by req/s) is reported")
@@ -105,12 +110,13 @@ func run(ctx context.Context, o options) error {
 	lifecyclePath := filepath.Join(results, "lifecycle.txt")
 	httpPath := filepath.Join(results, "http.json")
 	machinePath := filepath.Join(results, "machine.json")
+	peerPath := filepath.Join(results, "peer.txt")
 
 	goTestArgs := []string{"test", "-run", "^$", "-bench", o.benchFilter, "-benchmem",
 		"-cpu", o.cpu, "-benchtime", o.benchtime, "-count", strconv.Itoa(o.count), "-timeout", "90m", "."}
 
 	var m machine
-	if o.skipGoTest && o.skipHTTP {
+	if o.skipGoTest && o.skipPeer && o.skipHTTP {
 		if err := readJSON(machinePath, &m); err != nil {
 			return err
 		}
@@ -128,6 +134,18 @@ func run(ctx context.Context, o options) error {
 		}
 		m.GoTestMinutes = time.Since(started).Minutes()
 		m.LoadAfterGoTest = loadAvg()
+	}
+
+	if !o.skipPeer {
+		peerArgs := []string{"test", "-run", "^$", "-bench", "BenchmarkPeer", "-benchmem",
+			"-cpu", "1", "-benchtime", o.benchtime, "-count", strconv.Itoa(o.count), "-timeout", "30m", "."}
+		m.PeerCommand = "go " + shellJoin(peerArgs)
+		log.Printf("go %s", strings.Join(peerArgs, " "))
+		started := time.Now()
+		if err := runGoTest(ctx, filepath.Join(root, "hack", "bench"), peerArgs, peerPath, os.Stdout); err != nil {
+			return err
+		}
+		m.PeerMinutes = time.Since(started).Minutes()
 	}
 
 	if !o.skipHTTP {
@@ -197,7 +215,7 @@ func run(ctx context.Context, o options) error {
 		m.HTTPMinutes = time.Since(started).Minutes()
 		m.LoadAfterHTTP = loadAvg()
 	}
-	if !(o.skipGoTest && o.skipHTTP) {
+	if !(o.skipGoTest && o.skipPeer && o.skipHTTP) {
 		if m.RedisVersion == "" {
 			var old machine
 			if readJSON(machinePath, &old) == nil {
@@ -218,6 +236,9 @@ func run(ctx context.Context, o options) error {
 		if o.skipGoTest {
 			m.GoTestMinutes = old.GoTestMinutes
 		}
+		if o.skipPeer {
+			m.PeerCommand, m.PeerMinutes = old.PeerCommand, old.PeerMinutes
+		}
 		if o.skipHTTP || o.only != "" {
 			m.HTTPMinutes = old.HTTPMinutes
 		}
@@ -230,19 +251,25 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	peer, err := parseGoTest(peerPath)
+	if err != nil {
+		return err
+	}
 	var httpRes []httpResult
 	if err := readJSON(httpPath, &httpRes); err != nil {
 		return err
 	}
-	return writeReport(root, m, rows, httpRes)
+	return writeReport(root, m, rows, peer, httpRes)
 }
 
 // httpCases lists the load runs in order: each storage's gfsession run
 // right next to gf's, and the baselines.
 func httpCases() []httpCase {
 	var cs []httpCase
-	for _, size := range []string{"1key", "100keys"} {
-		cs = append(cs, httpCase{Backend: "memory", Impl: "ghttp", Size: size, Endpoint: "GET"})
+	for _, size := range sizes {
+		if size == sizes[0] {
+			cs = append(cs, httpCase{Backend: "memory", Impl: "ghttp", Size: size, Endpoint: "GET"})
+		}
 		for _, backend := range []string{"memory", "file", "redis", "redis-hash"} {
 			for _, ep := range []string{"GET", "POST"} {
 				for _, impl := range []string{"gfsession", "gf"} {
