@@ -166,13 +166,13 @@ var (
 	httpBackend = []string{"memory", "file", "redis", "redis-hash"}
 )
 
-// summaryTables is the part shared by docs/benchmarks.md and README.md:
+// summaryTables is the part shared by docs/benchmarks.md and the READMEs:
 // HTTP against gf, the peer, the lifecycle against gf, and a sentence for
-// every figure under 1×.
-func summaryTables(l lifecycle, peer lifecycle, h httpIndex) string {
+// every row with a figure under 1×, in language `t`.
+func summaryTables(t *lang, l lifecycle, peer lifecycle, h httpIndex) string {
 	var b strings.Builder
-	b.WriteString("**Over HTTP**, through a real `ghttp` server on 127.0.0.1 (GET reads 3 session keys, POST sets 1): requests per second, gfsession ÷ gf's built-in storage of the same kind, in the same run (the median of the per-round ratios of 5 rounds). Above 1 gfsession is faster. The redis-server columns are the CPU time Redis spent per request (`INFO cpu`).\n\n")
-	b.WriteString("| backend | session | GET ours/gf | POST ours/gf | GET req/s (ours / gf) | POST req/s (ours / gf) | redis-server µs per GET (ours / gf) | per POST (ours / gf) |\n")
+	b.WriteString(t.httpIntro + "\n\n")
+	b.WriteString(t.httpHeader + "\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, be := range httpBackend {
 		for _, size := range sizes {
@@ -188,14 +188,14 @@ func summaryTables(l lifecycle, peer lifecycle, h httpIndex) string {
 				cpuGet = num(og.RedisCPU) + " / " + num(gg.RedisCPU)
 				cpuPost = num(op.RedisCPU) + " / " + num(gp.RedisCPU)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s / %s | %s / %s | %s | %s |\n", be, sizeLabel(size),
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s / %s | %s / %s | %s | %s |\n", be, t.size(size),
 				fx(h.ratio(be, size, "GET")), fx(h.ratio(be, size, "POST")),
 				num(og.RPS), num(gg.RPS), num(op.RPS), num(gp.RPS), cpuGet, cpuPost)
 		}
 	}
 	if len(peer.order) > 0 {
-		b.WriteString("\n**Next to the most used Go session manager**, [alexedwards/scs](https://github.com/alexedwards/scs) v2, which also gives every request its own copy of the session: its memstore, and its redisstore (over redigo) on the same private Redis, doing the same work as the lifecycle below with the same sessions (`go test`, 1 core; operations per second, gfsession ÷ scs).\n\n")
-		b.WriteString("| backend | session | read-only ours/scs | read-write ours/scs | ns/op read-only (ours / scs) | ns/op read-write (ours / scs) |\n")
+		b.WriteString("\n" + t.peerIntro + "\n\n")
+		b.WriteString(t.peerHeader + "\n")
 		b.WriteString("|---|---|---:|---:|---:|---:|\n")
 		for _, be := range peer.backends() {
 			for _, size := range sizes {
@@ -205,14 +205,14 @@ func summaryTables(l lifecycle, peer lifecycle, h httpIndex) string {
 				if !ok {
 					continue
 				}
-				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s / %s | %s / %s |\n", strings.TrimPrefix(be, "peer-"), sizeLabel(size),
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s / %s | %s / %s |\n", strings.TrimPrefix(be, "peer-"), t.size(size),
 					fx(peer.peerSpeedup(ro)), fx(peer.peerSpeedup(rw)),
 					ns(oro.Metrics["ns/op"]), ns(sro.Metrics["ns/op"]), ns(orw.Metrics["ns/op"]), ns(srw.Metrics["ns/op"]))
 			}
 		}
 	}
-	b.WriteString("\n**The session lifecycle** through `gsession.Manager` (`go test -bench`; rw = load, 3 gets, 1 set, close; ro = load, 3 gets, close; the median of 5 runs): operations per second, gfsession ÷ gf's built-in storage of the same kind, same backend, same run.\n\n")
-	b.WriteString("| backend | session | rw, 1 core | ro, 1 core | rw, 2 cores parallel | ro, 2 cores parallel | allocs/op rw (ours / gf) |\n")
+	b.WriteString("\n" + t.lifeIntro + "\n\n")
+	b.WriteString(t.lifeHeader + "\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
 	for _, be := range l.backends() {
 		for _, size := range sizes {
@@ -221,14 +221,14 @@ func summaryTables(l lifecycle, peer lifecycle, h httpIndex) string {
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", be, sizeLabel(size),
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", be, t.size(size),
 				fx(l.speedup(k("rw", "serial", 1))), fx(l.speedup(k("ro", "serial", 1))),
 				fx(l.speedup(k("rw", "parallel", 2))), fx(l.speedup(k("ro", "parallel", 2))),
 				vs(o, g, "allocs/op"))
 		}
 	}
-	if under := underOne(l, peer, h); len(under) > 0 {
-		b.WriteString("\n**Where gfsession is under 1×**, and the promise that costs it:\n\n")
+	if under := underOne(t, l, peer, h); len(under) > 0 {
+		b.WriteString("\n" + t.underIntro + "\n\n")
 		for _, u := range under {
 			b.WriteString("- " + u + "\n")
 		}
@@ -237,11 +237,6 @@ func summaryTables(l lifecycle, peer lifecycle, h httpIndex) string {
 }
 
 func isRedis(backend string) bool { return backend == "redis" || backend == "redis-hash" }
-
-// sizeLabel is a size as the tables show it.
-func sizeLabel(size string) string {
-	return strings.NewReplacer("keys", " keys", "key", " key").Replace(size)
-}
 
 // peerPair returns gfsession's peer row and scs's for k.
 func (l lifecycle) peerPair(k rowKey) (o, s benchRow, ok bool) {
@@ -260,56 +255,133 @@ func (l lifecycle) peerSpeedup(k rowKey) float64 {
 	return s.Metrics["ns/op"] / o.Metrics["ns/op"]
 }
 
-// whyUnder says, per backend and kind of work, which promise of the storage
-// contract costs gfsession what gf's built-in storage skips. Keys:
-// "<backend>/<read|write>", backend without the population suffix.
-var whyUnder = map[string]string{
-	"memory/read":      "every request gets its own copy of the session, so that it never sees another request's half-done changes; gf's memory storage hands every request the same map and pays no copy",
-	"memory/write":     "besides the request's own copy, a write stores a new copy that readers share and merges per key, so that concurrent requests setting different keys all survive; gf writes into the one shared map",
-	"file/read":        "the file is named by the SHA-256 of the id, so that a copy of the folder holds no live session id, and its content is checked before use",
-	"file/write":       "a write goes to a new file renamed over the session, so that a reader or a crash never sees a half-written session, and only if the session loaded is still the one stored, so that a logout is never undone; gf truncates the file and writes it in place",
-	"redis/read":       "the key is the SHA-256 of the id, so that a dump holds no live session id, and the stored value is checked before use",
-	"redis/write":      "a write is stored only if the session loaded is still the one stored (a script, not a plain SET), so that a logout running meanwhile is never undone",
-	"redis-hash/read":  "the key is the SHA-256 of the id, and every field is checked before use",
-	"redis-hash/write": "a write first loads the session, to store only the keys the request changed and only while it is still the session loaded; gf's write-only request never reads it",
+// lang is the text of the README block in one language.
+type lang struct {
+	readme                string // file name in the module root
+	machine               string // format: CPU, cores, Go, Redis
+	httpIntro, httpHeader string
+	peerIntro, peerHeader string
+	lifeIntro, lifeHeader string
+	underIntro            string
+	http, peer, life      string // formats of an under-1× sentence (see underOne)
+	read, write           string // "read"/"write" in those sentences
+	reproduce, took       string
+	size                  func(size string) string
+	whyUnder              map[string]string
+	seeDocs               string
 }
 
-// underOne returns a sentence for every summary figure under 1×.
-func underOne(l, peer lifecycle, h httpIndex) []string {
+var english = &lang{
+	readme:     "README.md",
+	machine:    "Measured in one run on one machine (%s, %d cores, %s, Redis %s); every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).",
+	httpIntro:  "**Over HTTP**, through a real `ghttp` server on 127.0.0.1 (GET reads 3 session keys, POST sets 1): requests per second, gfsession ÷ gf's built-in storage of the same kind, in the same run (the median of the per-round ratios of 5 rounds). Above 1 gfsession is faster. The redis-server columns are the CPU time Redis spent per request (`INFO cpu`).",
+	httpHeader: "| backend | session | GET ours/gf | POST ours/gf | GET req/s (ours / gf) | POST req/s (ours / gf) | redis-server µs per GET (ours / gf) | per POST (ours / gf) |",
+	peerIntro:  "**Next to the most used Go session manager**, [alexedwards/scs](https://github.com/alexedwards/scs) v2, which also gives every request its own copy of the session: its memstore, and its redisstore (over redigo) on the same private Redis, doing the same work as the lifecycle below with the same sessions (`go test`, 1 core, the median of 5 runs; operations per second, gfsession ÷ scs).",
+	peerHeader: "| backend | session | read-only ours/scs | read-write ours/scs | time read-only (ours / scs) | time read-write (ours / scs) |",
+	lifeIntro:  "**The session lifecycle** through `gsession.Manager` (`go test -bench`; rw = load, 3 gets, 1 set, close; ro = load, 3 gets, close; the median of 5 runs): operations per second, gfsession ÷ gf's built-in storage of the same kind, same backend, same run.",
+	lifeHeader: "| backend | session | rw, 1 core | ro, 1 core | rw, 2 cores parallel | ro, 2 cores parallel | allocs/op rw (ours / gf) |",
+	underIntro: "**Where gfsession is under 1×**, and the promise that costs it:",
+	http:       "HTTP %s %s: %s. %s.",
+	peer:       "%s against scs, %s: %s. %s.",
+	life:       "Lifecycle %s %s, 1 core: %s. %s.",
+	read:       "read",
+	write:      "write",
+	reproduce:  "Reproduce (starts its own redis-server on 127.0.0.1%s):",
+	took:       "; the whole run took about %.0f minutes here",
+	size: func(size string) string {
+		return strings.NewReplacer("keys", " keys", "key", " key").Replace(size)
+	},
+	whyUnder: map[string]string{
+		"memory/read":      "every request gets its own copy of the session, so that it never sees another request's half-done changes; gf's memory storage hands every request the same map and pays no copy",
+		"memory/write":     "besides the request's own copy, a write stores a new copy that readers share and merges per key, so that concurrent requests setting different keys all survive; gf writes into the one shared map",
+		"file/read":        "the file is named by the SHA-256 of the id, so that a copy of the folder holds no live session id, and its content is checked before use",
+		"file/write":       "a write goes to a new file renamed over the session, so that a reader or a crash never sees a half-written session, and only if the session loaded is still the one stored, so that a logout is never undone; gf truncates the file and writes it in place",
+		"redis/read":       "every read restarts the idle TTL in the same command (GETEX), so that a session in use never expires; gf reads with a plain GET and refreshes TTLs from a 10-second timer, so redis-server does a little more per request",
+		"redis/write":      "a write is stored only if the session loaded is still the one stored (a script, not a plain SET), so that a logout running meanwhile is never undone",
+		"redis-hash/read":  "a read loads every field in one round trip and decodes each into its Go type, where gf asks for only the keys read, one round trip each",
+		"redis-hash/write": "a write first loads the session, to store only the keys the request changed and only while it is still the session loaded; gf's write-only request never reads it",
+	},
+	seeDocs: "see docs/benchmarks.md",
+}
+
+var chinese = &lang{
+	readme:     "README.zh_CN.md",
+	machine:    "以下数据在同一台机器上的一次运行中测得（%s，%d 核，%s，Redis %s）；每项目标的结论、全部数据行、性能剖析以及每项数据受什么限制，见 [docs/benchmarks.md](docs/benchmarks.md)。",
+	httpIntro:  "**HTTP**：通过 127.0.0.1 上真实的 `ghttp` 服务（GET 读取 3 个会话键，POST 设置 1 个）。数值为每秒请求数之比：gfsession ÷ 同一次运行中同类 gf 内置存储（5 轮中每轮比值的中位数），大于 1 表示 gfsession 更快。redis-server 列为 Redis 处理每个请求所用的 CPU 时间（`INFO cpu`）。",
+	httpHeader: "| 后端 | 会话 | GET gfsession/gf | POST gfsession/gf | GET 每秒请求数（gfsession / gf） | POST 每秒请求数（gfsession / gf） | 每个 GET 的 redis-server µs（gfsession / gf） | 每个 POST（gfsession / gf） |",
+	peerIntro:  "**与最常用的 Go 会话管理器对比**：[alexedwards/scs](https://github.com/alexedwards/scs) v2，它同样给每个请求一份自己的会话副本。使用它的 memstore，以及在同一个私有 Redis 上的 redisstore（基于 redigo），完成与下面生命周期相同的工作、相同的会话（`go test`，单核，5 次运行的中位数；每秒操作数之比：gfsession ÷ scs）。",
+	peerHeader: "| 后端 | 会话 | 只读 gfsession/scs | 读写 gfsession/scs | 只读耗时（gfsession / scs） | 读写耗时（gfsession / scs） |",
+	lifeIntro:  "**会话生命周期**：通过 `gsession.Manager`（`go test -bench`；rw = 加载、3 次 get、1 次 set、关闭；ro = 加载、3 次 get、关闭；5 次运行的中位数）。数值为每秒操作数之比：gfsession ÷ 同一后端、同一次运行中同类 gf 内置存储。",
+	lifeHeader: "| 后端 | 会话 | rw，单核 | ro，单核 | rw，2 核并行 | ro，2 核并行 | rw 每次操作分配次数（gfsession / gf） |",
+	underIntro: "**gfsession 低于 1× 的地方**，以及代价来自哪项承诺：",
+	http:       "HTTP %s %s：%s。%s。",
+	peer:       "%s 对比 scs，%s：%s。%s。",
+	life:       "生命周期 %s %s，单核：%s。%s。",
+	read:       "read",
+	write:      "write",
+	reproduce:  "复现（会在 127.0.0.1 上自行启动 redis-server%s）：",
+	took:       "；在上述机器上整个运行约耗时 %.0f 分钟",
+	size: func(size string) string {
+		return strings.NewReplacer("keys", " 个键", "key", " 个键").Replace(size)
+	},
+	whyUnder: map[string]string{
+		"memory/read":      "每个请求都拿到会话的一份自己的副本，从而永远看不到其他请求改了一半的内容；gf 的 memory 存储把同一个 map 交给每个请求，不付复制的代价",
+		"memory/write":     "除了请求自己的副本，写入还要存一份供读者共享的新副本，并按键合并，使并发请求各自设置的不同键都能保留；gf 直接写进那一个共享 map",
+		"file/read":        "文件以 id 的 SHA-256 命名，使目录的副本中没有任何有效的会话 id，且内容在使用前经过校验",
+		"file/write":       "写入先写新文件再重命名覆盖会话，读者或崩溃都不会看到写了一半的会话；并且只有当所加载的会话仍是当前存储的那一个时才写入，退出登录永远不会被撤销；gf 则截断文件后原地写入",
+		"redis/read":       "每次读取都在同一条命令（GETEX）中重置空闲 TTL，使正在使用的会话永不过期；gf 用普通 GET 读取，并由一个 10 秒定时器刷新 TTL，因此 redis-server 对每个请求做的工作略少",
+		"redis/write":      "只有当所加载的会话仍是当前存储的那一个时才写入（用脚本而非普通 SET），同时进行的退出登录永远不会被撤销",
+		"redis-hash/read":  "一次读取在一个往返中加载全部字段，并把每个字段解码为其 Go 类型；gf 只取被读到的键，每个键一个往返",
+		"redis-hash/write": "写入前先加载会话，只写请求改动过的键，并且只在它仍是所加载的会话时写入；gf 的只写请求从不读取会话",
+	},
+	seeDocs: "见 docs/benchmarks.md",
+}
+
+// underOne returns a sentence for every summary row with a figure under 1×:
+// per backend and kind of request, the figures by session size, then the
+// promise that costs them.
+func underOne(t *lang, l, peer lifecycle, h httpIndex) []string {
 	var out []string
 	why := func(backend, kind string) string {
 		be, _, _ := strings.Cut(backend, "-1")
-		if r, ok := whyUnder[be+"/"+kind]; ok {
+		if r, ok := t.whyUnder[be+"/"+kind]; ok {
 			return r
 		}
-		return "see docs/benchmarks.md"
+		return t.seeDocs
+	}
+	// figures lists "0.85× (10 keys)" for every size under 1×.
+	figures := func(ratio func(size string) float64) string {
+		var parts []string
+		for _, size := range sizes {
+			if r := ratio(size); r < 1 {
+				parts = append(parts, fmt.Sprintf("%s (%s)", fx(r), t.size(size)))
+			}
+		}
+		return strings.Join(parts, ", ")
 	}
 	for _, be := range httpBackend {
-		for _, size := range sizes {
-			for _, ep := range []string{"GET", "POST"} {
-				if r := h.ratio(be, size, ep); r < 1 {
-					kind := map[string]string{"GET": "read", "POST": "write"}[ep]
-					out = append(out, fmt.Sprintf("HTTP %s %s, %s: %s. %s.", be, ep, sizeLabel(size), fx(r), capitalize(why(be, kind))))
-				}
+		for _, ep := range []string{"GET", "POST"} {
+			f := figures(func(size string) float64 { return h.ratio(be, size, ep) })
+			if f != "" {
+				kind := map[string]string{"GET": "read", "POST": "write"}[ep]
+				out = append(out, fmt.Sprintf(t.http, be, ep, f, capitalize(why(be, kind))))
 			}
 		}
 	}
 	for _, be := range peer.backends() {
-		for _, size := range sizes {
-			for _, mode := range []string{"ro", "rw"} {
-				if r := peer.peerSpeedup(rowKey{be, size, mode, "serial", 1}); r < 1 {
-					out = append(out, fmt.Sprintf("%s against scs, %s, %s: %s. Both keep the same promises here: see docs/benchmarks.md.", strings.TrimPrefix(be, "peer-"), mode, sizeLabel(size), fx(r)))
-				}
+		for _, mode := range []string{"ro", "rw"} {
+			f := figures(func(size string) float64 { return peer.peerSpeedup(rowKey{be, size, mode, "serial", 1}) })
+			if f != "" {
+				out = append(out, fmt.Sprintf(t.peer, strings.TrimPrefix(be, "peer-"), mode, f, capitalize(t.seeDocs)))
 			}
 		}
 	}
 	for _, be := range l.backends() {
-		for _, size := range sizes {
-			for _, mode := range []string{"ro", "rw"} {
-				if r := l.speedup(rowKey{be, size, mode, "serial", 1}); r < 1 {
-					kind := map[string]string{"ro": "read", "rw": "write"}[mode]
-					out = append(out, fmt.Sprintf("Lifecycle %s %s, %s, 1 core: %s. %s.", be, mode, sizeLabel(size), fx(r), capitalize(why(be, kind))))
-				}
+		for _, mode := range []string{"ro", "rw"} {
+			f := figures(func(size string) float64 { return l.speedup(rowKey{be, size, mode, "serial", 1}) })
+			if f != "" {
+				kind := map[string]string{"ro": "read", "rw": "write"}[mode]
+				out = append(out, fmt.Sprintf(t.life, be, mode, f, capitalize(why(be, kind))))
 			}
 		}
 	}
@@ -482,7 +554,7 @@ func writeReport(root string, m machine, rows, peerRows []benchRow, hr []httpRes
 	peer := indexRows(peerRows)
 	h := indexHTTP(hr)
 	targets := checkTargets(l, peer, h)
-	summary := summaryTables(l, peer, h)
+	summary := summaryTables(english, l, peer, h)
 
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
@@ -610,7 +682,12 @@ func writeReport(root string, m machine, rows, peerRows []benchRow, hr []httpRes
 		return err
 	}
 	log.Printf("wrote docs/benchmarks.md and docs/benchmarks.png")
-	return updateReadme(filepath.Join(root, "README.md"), m, summary)
+	for _, t := range []*lang{english, chinese} {
+		if err := updateReadme(root, t, m, summaryTables(t, l, peer, h)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeTargets writes `targets` as a markdown list, each marked met or not.
@@ -624,9 +701,11 @@ func writeTargets(b *strings.Builder, targets []target) {
 	}
 }
 
-// updateReadme replaces the block between the BENCHMARKS markers.
-func updateReadme(path string, m machine, summary string) error {
+// updateReadme replaces the block between the BENCHMARKS markers of the
+// README of language `t`.
+func updateReadme(root string, t *lang, m machine, summary string) error {
 	const start, end = "<!-- BENCHMARKS -->", "<!-- /BENCHMARKS -->"
+	path := filepath.Join(root, t.readme)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -635,19 +714,18 @@ func updateReadme(path string, m machine, summary string) error {
 	i := strings.Index(s, start)
 	j := strings.Index(s, end)
 	if i < 0 || j < i {
-		log.Printf("README.md has no %s ... %s block: not updated", start, end)
+		log.Printf("%s has no %s ... %s block: not updated", t.readme, start, end)
 		return nil
 	}
 	var blk strings.Builder
 	blk.WriteString(start + "\n")
-	fmt.Fprintf(&blk, "Measured in one run on one machine (%s, %d cores, %s, Redis %s); every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).\n\n",
-		m.CPUModel, m.NumCPU, goShort(m.GoVersion), m.RedisVersion)
+	fmt.Fprintf(&blk, t.machine+"\n\n", m.CPUModel, m.NumCPU, goShort(m.GoVersion), m.RedisVersion)
 	blk.WriteString(summary)
 	took := ""
 	if total := m.GoTestMinutes + m.PeerMinutes + m.HTTPMinutes; total > 0 {
-		took = fmt.Sprintf("; the whole run took about %.0f minutes here", total)
+		took = fmt.Sprintf(t.took, total)
 	}
-	fmt.Fprintf(&blk, "\nReproduce (starts its own redis-server on 127.0.0.1%s):\n\n```sh\ncd hack/bench && go run .\n```\n", took)
+	fmt.Fprintf(&blk, "\n"+t.reproduce+"\n\n```sh\ncd hack/bench && go run .\n```\n", took)
 	blk.WriteString(end)
 	s = s[:i] + blk.String() + s[j+len(end):]
 	return os.WriteFile(path, []byte(s), 0o644)
