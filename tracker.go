@@ -357,8 +357,15 @@ func (t *loadTracker) newSlab() *mapSlab {
 }
 
 // slabLoad returns the load of map `m` if it was handed out by handOut, nil
-// otherwise. The caller keeps `m` reachable, and so its slab.
+// otherwise.
 func (t *loadTracker) slabLoad(m *gmap.StrAnyMap) *load {
+	e, _ := t.slabEntry(m)
+	return e
+}
+
+// slabEntry returns the load of map `m` and its slab if `m` was handed out
+// by handOut, nils otherwise.
+func (t *loadTracker) slabEntry(m *gmap.StrAnyMap) (*load, *mapSlab) {
 	addr := uintptr(unsafe.Pointer(m))
 	base := addr &^ (slabBytes - 1)
 	sh := &t.slabs[fibonacci(base)]
@@ -366,19 +373,19 @@ func (t *loadTracker) slabLoad(m *gmap.StrAnyMap) *load {
 	w, ok := sh.m[base]
 	sh.mu.Unlock()
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	// A live slab at `base` holds the live map `m` if `m` lies in it: no
 	// other object can.
 	s := w.Value()
 	if s == nil || uintptr(unsafe.Pointer(s)) != base {
-		return nil
+		return nil, nil
 	}
 	i := (addr - base) / unsafe.Sizeof(gmap.StrAnyMap{})
 	if i >= slabMaps || &s.maps[i] != m {
-		return nil
+		return nil, nil
 	}
-	return &s.loads[i]
+	return &s.loads[i], s
 }
 
 type slabArg struct {
@@ -417,6 +424,7 @@ func (t *loadTracker) track(m *gmap.StrAnyMap, l loaded) {
 type loadRef struct {
 	sh   *mapShard
 	slab *load                        // the load of a map from handOut
+	keep *mapSlab                     // its slab: the caller may drop the map before retrack
 	w    weak.Pointer[gmap.StrAnyMap] // else the map, made elsewhere
 }
 
@@ -424,7 +432,8 @@ type loadRef struct {
 // whose RemoveAll deleted its session since (see removed), and a reference
 // for retrack. resolve is its one caller.
 func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, reqKey, loadRef, bool) {
-	ref := loadRef{sh: t.mapShard(m), slab: t.slabLoad(m)}
+	ref := loadRef{sh: t.mapShard(m)}
+	ref.slab, ref.keep = t.slabEntry(m)
 	if ref.slab == nil {
 		ref.w = weak.Make(m)
 	}
@@ -450,11 +459,14 @@ func (t *loadTracker) lookup(m *gmap.StrAnyMap) (loaded, reqKey, loadRef, bool) 
 // is tracked from now on. It clears the record of a RemoveAll: the write
 // came after it.
 //
-// The caller keeps the map reachable until retrack returns (it passed it to
-// lookup and still uses it), so the map of `ref` is alive.
+// A map made elsewhere that has been collected since lookup is not tracked
+// again. A map from handOut cannot have been: `ref` holds its slab, whose
+// cleanup would otherwise have run before the load is listed again, leaving
+// it listed for good.
 func (t *loadTracker) retrack(ref loadRef, l loaded) {
 	if ref.slab != nil {
 		t.store(nil, ref, l)
+		runtime.KeepAlive(ref.keep)
 		return
 	}
 	t.store(ref.w.Value(), ref, l)
