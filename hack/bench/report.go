@@ -412,23 +412,6 @@ func floorCeiling(l lifecycle, size, mode string) (ceiling float64, ok bool) {
 	return g.Metrics["ns/op"] / f.Metrics["ns/op"], true
 }
 
-// ceilingDetail says, for the memory target's verdict, how far above gf a
-// storage that does nothing gets in each canonical row.
-func ceilingDetail(l lifecycle) string {
-	var parts []string
-	for _, size := range []string{"1key", "100keys"} {
-		for _, mode := range []string{"rw", "ro"} {
-			if c, ok := floorCeiling(l, size, mode); ok {
-				parts = append(parts, fmt.Sprintf("%s %s %s", size, mode, fx(c)))
-			}
-		}
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "; the most a storage that loads the session's map can reach (gf ÷ a storage that does nothing, BenchmarkManagerFloor, serial, 1 core): " + strings.Join(parts, ", ")
-}
-
 // target is one checked performance target, met or not.
 type target struct {
 	name   string
