@@ -339,11 +339,12 @@ func (t *loadTracker) handOut(data map[string]any, l loaded) *gmap.StrAnyMap {
 // newSlab makes a slab and registers it, or returns nil if the allocator
 // did not align it (see mapSlab).
 func (t *loadTracker) newSlab() *mapSlab {
-	s := &mapSlab{loads: new([slabMaps]load)}
+	s := new(mapSlab)
 	base := uintptr(unsafe.Pointer(s))
 	if base&(slabBytes-1) != 0 {
 		return nil
 	}
+	s.loads = new([slabMaps]load)
 	w := weak.Make(s)
 	sh := &t.slabs[fibonacci(base)]
 	sh.mu.Lock()
