@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 const (
@@ -388,11 +390,14 @@ func underOne(t *lang, l, peer lifecycle, h httpIndex) []string {
 	return out
 }
 
+// capitalize upper-cases the first letter of `s`, a whole character: a
+// Chinese sentence starts with a character of several bytes.
 func capitalize(s string) string {
-	if s == "" {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
 		return s
 	}
-	return strings.ToUpper(s[:1]) + s[1:]
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 // floorCeiling returns, for the memory-1k lifecycle row of `k`'s size and
