@@ -252,6 +252,67 @@ func redisPTTL(t *testing.T, srv *testredis.Server, key string) int64 {
 	return v
 }
 
+// TestStorageRedis_TTLRestartPeriod checks that a load restarts the idle TTL
+// at most once per min(ttl/64, 1s) in a process: loads in between read
+// with no TTL change (GET, a lone HGETALL), the first load after it
+// restarts the TTL again, and the key never has less TTL left than the
+// last restart gave it.
+func TestStorageRedis_TTLRestartPeriod(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newGredis(t, &gredis.Config{Address: srv.Addr})
+	const (
+		ttl    = 6400 * time.Millisecond
+		period = ttl / 64
+	)
+	restarting := map[string]map[string]int{
+		gfsession.TypeRedis:     {"getex": 1},
+		gfsession.TypeRedisHash: {"hgetall": 1, "pexpire": 1},
+	}
+	leaving := map[string]map[string]int{
+		gfsession.TypeRedis:     {"get": 1},
+		gfsession.TypeRedisHash: {"hgetall": 1},
+	}
+	for _, kind := range redisKinds {
+		t.Run(kind, func(t *testing.T) {
+			prefix := redisTestPrefix()
+			m := gsession.New(ttl, newRedisStorage(t, kind, client, gfsession.RedisConfig{Prefix: prefix}))
+			id := gfsession.NewSessionId()
+			key := prefix + gfsession.Handle(id)
+			redisReq(t, m, id, func(s *gsession.Session) { require.NoError(t, s.Set("user", "ann")) })
+			read := func() map[string]int {
+				redisResetStats(t, srv)
+				redisReq(t, m, id, func(s *gsession.Session) { assert.Equal(t, "ann", s.MustGet("user").String()) })
+				return redisCommandStats(t, srv)
+			}
+			restarted := time.Now()
+			require.Equal(t, restarting[kind], read(), "the first load restarts the TTL")
+			for round := 0; ; round++ {
+				require.Less(t, round, 10000, "no load restarted the TTL again")
+				start := time.Now()
+				got := read()
+				if got["getex"]+got["pexpire"] > 0 {
+					require.Equal(t, restarting[kind], got)
+					assert.GreaterOrEqual(t, time.Since(restarted), period, "restarted again within the period")
+					break
+				}
+				require.Equal(t, leaving[kind], got, "a load within the period")
+				// The TTL the restart set, less the time since: never less.
+				p := redisPTTL(t, srv, key)
+				floor := (ttl - time.Since(restarted)).Milliseconds() - 1
+				require.GreaterOrEqual(t, p, floor, "PTTL after a load within the period")
+				if time.Since(start) > period {
+					// A stalled machine: the next load may restart it.
+					restarted = time.Now()
+					require.Equal(t, restarting[kind], read())
+				}
+				time.Sleep(period / 10)
+			}
+			p := redisPTTL(t, srv, key)
+			assert.True(t, p > (ttl-period).Milliseconds() && p <= ttl.Milliseconds(), "PTTL after a restart: %d", p)
+		})
+	}
+}
+
 func TestStorageRedis_CommandsPerRequest(t *testing.T) {
 	srv := testredis.Start(t)
 	client, counter := newRedisCountingClient(t, srv.Addr)
@@ -294,14 +355,16 @@ func TestStorageRedis_CommandsPerRequest(t *testing.T) {
 				assert.Equal(t, "ann", s.MustGet("user").String())
 			}
 		}, map[string]int{"getex": 1}, 1},
+		// Less than refreshPeriod (min(ttl/64, 1s)) after the read before:
+		// the loads leave the TTL alone (GET), the writes set it.
 		{"writing", func(s *gsession.Session) {
 			assert.Equal(t, 1, s.MustGet("n").Int())
 			require.NoError(t, s.Set("n", 2))
 			require.NoError(t, s.Set("m", 3))
-		}, map[string]int{"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}, 2}, // the script checks the header: still the session loaded
+		}, map[string]int{"get": 1, "evalsha": 1, "getrange": 1, "set": 1}, 2}, // the script checks the header: still the session loaded
 		{"emptied", func(s *gsession.Session) {
 			require.NoError(t, s.Remove("user", "n", "m"))
-		}, map[string]int{"getex": 1, "del": 1}, 2},
+		}, map[string]int{"get": 1, "del": 1}, 2},
 	}
 	for _, step := range steps {
 		sid := id

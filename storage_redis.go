@@ -180,7 +180,10 @@ end
 //
 // Round trips: a request that only reads costs exactly one command, GETEX
 // with PX, which loads the session and restarts its idle TTL (UpdateTTL is
-// then a no-op); a request that writes costs one more: SET with PX for a
+// then a no-op), or a plain GET when this process restarted the TTL less
+// than min(ttl/64, 1s) ago: a session in use several times a second costs
+// one TTL restart a second, and expires at most that period earlier than a
+// restart at every read would make it. A request that writes costs one more: SET with PX for a
 // new session, a script that checks the session is still the one loaded
 // and SETs it for a loaded one (see SetSession), or DEL when the session
 // became empty. A new session that is never written
@@ -239,7 +242,8 @@ func newStorageRedisOn(r *redisStore) *StorageRedis {
 }
 
 // GetSession loads the session and restarts its idle TTL at `ttl`, in one
-// GETEX command. It returns nil, and no error, when the session does not
+// GETEX command (a GET, leaving the TTL alone, when this process restarted
+// it less than min(`ttl`/64, 1s) ago). It returns nil, and no error, when the session does not
 // exist, has expired, has outlived MaxLifetime (its key is then deleted), or
 // `sessionId` is not a valid id (nothing is sent to Redis). Stored data that
 // cannot be decoded (corrupt, sealed with an unknown key) and a key of
@@ -269,7 +273,7 @@ func (s *StorageRedis) GetSession(ctx context.Context, sessionId string, ttl tim
 // handle); `found` reports whether there was a key.
 func (s *StorageRedis) getSession(ctx context.Context, sessionId string, ttl time.Duration) (m *gmap.StrAnyMap, found bool, err error) {
 	r := s.r
-	b, err := r.getex(ctx, sessionId, ttl)
+	b, err := r.get(ctx, sessionId, ttl)
 	if isWrongType(err) {
 		// Another kind of key under the prefix (a session of the hash
 		// storage, say): unreadable here, and replaced by the next write.

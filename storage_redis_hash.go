@@ -192,9 +192,10 @@ return 1
 // key) and needs Redis 6.0 or newer.
 //
 // Round trips: GetSession loads the whole hash and restarts its TTL in one
-// round trip (a pipeline of HGETALL and PEXPIRE), so a request that only
-// reads costs one round trip however many Get calls it makes (UpdateTTL is
-// a no-op). SetSession writes only what the request changed: the keys it
+// round trip (a pipeline of HGETALL and PEXPIRE; HGETALL alone when this
+// process restarted the TTL less than min(ttl/64, 1s) ago, as StorageRedis
+// does), so a request that only reads costs one round trip however many
+// Get calls it makes (UpdateTTL is a no-op). SetSession writes only what the request changed: the keys it
 // set or changed (HSET) and the keys it removed (HDEL), with the TTL
 // (PEXPIRE), in one Lua script that first checks the session is still the
 // one the request loaded and deletes it when it ends up empty (the first
@@ -278,8 +279,10 @@ func newStorageRedisHashOn(r *redisStore) *StorageRedisHash {
 // (nothing is sent to Redis). Redis errors are returned.
 //
 // Through gf's go-redis adapter the round trip is a pipeline of HGETALL and
-// PEXPIRE; in the last `ttl` of a session's MaxLifetime a second PEXPIRE
-// caps the TTL at what is left. Through another adapter it is one Lua script.
+// PEXPIRE, or HGETALL alone when this process restarted the TTL less than
+// min(`ttl`/64, 1s) ago; in the last `ttl` of a session's MaxLifetime a
+// second PEXPIRE caps the TTL a restart set at what is left. Through
+// another adapter it is one Lua script, which restarts the TTL every time.
 //
 // The session is stored under its handle (see Handle). When the handle's
 // key is missing, a session gf's StorageRedisHashTable left under the id
@@ -483,18 +486,31 @@ func (s *StorageRedisHash) load(ctx context.Context, id string, ttl time.Duratio
 		return s.loadScript(ctx, id, ttl)
 	}
 	key := r.key(id)
-	var all *redis.MapStringStringCmd
-	_, err := r.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
-		all = p.HGetAll(ctx, key)
-		p.PExpire(ctx, key, pxDuration(ttl))
-		return nil
-	})
+	now := time.Now()
+	restart := r.refreshes.due(id, ttl, now)
+	var (
+		all *redis.MapStringStringCmd
+		err error
+	)
+	if restart {
+		_, err = r.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
+			all = p.HGetAll(ctx, key)
+			p.PExpire(ctx, key, pxDuration(ttl))
+			return nil
+		})
+	} else {
+		all = r.raw.HGetAll(ctx, key)
+		err = all.Err()
+	}
 	if err != nil {
 		return nil, time.Time{}, r.wrap(err, "HGETALL", id)
 	}
 	fields := all.Val()
 	if len(fields) == 0 {
 		return nil, time.Time{}, nil
+	}
+	if restart {
+		r.refreshes.restarted(id, ttl, now)
 	}
 	created := hashCreated(fields)
 	if r.maxLifetime <= 0 || created.IsZero() {
@@ -508,7 +524,9 @@ func (s *StorageRedisHash) load(ctx context.Context, id string, ttl time.Duratio
 			return nil, time.Time{}, err
 		}
 		return nil, time.Time{}, nil
-	case left < ttl:
+	case left < ttl && restart:
+		// Without a restart, the TTL is still what the last restart, which
+		// capped it too, left.
 		if _, err := r.do(ctx, id, "PEXPIRE", key, millis(left)); err != nil {
 			return nil, time.Time{}, err
 		}

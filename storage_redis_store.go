@@ -33,9 +33,10 @@ type redisStore struct {
 	userIndexTTL time.Duration // effective RedisConfig.UserIndexTTL
 	env          *envelope
 	tracker      loadTracker
-	ttl          ttlSeen // for Sessions
-	maxPerUser   int     // RedisConfig.MaxSessionsPerUser
-	clientInfo   bool    // RedisConfig.ClientInfo
+	refreshes    refreshMemo // the TTL restarts of loads
+	ttl          ttlSeen     // for Sessions
+	maxPerUser   int         // RedisConfig.MaxSessionsPerUser
+	clientInfo   bool        // RedisConfig.ClientInfo
 	// noExpireTime: the server has no PEXPIRETIME (Redis < 7).
 	noExpireTime atomic.Bool
 
@@ -172,25 +173,49 @@ func (r *redisStore) do(ctx context.Context, id, cmd string, args ...any) (*gvar
 	return v, nil
 }
 
-// getex returns the value of session `id`'s key and restarts its TTL at
-// `ttl` (GETEX PX), or "" when there is no such key. Through gf's go-redis
-// adapter it calls go-redis directly, which spares gredis' reply
-// conversion on the hottest command of the storage, and returns the reply
-// string itself: the decoded session's strings share it, no copy is made.
-func (r *redisStore) getex(ctx context.Context, id string, ttl time.Duration) (string, error) {
-	if r.raw == nil {
-		v, err := r.do(ctx, id, "GETEX", r.key(id), "PX", millis(ttl))
+// get returns the value of session `id`'s key, or "" when there is no
+// such key, and restarts its TTL at `ttl` (GETEX PX), unless this process
+// restarted it less than refreshPeriod(ttl) ago (GET; see refreshMemo).
+// Through gf's go-redis adapter it calls go-redis directly, which spares
+// gredis' reply conversion on the hottest command of the storage, and
+// returns the reply string itself: the decoded session's strings share it,
+// no copy is made.
+func (r *redisStore) get(ctx context.Context, id string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	restart := r.refreshes.due(id, ttl, now)
+	cmd := "GET"
+	if restart {
+		cmd = "GETEX"
+	}
+	var (
+		s   string
+		err error
+	)
+	switch {
+	case r.raw == nil:
+		var v *gvar.Var
+		if restart {
+			v, err = r.do(ctx, id, cmd, r.key(id), "PX", millis(ttl))
+		} else {
+			v, err = r.do(ctx, id, cmd, r.key(id))
+		}
 		if err != nil || v == nil || v.IsNil() {
 			return "", err
 		}
-		return v.String(), nil
+		s = v.String()
+	case restart:
+		s, err = r.raw.GetEx(ctx, r.key(id), pxDuration(ttl)).Result()
+	default:
+		s, err = r.raw.Get(ctx, r.key(id)).Result()
 	}
-	s, err := r.raw.GetEx(ctx, r.key(id), pxDuration(ttl)).Result()
 	if err == redis.Nil {
 		return "", nil
 	}
 	if err != nil {
-		return "", r.wrap(err, "GETEX", id)
+		return "", r.wrap(err, cmd, id)
+	}
+	if restart {
+		r.refreshes.restarted(id, ttl, now)
 	}
 	return s, nil
 }
@@ -469,8 +494,9 @@ func (s *redisShared) New(ctx context.Context, ttl time.Duration) (string, error
 }
 
 // UpdateTTL does nothing and returns nil: GetSession already restarted the
-// TTL when it loaded the session (gf calls UpdateTTL only for a session it
-// loaded and did not change), which saves a round trip per request.
+// TTL when it loaded the session, or less than min(`ttl`/64, 1s) before (gf
+// calls UpdateTTL only for a session it loaded and did not change), which
+// saves a round trip per request.
 func (s *redisShared) UpdateTTL(ctx context.Context, sessionId string, ttl time.Duration) error {
 	return nil
 }
