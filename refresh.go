@@ -19,10 +19,16 @@ func refreshPeriod(ttl time.Duration) time.Duration {
 // refreshMemoShards splits refreshMemo's lock.
 const refreshMemoShards = 32
 
-// refreshMemo remembers when this process last restarted the TTL of the
-// sessions it read, so that reads in quick succession restart it once per
+// refreshMemo remembers the TTL this process last gave each session it
+// read or wrote, so that reads in quick succession restart it once per
 // refreshPeriod (a Redis read that restarts the TTL costs the server more
-// than one that does not). It is bounded by the sessions read in the last
+// than one that does not). A write counts as a restart with the TTL it
+// set: a manager with a shorter TTL writing the session leaves the next
+// read of one with a longer TTL due. Of two restarts that overlapped in
+// time, the server may have applied either last: the memo keeps the
+// earlier expiry of the two. Restarts by other processes are not seen: a
+// process whose managers use a longer TTL than another process's may
+// leave a session that the other just wrote for up to refreshPeriod. It is bounded by the sessions read in the last
 // two seconds: each shard keeps two generations of records and drops the
 // older one once the newer is a second old, on its next use; there is no
 // timer. Sessions are known by a 64-bit hash of their name: two sessions
@@ -36,9 +42,15 @@ type refreshMemo struct {
 
 type refreshMemoShard struct {
 	mu    sync.Mutex
-	cur   map[uint64]int64 // name hash -> the expiry its last TTL restart set, Unix nanoseconds
-	prev  map[uint64]int64 // the generation before cur
-	since int64            // when cur was started
+	cur   map[uint64]refreshRecord // by name hash
+	prev  map[uint64]refreshRecord // the generation before cur
+	since int64                    // when cur was started
+}
+
+// refreshRecord is the last TTL restart of a session, Unix nanoseconds.
+type refreshRecord struct {
+	exp  int64 // the expiry it set (at the earliest)
+	done int64 // when its command had been answered
 }
 
 // refreshGeneration is how long a generation of refreshMemo lasts: at least
@@ -58,23 +70,33 @@ func (m *refreshMemo) due(name string, ttl time.Duration, now time.Time) bool {
 	h := maphash.String(shardSeed, name)
 	sh := &m.shards[h%refreshMemoShards]
 	sh.mu.Lock()
-	exp, ok := sh.cur[h]
-	if !ok {
-		exp, ok = sh.prev[h]
-	}
+	rec, ok := sh.get(h)
 	sh.mu.Unlock()
-	return !ok || exp-now.UnixNano() <= int64(ttl-period)
+	return !ok || rec.exp-now.UnixNano() <= int64(ttl-period)
 }
 
-// restarted records that the TTL of session `name` was restarted at `ttl`
-// at `now` (or later).
-func (m *refreshMemo) restarted(name string, ttl time.Duration, now time.Time) {
+func (sh *refreshMemoShard) get(h uint64) (refreshRecord, bool) {
+	rec, ok := sh.cur[h]
+	if !ok {
+		rec, ok = sh.prev[h]
+	}
+	return rec, ok
+}
+
+// restarted records that the TTL of session `name` was set to `ttl` by a
+// command sent at `start` and answered at `done`.
+func (m *refreshMemo) restarted(name string, ttl time.Duration, start, done time.Time) {
 	h := maphash.String(shardSeed, name)
 	sh := &m.shards[h%refreshMemoShards]
-	t := now.UnixNano()
+	t := start.UnixNano()
+	rec := refreshRecord{exp: t + int64(ttl), done: done.UnixNano()}
 	sh.mu.Lock()
+	if old, ok := sh.get(h); ok && old.done >= t {
+		// The two overlapped: either may be the one the server applied last.
+		rec.exp, rec.done = min(rec.exp, old.exp), max(rec.done, old.done)
+	}
 	if sh.cur == nil {
-		sh.cur, sh.prev, sh.since = make(map[uint64]int64), make(map[uint64]int64), t
+		sh.cur, sh.prev, sh.since = make(map[uint64]refreshRecord), make(map[uint64]refreshRecord), t
 	} else if t-sh.since >= int64(refreshGeneration) || t < sh.since {
 		// Keep the maps' room: the number of sessions read a second is
 		// about the same from one second to the next.
@@ -82,7 +104,7 @@ func (m *refreshMemo) restarted(name string, ttl time.Duration, now time.Time) {
 		clear(sh.cur)
 		sh.since = t
 	}
-	sh.cur[h] = t + int64(ttl)
+	sh.cur[h] = rec
 	sh.mu.Unlock()
 }
 

@@ -370,6 +370,7 @@ type redisDriver struct{ r *redisStore }
 // is also indexed before the write there, see indexUser).
 func (d redisDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
 	r := d.r
+	start := time.Now()
 	var createdArg [8]byte
 	binary.BigEndian.PutUint64(createdArg[:], uint64(w.loaded.created.UnixMilli()))
 	args := []any{w.blob, millis(w.ttl), string(createdArg[:]), envelopeMagic, int(w.match)}
@@ -400,6 +401,7 @@ func (d redisDriver) put(ctx context.Context, w *sessionWrite) (bool, error) {
 	if v == nil || v.IsNil() {
 		return false, nil
 	}
+	r.refreshes.restarted(w.id, w.ttl, start, time.Now()) // the write set the TTL
 	if w.user != "" && !together {
 		return true, r.confirmUser(ctx, w.user, w.id)
 	}

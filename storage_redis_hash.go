@@ -510,7 +510,7 @@ func (s *StorageRedisHash) load(ctx context.Context, id string, ttl time.Duratio
 		return nil, time.Time{}, nil
 	}
 	if restart {
-		r.refreshes.restarted(id, ttl, now)
+		r.refreshes.restarted(id, ttl, now, time.Now())
 	}
 	created := hashCreated(fields)
 	if r.maxLifetime <= 0 || created.IsZero() {
@@ -652,6 +652,7 @@ func (s *StorageRedisHash) setSession(ctx context.Context, sessionId string, ses
 	var (
 		result hashWrite
 		now    hashLoaded
+		start  = time.Now()
 	)
 	if s.r.env.keys != nil {
 		result, now, err = s.writeSealed(ctx, sessionId, d, written, meta, false)
@@ -665,6 +666,9 @@ func (s *StorageRedisHash) setSession(ctx context.Context, sessionId string, ses
 		// The entry made for `to`, if any, stays behind: DestroyUser checks
 		// the session before deleting it.
 		return err
+	}
+	if result == hashStored {
+		s.r.refreshes.restarted(sessionId, d.ttl, start, time.Now()) // the write set the TTL
 	}
 	now.uidx = uidx
 	return s.written(ctx, sessionId, &r, result, now, newBase, meta.uidx, login, &d, from, to)

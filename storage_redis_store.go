@@ -215,7 +215,7 @@ func (r *redisStore) get(ctx context.Context, id string, ttl time.Duration) (str
 		return "", r.wrap(err, cmd, id)
 	}
 	if restart {
-		r.refreshes.restarted(id, ttl, now)
+		r.refreshes.restarted(id, ttl, now, time.Now())
 	}
 	return s, nil
 }
