@@ -9,12 +9,15 @@ import (
 
 // machine describes where the figures were measured.
 type machine struct {
-	NumCPU          int    `json:"nproc"`
-	CPUModel        string `json:"cpu_model"`
-	GoVersion       string `json:"go_version"`
-	RedisVersion    string `json:"redis_version"`
-	OS              string `json:"os"`
-	Date            string `json:"date"`
+	NumCPU       int    `json:"nproc"`
+	CPUModel     string `json:"cpu_model"`
+	GoVersion    string `json:"go_version"`
+	RedisVersion string `json:"redis_version"`
+	OS           string `json:"os"`
+	Date         string `json:"date"`
+	// GoTestDate is when the lifecycle rows were measured: Date, or an
+	// earlier run's date when this one reused them (-skip-gotest).
+	GoTestDate      string `json:"gotest_date,omitempty"`
 	GoTestCommand   string `json:"go_test_command"`
 	HTTP            string `json:"http"`
 	Load            string `json:"load_before"`
@@ -93,4 +96,10 @@ func atoiOr(s string, def int) int {
 		return def
 	}
 	return n
+}
+
+// twoRuns reports whether the lifecycle rows come from an earlier run than
+// the HTTP and peer ones.
+func (m machine) twoRuns() bool {
+	return m.GoTestDate != "" && m.GoTestDate != m.Date
 }

@@ -125,6 +125,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	if !o.skipGoTest {
+		m.GoTestDate = m.Date
 		m.GoTestCommand = "go " + shellJoin(goTestArgs)
 		m.Load = loadAvg()
 		log.Printf("go %s", strings.Join(goTestArgs, " "))
@@ -235,6 +236,10 @@ func run(ctx context.Context, o options) error {
 		_ = readJSON(machinePath, &old)
 		if o.skipGoTest {
 			m.GoTestMinutes = old.GoTestMinutes
+			m.GoTestDate = old.GoTestDate
+			if m.GoTestDate == "" {
+				m.GoTestDate = old.Date
+			}
 		}
 		if o.skipPeer {
 			m.PeerCommand, m.PeerMinutes = old.PeerCommand, old.PeerMinutes

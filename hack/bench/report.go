@@ -261,6 +261,7 @@ func (l lifecycle) peerSpeedup(k rowKey) float64 {
 type lang struct {
 	readme                string // file name in the module root
 	machine               string // format: CPU, cores, Go, Redis
+	machineTwoRuns        string // format: CPU, cores, Go, Redis, date of the HTTP and peer run, date of the lifecycle run
 	httpIntro, httpHeader string
 	peerIntro, peerHeader string
 	lifeIntro, lifeHeader string
@@ -274,22 +275,23 @@ type lang struct {
 }
 
 var english = &lang{
-	readme:     "README.md",
-	machine:    "Measured in one run on one machine (%s, %d cores, %s, Redis %s); every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).",
-	httpIntro:  "**Over HTTP**, through a real `ghttp` server on 127.0.0.1 (GET reads 3 session keys, POST sets 1): requests per second, gfsession ÷ gf's built-in storage of the same kind, in the same run (the median of the per-round ratios of 5 rounds). Above 1 gfsession is faster. The redis-server columns are the CPU time Redis spent per request (`INFO cpu`).",
-	httpHeader: "| backend | session | GET ours/gf | POST ours/gf | GET req/s (ours / gf) | POST req/s (ours / gf) | redis-server µs per GET (ours / gf) | per POST (ours / gf) |",
-	peerIntro:  "**Next to the most used Go session manager**, [alexedwards/scs](https://github.com/alexedwards/scs) v2, which also gives every request its own copy of the session: its memstore, and its redisstore (over redigo) on the same private Redis, doing the same work as the lifecycle below with the same sessions (`go test`, 1 core, the median of 5 runs; operations per second, gfsession ÷ scs).",
-	peerHeader: "| backend | session | read-only ours/scs | read-write ours/scs | time read-only (ours / scs) | time read-write (ours / scs) |",
-	lifeIntro:  "**The session lifecycle** through `gsession.Manager` (`go test -bench`; rw = load, 3 gets, 1 set, close; ro = load, 3 gets, close; the median of 5 runs): operations per second, gfsession ÷ gf's built-in storage of the same kind, same backend, same run.",
-	lifeHeader: "| backend | session | rw, 1 core | ro, 1 core | rw, 2 cores parallel | ro, 2 cores parallel | allocs/op rw (ours / gf) |",
-	underIntro: "**Where gfsession is under 1×**, and the promise that costs it:",
-	http:       "HTTP %s %s: %s. %s.",
-	peer:       "%s against scs, %s: %s. %s.",
-	life:       "Lifecycle %s %s, 1 core: %s. %s.",
-	read:       "read",
-	write:      "write",
-	reproduce:  "Reproduce (starts its own redis-server on 127.0.0.1%s):",
-	took:       "; the whole run took about %.0f minutes here",
+	readme:         "README.md",
+	machine:        "Measured in one run on one machine (%s, %d cores, %s, Redis %s); every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).",
+	machineTwoRuns: "Measured on one machine (%s, %d cores, %s, Redis %s): the HTTP and peer tables in one run (%s), the lifecycle table in an earlier one (%s). Every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).",
+	httpIntro:      "**Over HTTP**, through a real `ghttp` server on 127.0.0.1 (GET reads 3 session keys, POST sets 1): requests per second, gfsession ÷ gf's built-in storage of the same kind, in the same run (the median of the per-round ratios of 5 rounds). Above 1 gfsession is faster. The redis-server columns are the CPU time Redis spent per request (`INFO cpu`).",
+	httpHeader:     "| backend | session | GET ours/gf | POST ours/gf | GET req/s (ours / gf) | POST req/s (ours / gf) | redis-server µs per GET (ours / gf) | per POST (ours / gf) |",
+	peerIntro:      "**Next to the most used Go session manager**, [alexedwards/scs](https://github.com/alexedwards/scs) v2, which also gives every request its own copy of the session: its memstore, and its redisstore (over redigo) on the same private Redis, doing the same work as the lifecycle below with the same sessions (`go test`, 1 core, the median of 5 runs; operations per second, gfsession ÷ scs).",
+	peerHeader:     "| backend | session | read-only ours/scs | read-write ours/scs | time read-only (ours / scs) | time read-write (ours / scs) |",
+	lifeIntro:      "**The session lifecycle** through `gsession.Manager` (`go test -bench`; rw = load, 3 gets, 1 set, close; ro = load, 3 gets, close; the median of 5 runs): operations per second, gfsession ÷ gf's built-in storage of the same kind, same backend, same run.",
+	lifeHeader:     "| backend | session | rw, 1 core | ro, 1 core | rw, 2 cores parallel | ro, 2 cores parallel | allocs/op rw (ours / gf) |",
+	underIntro:     "**Where gfsession is under 1×**, and the promise that costs it:",
+	http:           "HTTP %s %s: %s. %s.",
+	peer:           "%s against scs, %s: %s. %s.",
+	life:           "Lifecycle %s %s, 1 core: %s. %s.",
+	read:           "read",
+	write:          "write",
+	reproduce:      "Reproduce (starts its own redis-server on 127.0.0.1%s):",
+	took:           "; the whole run took about %.0f minutes here",
 	size: func(size string) string {
 		return strings.NewReplacer("keys", " keys", "key", " key").Replace(size)
 	},
@@ -307,22 +309,23 @@ var english = &lang{
 }
 
 var chinese = &lang{
-	readme:     "README.zh_CN.md",
-	machine:    "以下数据在同一台机器上的一次运行中测得（%s，%d 核，%s，Redis %s）；每项目标的结论、全部数据行、性能剖析以及每项数据受什么限制，见 [docs/benchmarks.md](docs/benchmarks.md)。",
-	httpIntro:  "**HTTP**：通过 127.0.0.1 上真实的 `ghttp` 服务（GET 读取 3 个会话键，POST 设置 1 个）。数值为每秒请求数之比：gfsession ÷ 同一次运行中同类 gf 内置存储（5 轮中每轮比值的中位数），大于 1 表示 gfsession 更快。redis-server 列为 Redis 处理每个请求所用的 CPU 时间（`INFO cpu`）。",
-	httpHeader: "| 后端 | 会话 | GET gfsession/gf | POST gfsession/gf | GET 每秒请求数（gfsession / gf） | POST 每秒请求数（gfsession / gf） | 每个 GET 的 redis-server µs（gfsession / gf） | 每个 POST（gfsession / gf） |",
-	peerIntro:  "**与最常用的 Go 会话管理器对比**：[alexedwards/scs](https://github.com/alexedwards/scs) v2，它同样给每个请求一份自己的会话副本。使用它的 memstore，以及在同一个私有 Redis 上的 redisstore（基于 redigo），完成与下面生命周期相同的工作、相同的会话（`go test`，单核，5 次运行的中位数；每秒操作数之比：gfsession ÷ scs）。",
-	peerHeader: "| 后端 | 会话 | 只读 gfsession/scs | 读写 gfsession/scs | 只读耗时（gfsession / scs） | 读写耗时（gfsession / scs） |",
-	lifeIntro:  "**会话生命周期**：通过 `gsession.Manager`（`go test -bench`；rw = 加载、3 次 get、1 次 set、关闭；ro = 加载、3 次 get、关闭；5 次运行的中位数）。数值为每秒操作数之比：gfsession ÷ 同一后端、同一次运行中同类 gf 内置存储。",
-	lifeHeader: "| 后端 | 会话 | rw，单核 | ro，单核 | rw，2 核并行 | ro，2 核并行 | rw 每次操作分配次数（gfsession / gf） |",
-	underIntro: "**gfsession 低于 1× 的地方**，以及代价来自哪项承诺：",
-	http:       "HTTP %s %s：%s。%s。",
-	peer:       "%s 对比 scs，%s：%s。%s。",
-	life:       "生命周期 %s %s，单核：%s。%s。",
-	read:       "read",
-	write:      "write",
-	reproduce:  "复现（会在 127.0.0.1 上自行启动 redis-server%s）：",
-	took:       "；在上述机器上整个运行约耗时 %.0f 分钟",
+	readme:         "README.zh_CN.md",
+	machine:        "以下数据在同一台机器上的一次运行中测得（%s，%d 核，%s，Redis %s）；每项目标的结论、全部数据行、性能剖析以及每项数据受什么限制，见 [docs/benchmarks.md](docs/benchmarks.md)。",
+	machineTwoRuns: "以下数据在同一台机器上测得（%s，%d 核，%s，Redis %s）：HTTP 与 peer 两表在一次运行中（%s），生命周期表在更早的一次运行中（%s）。每项目标的结论、全部数据行、性能剖析以及每项数据受什么限制，见 [docs/benchmarks.md](docs/benchmarks.md)。",
+	httpIntro:      "**HTTP**：通过 127.0.0.1 上真实的 `ghttp` 服务（GET 读取 3 个会话键，POST 设置 1 个）。数值为每秒请求数之比：gfsession ÷ 同一次运行中同类 gf 内置存储（5 轮中每轮比值的中位数），大于 1 表示 gfsession 更快。redis-server 列为 Redis 处理每个请求所用的 CPU 时间（`INFO cpu`）。",
+	httpHeader:     "| 后端 | 会话 | GET gfsession/gf | POST gfsession/gf | GET 每秒请求数（gfsession / gf） | POST 每秒请求数（gfsession / gf） | 每个 GET 的 redis-server µs（gfsession / gf） | 每个 POST（gfsession / gf） |",
+	peerIntro:      "**与最常用的 Go 会话管理器对比**：[alexedwards/scs](https://github.com/alexedwards/scs) v2，它同样给每个请求一份自己的会话副本。使用它的 memstore，以及在同一个私有 Redis 上的 redisstore（基于 redigo），完成与下面生命周期相同的工作、相同的会话（`go test`，单核，5 次运行的中位数；每秒操作数之比：gfsession ÷ scs）。",
+	peerHeader:     "| 后端 | 会话 | 只读 gfsession/scs | 读写 gfsession/scs | 只读耗时（gfsession / scs） | 读写耗时（gfsession / scs） |",
+	lifeIntro:      "**会话生命周期**：通过 `gsession.Manager`（`go test -bench`；rw = 加载、3 次 get、1 次 set、关闭；ro = 加载、3 次 get、关闭；5 次运行的中位数）。数值为每秒操作数之比：gfsession ÷ 同一后端、同一次运行中同类 gf 内置存储。",
+	lifeHeader:     "| 后端 | 会话 | rw，单核 | ro，单核 | rw，2 核并行 | ro，2 核并行 | rw 每次操作分配次数（gfsession / gf） |",
+	underIntro:     "**gfsession 低于 1× 的地方**，以及代价来自哪项承诺：",
+	http:           "HTTP %s %s：%s。%s。",
+	peer:           "%s 对比 scs，%s：%s。%s。",
+	life:           "生命周期 %s %s，单核：%s。%s。",
+	read:           "read",
+	write:          "write",
+	reproduce:      "复现（会在 127.0.0.1 上自行启动 redis-server%s）：",
+	took:           "；在上述机器上整个运行约耗时 %.0f 分钟",
 	size: func(size string) string {
 		return strings.NewReplacer("keys", " 个键", "key", " 个键").Replace(size)
 	},
@@ -547,14 +550,19 @@ func writeReport(root string, m machine, rows, peerRows []benchRow, hr []httpRes
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
 	b.WriteString("<!-- Generated by `cd hack/bench && go run .` from hack/bench/results/; edit hack/bench/report.go or hack/bench/analysis.md, not this file. -->\n\n")
-	b.WriteString("gfsession's storages against gf's built-in storages of the same kind (`gsession.NewStorageMemory`, `NewStorageFile`, `NewStorageRedis`, `NewStorageRedisHashTable`), on the same backend, measured side by side in one run on one machine. Absolute figures depend on the machine; the ratios are what to read.\n\n")
+	b.WriteString("gfsession's storages against gf's built-in storages of the same kind (`gsession.NewStorageMemory`, `NewStorageFile`, `NewStorageRedis`, `NewStorageRedisHashTable`), on the same backend, on one machine, each gfsession row measured side by side with gf's in the same run. Absolute figures depend on the machine; the ratios are what to read.\n\n")
 	b.WriteString("![gfsession ÷ gf, per backend and endpoint](benchmarks.png)\n\n")
 
 	b.WriteString("## Machine\n\n")
 	fmt.Fprintf(&b, "- CPU: %s, `nproc` = %d (%s)\n", m.CPUModel, m.NumCPU, m.OS)
 	fmt.Fprintf(&b, "- Go: `%s`\n", m.GoVersion)
 	fmt.Fprintf(&b, "- Redis: %s (a private `redis-server` on 127.0.0.1, no persistence)\n", m.RedisVersion)
-	fmt.Fprintf(&b, "- Date: %s; load average before / after go test / after the HTTP run: %s / %s / %s\n", m.Date, m.Load, m.LoadAfterGoTest, m.LoadAfterHTTP)
+	if m.twoRuns() {
+		fmt.Fprintf(&b, "- Date: %s (HTTP and peer); the lifecycle rows are from an earlier run, %s\n", m.Date, m.GoTestDate)
+	} else {
+		fmt.Fprintf(&b, "- Date: %s\n", m.Date)
+	}
+	fmt.Fprintf(&b, "- Load average before / after go test / after the HTTP run: %s / %s / %s\n", m.Load, m.LoadAfterGoTest, m.LoadAfterHTTP)
 	b.WriteString("- The HTTP load generator runs in the same process as the server and shares its cores.\n\n")
 
 	b.WriteString("## How to run\n\n")
@@ -707,7 +715,11 @@ func updateReadme(root string, t *lang, m machine, summary string) error {
 	}
 	var blk strings.Builder
 	blk.WriteString(start + "\n")
-	fmt.Fprintf(&blk, t.machine+"\n\n", m.CPUModel, m.NumCPU, goShort(m.GoVersion), m.RedisVersion)
+	if m.twoRuns() {
+		fmt.Fprintf(&blk, t.machineTwoRuns+"\n\n", m.CPUModel, m.NumCPU, goShort(m.GoVersion), m.RedisVersion, m.Date, m.GoTestDate)
+	} else {
+		fmt.Fprintf(&blk, t.machine+"\n\n", m.CPUModel, m.NumCPU, goShort(m.GoVersion), m.RedisVersion)
+	}
 	blk.WriteString(summary)
 	took := ""
 	if total := m.GoTestMinutes + m.PeerMinutes + m.HTTPMinutes; total > 0 {
