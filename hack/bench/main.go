@@ -236,6 +236,7 @@ func run(ctx context.Context, o options) error {
 		_ = readJSON(machinePath, &old)
 		if o.skipGoTest {
 			m.GoTestMinutes = old.GoTestMinutes
+			m.GoTestCommand, m.Load, m.LoadAfterGoTest = old.GoTestCommand, old.Load, old.LoadAfterGoTest
 			m.GoTestDate = old.GoTestDate
 			if m.GoTestDate == "" {
 				m.GoTestDate = old.Date
