@@ -28,10 +28,11 @@ const refreshMemoShards = 32
 // time, the server may have applied either last: the memo keeps the
 // earlier expiry of the two. Restarts by other processes are not seen: a
 // process whose managers use a longer TTL than another process's may
-// leave a session that the other just wrote for up to refreshPeriod. It is bounded by the sessions read in the last
-// two seconds: each shard keeps two generations of records and drops the
-// older one once the newer is a second old, on its next use; there is no
-// timer. Sessions are known by a 64-bit hash of their name: two sessions
+// leave a session that the other just wrote for up to refreshPeriod.
+//
+// It is bounded by the sessions read or written in the last two seconds:
+// each shard keeps two generations of records and drops the older one once
+// the newer is a second old, on its next use; there is no timer. Sessions are known by a 64-bit hash of their name: two sessions
 // of one hash only share their restarts, which moves an expiry earlier by
 // at most refreshPeriod.
 //

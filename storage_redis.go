@@ -183,10 +183,10 @@ end
 // then a no-op), or a plain GET when this process restarted the TTL less
 // than min(ttl/64, 1s) ago: a session in use several times a second costs
 // one TTL restart a second, and expires at most that period earlier than a
-// restart at every read would make it. A request that writes costs one more: SET with PX for a
-// new session, a script that checks the session is still the one loaded
-// and SETs it for a loaded one (see SetSession), or DEL when the session
-// became empty. A new session that is never written
+// restart at every read would make it. A request that writes costs one
+// more: SET with PX for a new session, a script that checks the session is
+// still the one loaded and SETs it for a loaded one (see SetSession), or
+// DEL when the session became empty. A new session that is never written
 // creates no key. TTLs are in milliseconds, so sub-second TTLs work.
 //
 // Concurrent requests of one session are last-writer-wins: each writing
@@ -243,9 +243,9 @@ func newStorageRedisOn(r *redisStore) *StorageRedis {
 
 // GetSession loads the session and restarts its idle TTL at `ttl`, in one
 // GETEX command (a GET, leaving the TTL alone, when this process restarted
-// it less than min(`ttl`/64, 1s) ago). It returns nil, and no error, when the session does not
-// exist, has expired, has outlived MaxLifetime (its key is then deleted), or
-// `sessionId` is not a valid id (nothing is sent to Redis). Stored data that
+// it less than min(`ttl`/64, 1s) ago). It returns nil, and no error, when
+// the session does not exist, has expired, has outlived MaxLifetime (its
+// key is then deleted), or `sessionId` is not a valid id (nothing is sent to Redis). Stored data that
 // cannot be decoded (corrupt, sealed with an unknown key) and a key of
 // another type (WRONGTYPE: a hash storage's session under the same prefix)
 // also read as nil, logged through gf's logger; the next write replaces

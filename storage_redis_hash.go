@@ -195,8 +195,8 @@ return 1
 // round trip (a pipeline of HGETALL and PEXPIRE; HGETALL alone when this
 // process restarted the TTL less than min(ttl/64, 1s) ago, as StorageRedis
 // does), so a request that only reads costs one round trip however many
-// Get calls it makes (UpdateTTL is a no-op). SetSession writes only what the request changed: the keys it
-// set or changed (HSET) and the keys it removed (HDEL), with the TTL
+// Get calls it makes (UpdateTTL is a no-op). SetSession writes only what
+// the request changed: the keys it set or changed (HSET) and the keys it removed (HDEL), with the TTL
 // (PEXPIRE), in one Lua script that first checks the session is still the
 // one the request loaded and deletes it when it ends up empty (the first
 // write of a new session is one MULTI/EXEC transaction). A

@@ -33,7 +33,7 @@ type redisStore struct {
 	userIndexTTL time.Duration // effective RedisConfig.UserIndexTTL
 	env          *envelope
 	tracker      loadTracker
-	refreshes    refreshMemo // the TTL restarts of loads
+	refreshes    refreshMemo // the TTL restarts of loads and writes
 	ttl          ttlSeen     // for Sessions
 	maxPerUser   int         // RedisConfig.MaxSessionsPerUser
 	clientInfo   bool        // RedisConfig.ClientInfo
