@@ -15,8 +15,9 @@ type machine struct {
 	RedisVersion string `json:"redis_version"`
 	OS           string `json:"os"`
 	Date         string `json:"date"`
-	// GoTestDate is when the lifecycle rows were measured: Date, or an
-	// earlier run's date when this one reused them (-skip-gotest).
+	// GoTestDate is when the lifecycle rows were measured; Date is when
+	// the HTTP and peer ones were. They differ when a run reused one or
+	// the other (-skip-gotest, or -skip-http with -skip-peer).
 	GoTestDate      string `json:"gotest_date,omitempty"`
 	GoTestCommand   string `json:"go_test_command"`
 	HTTP            string `json:"http"`
@@ -98,7 +99,7 @@ func atoiOr(s string, def int) int {
 	return n
 }
 
-// twoRuns reports whether the lifecycle rows come from an earlier run than
+// twoRuns reports whether the lifecycle rows come from another run than
 // the HTTP and peer ones.
 func (m machine) twoRuns() bool {
 	return m.GoTestDate != "" && m.GoTestDate != m.Date

@@ -113,7 +113,7 @@ func run(ctx context.Context, o options) error {
 	peerPath := filepath.Join(results, "peer.txt")
 
 	goTestArgs := []string{"test", "-run", "^$", "-bench", o.benchFilter, "-benchmem",
-		"-cpu", o.cpu, "-benchtime", o.benchtime, "-count", strconv.Itoa(o.count), "-timeout", "90m", "."}
+		"-cpu", o.cpu, "-benchtime", o.benchtime, "-count", strconv.Itoa(o.count), "-timeout", "150m", "."}
 
 	var m machine
 	if o.skipGoTest && o.skipPeer && o.skipHTTP {
@@ -244,6 +244,12 @@ func run(ctx context.Context, o options) error {
 		}
 		if o.skipPeer {
 			m.PeerCommand, m.PeerMinutes = old.PeerCommand, old.PeerMinutes
+		}
+		if o.skipPeer && o.skipHTTP && old.Date != "" {
+			// Only the lifecycle rows are new: the HTTP and peer tables
+			// keep the date of the run that measured them.
+			m.Date = old.Date
+			m.HTTP, m.LoadAfterHTTP = old.HTTP, old.LoadAfterHTTP
 		}
 		if o.skipHTTP || o.only != "" {
 			m.HTTPMinutes = old.HTTPMinutes

@@ -267,6 +267,8 @@ type lang struct {
 	lifeIntro, lifeHeader string
 	underIntro            string
 	http, peer, life      string // formats of an under-1× sentence (see underOne)
+	oneCore, twoCores     string // the lifecycle figures of one column, joined by `also`
+	also                  string
 	read, write           string // "read"/"write" in those sentences
 	reproduce, took       string
 	size                  func(size string) string
@@ -277,7 +279,7 @@ type lang struct {
 var english = &lang{
 	readme:         "README.md",
 	machine:        "Measured in one run on one machine (%s, %d cores, %s, Redis %s); every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).",
-	machineTwoRuns: "Measured on one machine (%s, %d cores, %s, Redis %s): the HTTP and peer tables in one run (%s), the lifecycle table in an earlier one (%s). Every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).",
+	machineTwoRuns: "Measured on one machine (%s, %d cores, %s, Redis %s): the HTTP and peer tables in one run (%s), the lifecycle table in another (%s). Every target, all rows, profiles and what limits each figure: [docs/benchmarks.md](docs/benchmarks.md).",
 	httpIntro:      "**Over HTTP**, through a real `ghttp` server on 127.0.0.1 (GET reads 3 session keys, POST sets 1): requests per second, gfsession ÷ gf's built-in storage of the same kind, in the same run (the median of the per-round ratios of 5 rounds). Above 1 gfsession is faster. The redis-server columns are the CPU time Redis spent per request (`INFO cpu`).",
 	httpHeader:     "| backend | session | GET ours/gf | POST ours/gf | GET req/s (ours / gf) | POST req/s (ours / gf) | redis-server µs per GET (ours / gf) | per POST (ours / gf) |",
 	peerIntro:      "**Next to the most used Go session manager**, [alexedwards/scs](https://github.com/alexedwards/scs) v2, which also gives every request its own copy of the session: its memstore, and its redisstore (over redigo) on the same private Redis, doing the same work as the lifecycle below with the same sessions (`go test`, 1 core, the median of 5 runs; operations per second, gfsession ÷ scs).",
@@ -287,7 +289,10 @@ var english = &lang{
 	underIntro:     "**Where gfsession is under 1×**, and the promise that costs it:",
 	http:           "HTTP %s %s: %s. %s.",
 	peer:           "%s against scs, %s: %s. %s.",
-	life:           "Lifecycle %s %s, 1 core: %s. %s.",
+	life:           "Lifecycle %s %s: %s. %s.",
+	oneCore:        "1 core %s",
+	twoCores:       "2 cores parallel %s",
+	also:           "; ",
 	read:           "read",
 	write:          "write",
 	reproduce:      "Reproduce (starts its own redis-server on 127.0.0.1%s):",
@@ -311,7 +316,7 @@ var english = &lang{
 var chinese = &lang{
 	readme:         "README.zh_CN.md",
 	machine:        "以下数据在同一台机器上的一次运行中测得（%s，%d 核，%s，Redis %s）；每项目标的结论、全部数据行、性能剖析以及每项数据受什么限制，见 [docs/benchmarks.md](docs/benchmarks.md)。",
-	machineTwoRuns: "以下数据在同一台机器上测得（%s，%d 核，%s，Redis %s）：HTTP 与 peer 两表在一次运行中（%s），生命周期表在更早的一次运行中（%s）。每项目标的结论、全部数据行、性能剖析以及每项数据受什么限制，见 [docs/benchmarks.md](docs/benchmarks.md)。",
+	machineTwoRuns: "以下数据在同一台机器上测得（%s，%d 核，%s，Redis %s）：HTTP 与 peer 两表在一次运行中（%s），生命周期表在另一次运行中（%s）。每项目标的结论、全部数据行、性能剖析以及每项数据受什么限制，见 [docs/benchmarks.md](docs/benchmarks.md)。",
 	httpIntro:      "**HTTP**：通过 127.0.0.1 上真实的 `ghttp` 服务（GET 读取 3 个会话键，POST 设置 1 个）。数值为每秒请求数之比：gfsession ÷ 同一次运行中同类 gf 内置存储（5 轮中每轮比值的中位数），大于 1 表示 gfsession 更快。redis-server 列为 Redis 处理每个请求所用的 CPU 时间（`INFO cpu`）。",
 	httpHeader:     "| 后端 | 会话 | GET gfsession/gf | POST gfsession/gf | GET 每秒请求数（gfsession / gf） | POST 每秒请求数（gfsession / gf） | 每个 GET 的 redis-server µs（gfsession / gf） | 每个 POST（gfsession / gf） |",
 	peerIntro:      "**与最常用的 Go 会话管理器对比**：[alexedwards/scs](https://github.com/alexedwards/scs) v2，它同样给每个请求一份自己的会话副本。使用它的 memstore，以及在同一个私有 Redis 上的 redisstore（基于 redigo），完成与下面生命周期相同的工作、相同的会话（`go test`，单核，5 次运行的中位数；每秒操作数之比：gfsession ÷ scs）。",
@@ -321,7 +326,10 @@ var chinese = &lang{
 	underIntro:     "**gfsession 低于 1× 的地方**，以及代价来自哪项承诺：",
 	http:           "HTTP %s %s：%s。%s。",
 	peer:           "%s 对比 scs，%s：%s。%s。",
-	life:           "生命周期 %s %s，单核：%s。%s。",
+	life:           "生命周期 %s %s：%s。%s。",
+	oneCore:        "单核 %s",
+	twoCores:       "2 核并行 %s",
+	also:           "；",
 	read:           "read",
 	write:          "write",
 	reproduce:      "复现（会在 127.0.0.1 上自行启动 redis-server%s）：",
@@ -383,10 +391,17 @@ func underOne(t *lang, l, peer lifecycle, h httpIndex) []string {
 	}
 	for _, be := range l.backends() {
 		for _, mode := range []string{"ro", "rw"} {
-			f := figures(func(size string) float64 { return l.speedup(rowKey{be, size, mode, "serial", 1}) })
-			if f != "" {
+			// Both columns of the table: serial on 1 core, parallel on 2.
+			var cols []string
+			if f := figures(func(size string) float64 { return l.speedup(rowKey{be, size, mode, "serial", 1}) }); f != "" {
+				cols = append(cols, fmt.Sprintf(t.oneCore, f))
+			}
+			if f := figures(func(size string) float64 { return l.speedup(rowKey{be, size, mode, "parallel", 2}) }); f != "" {
+				cols = append(cols, fmt.Sprintf(t.twoCores, f))
+			}
+			if len(cols) > 0 {
 				kind := map[string]string{"ro": "read", "rw": "write"}[mode]
-				out = append(out, fmt.Sprintf(t.life, be, mode, f, capitalize(why(be, kind))))
+				out = append(out, fmt.Sprintf(t.life, be, mode, strings.Join(cols, t.also), capitalize(why(be, kind))))
 			}
 		}
 	}
@@ -558,7 +573,7 @@ func writeReport(root string, m machine, rows, peerRows []benchRow, hr []httpRes
 	fmt.Fprintf(&b, "- Go: `%s`\n", m.GoVersion)
 	fmt.Fprintf(&b, "- Redis: %s (a private `redis-server` on 127.0.0.1, no persistence)\n", m.RedisVersion)
 	if m.twoRuns() {
-		fmt.Fprintf(&b, "- Date: %s (HTTP and peer); the lifecycle rows are from an earlier run, %s\n", m.Date, m.GoTestDate)
+		fmt.Fprintf(&b, "- Date: %s (HTTP and peer); the lifecycle rows are from another run, %s\n", m.Date, m.GoTestDate)
 	} else {
 		fmt.Fprintf(&b, "- Date: %s\n", m.Date)
 	}
