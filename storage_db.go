@@ -344,9 +344,13 @@ func (s *StorageDB) start(ctx context.Context) error {
 	if s.dialect == dialectSQLite {
 		s.checkSQLite(ctx)
 	}
-	s.cleaner.start(s.config.CleanupInterval, func(ctx context.Context) {
-		if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
-			g.Log().Warningf(ctx, `gfsession: db: cleaner: %v`, err)
+	s.cleaner.start(s.config.CleanupInterval, func(stop context.Context) {
+		// Close stops the cleaner between statements, never during one: a
+		// statement cancelled on the client goes on in the database (MySQL
+		// runs a DELETE whose connection was dropped to its end), where it
+		// would still delete rows after Close returned.
+		if _, err := s.cleanup(stop, context.WithoutCancel(stop)); err != nil && stop.Err() == nil {
+			g.Log().Warningf(stop, `gfsession: db: cleaner: %v`, err)
 		}
 	})
 	return nil
@@ -549,8 +553,17 @@ func (s *StorageDB) DestroyHandle(ctx context.Context, handle string) error {
 // yourself (e.g. from a job on one instance) when the cleaner is disabled.
 // It stops early, with the error of `ctx`, when `ctx` is done.
 func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
+	return s.cleanup(ctx, ctx)
+}
+
+// cleanup is Cleanup, stopping before a batch once `stop` is done and
+// running each statement under `ctx`.
+func (s *StorageDB) cleanup(stop, ctx context.Context) (deleted int64, err error) {
 	batch := int64(s.config.CleanupBatch)
 	for {
+		if err := stop.Err(); err != nil {
+			return deleted, err
+		}
 		began := time.Now()
 		n, err := s.exec(ctx, stmtBulk, s.sqlCleanup, began.UnixMilli())
 		deleted += n
@@ -565,6 +578,8 @@ func (s *StorageDB) Cleanup(ctx context.Context) (deleted int64, err error) {
 		// most half of the time and requests keep their share.
 		pause := min(max(time.Since(began), time.Millisecond), time.Second)
 		select {
+		case <-stop.Done():
+			return deleted, stop.Err()
 		case <-ctx.Done():
 			return deleted, ctx.Err()
 		case <-time.After(pause):
@@ -680,7 +695,9 @@ func dbUserId(u string) string {
 // Close stops the cleaner and waits for it, and for the statements running
 // (at most until `ctx` is done or one DBConfig.Timeout has passed: a
 // statement the database stopped answering may run on), so that no
-// statement of the cleaner runs after it returns. It then closes the
+// statement of the cleaner runs after it returns. The cleaner stops between
+// its statements, never cancelling one: a database goes on with a statement
+// whose client went away. It then closes the
 // database when the storage opened it itself (config map `link`). It is
 // idempotent; the storage keeps serving sessions after Close when the
 // database is the caller's.
